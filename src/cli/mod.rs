@@ -1,0 +1,1 @@
+//! The command-line client: subcommands, the `titan>` REPL and rendering.

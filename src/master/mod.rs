@@ -1,0 +1,1 @@
+//! The master process: glommio executors (one per shard), listeners and connections.

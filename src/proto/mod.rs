@@ -1,0 +1,1 @@
+//! TITAN_PROTO: the wire format and nothing else.

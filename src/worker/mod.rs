@@ -1,0 +1,1 @@
+//! The worker process: registration, heartbeats, process execution and services.
