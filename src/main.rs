@@ -1,10 +1,35 @@
 //! The `titan` binary: every role (master, worker, client commands) behind one clap interface.
 
+use clap::Parser;
 use mimalloc::MiMalloc;
+use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() -> anyhow::Result<()> {
-    Ok(())
+fn main() -> std::process::ExitCode {
+    init_tracing();
+    let cli = titan::cli::Cli::parse();
+    match titan::cli::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `TITAN_LOG` (or `RUST_LOG`), `info` by default.
+fn init_tracing() {
+    let filter = std::env::var("TITAN_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .and_then(|spec| EnvFilter::try_new(spec).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -1,10 +1,54 @@
 //! `titan-loadgen`: load generation and protocol torture tests for Titan.
+//!
+//! Every mode prints a human summary, or with `--json` exactly one JSON object, and exits
+//! non-zero when any reply was wrong.
 
+mod echo;
+mod frag;
+mod ping;
+mod report;
+mod wire;
+
+use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() -> anyhow::Result<()> {
-    Ok(())
+#[derive(Debug, Parser)]
+#[command(
+    name = "titan-loadgen",
+    version,
+    about = "Load generator and protocol torture tests for Titan"
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Ping/Pong round trips: latency and throughput, closed or open loop.
+    Ping(ping::PingArgs),
+    /// Decoder torture test: split, coalesced and bad frames; every reply checked.
+    Frag(frag::FragArgs),
+    /// A minimal blocking echo server speaking TITAN_PROTO: the baseline for `ping`.
+    Echo(echo::EchoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.mode {
+        Mode::Ping(args) => ping::run(args),
+        Mode::Frag(args) => frag::run(args),
+        Mode::Echo(args) => echo::run(args),
+    };
+    match outcome {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }

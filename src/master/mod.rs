@@ -1,1 +1,174 @@
-//! The master process: glommio executors (one per shard), listeners and connections.
+//! The master process: one glommio executor per shard, all accepting on the same port.
+//!
+//! `run` blocks the termination signals, starts the shards (shard 0 binds first so that
+//! `--port 0` resolves to one port that the other shards then share through SO_REUSEPORT), prints
+//! a ready line, and waits for SIGINT/SIGTERM or a shard failure; then it stops every shard and
+//! joins them. Connections are long-lived and pipelined (see [`connection`]).
+
+mod connection;
+mod shard;
+pub mod shutdown;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use tracing::{error, info};
+
+use crate::proto::limits::{MAX_CONNECTIONS, STALL_TIMEOUT};
+use shutdown::StopFlag;
+
+/// Memory glommio registers for IO per executor. RLIMIT_MEMLOCK is small on shared hosts
+/// (8 MiB here) and several Titan processes may run side by side, so this stays modest.
+pub const EXECUTOR_IO_MEMORY: usize = 512 * 1024;
+
+/// Submission ring depth per executor.
+pub const EXECUTOR_RING_DEPTH: usize = 128;
+
+/// How the master is run; the CLI fills this from `titan master` flags.
+#[derive(Clone, Debug)]
+pub struct MasterConfig {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub shards: usize,
+    /// Pin shard `i` to CPU `i`. Off by default: masters, workers and the load generator often
+    /// share a small host, and pinned executors would fight over the same cores.
+    pub pin: bool,
+    pub stall_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl MasterConfig {
+    pub fn new(bind: IpAddr, port: u16) -> MasterConfig {
+        MasterConfig {
+            bind,
+            port,
+            shards: default_shards(),
+            pin: false,
+            stall_timeout: STALL_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// One shard per CPU the process may run on.
+pub fn default_shards() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    #[error("--shards must be between 1 and {max}, got {got}")]
+    BadShardCount { got: usize, max: usize },
+    #[error("could not set up signal handling: {0}")]
+    Signals(#[from] nix::Error),
+    #[error("could not start shard {shard}: {reason}")]
+    Spawn { shard: usize, reason: String },
+    #[error("shard {shard} could not listen on {addr}: {source}")]
+    Bind {
+        shard: usize,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("shard {shard} stopped unexpectedly")]
+    ShardLost { shard: usize },
+}
+
+/// Largest shard count accepted.
+pub const MAX_SHARDS: usize = 64;
+
+/// State every shard shares: the stop flag and the connection count.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub stop: StopFlag,
+    pub connections: Arc<AtomicUsize>,
+    pub config: Arc<MasterConfig>,
+}
+
+/// Runs a master until SIGINT/SIGTERM. Prints `titan master ready on ADDR (N shards)` on stdout
+/// once every shard listens, for scripts and tests to wait on.
+pub fn run(config: MasterConfig) -> Result<(), MasterError> {
+    if config.shards == 0 || config.shards > MAX_SHARDS {
+        return Err(MasterError::BadShardCount {
+            got: config.shards,
+            max: MAX_SHARDS,
+        });
+    }
+    let signals = shutdown::block_signals()?;
+    let shared = Shared {
+        stop: StopFlag::default(),
+        connections: Arc::new(AtomicUsize::new(0)),
+        config: Arc::new(config.clone()),
+    };
+    let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+    let mut handles = Vec::with_capacity(config.shards);
+    let mut addr = SocketAddr::new(config.bind, config.port);
+    for index in 0..config.shards {
+        let placement = if config.pin {
+            Placement::Fixed(index)
+        } else {
+            Placement::Unbound
+        };
+        let (shard_shared, ready_tx) = (shared.clone(), ready_tx.clone());
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("titan-shard-{index}"))
+            .io_memory(EXECUTOR_IO_MEMORY)
+            .ring_depth(EXECUTOR_RING_DEPTH)
+            .spawn(move || shard::serve(index, addr, shard_shared, ready_tx))
+            .map_err(|e| MasterError::Spawn {
+                shard: index,
+                reason: e.to_string(),
+            })?;
+        handles.push(handle);
+        // Every shard binds the address the first one actually got, so `--port 0` works.
+        match ready_rx.recv() {
+            Ok(Ok(bound)) => addr = bound,
+            Ok(Err(e)) => {
+                shared.stop.raise();
+                join_all(handles);
+                return Err(e);
+            }
+            Err(_) => return Err(MasterError::ShardLost { shard: index }),
+        }
+    }
+    println!("titan master ready on {addr} ({} shards)", config.shards);
+    info!(%addr, shards = config.shards, "master ready");
+    let outcome = wait_for_stop(&signals, &shared, &ready_rx);
+    shared.stop.raise();
+    join_all(handles);
+    info!("master stopped");
+    outcome
+}
+
+/// Blocks until a termination signal arrives or a shard reports that it stopped on its own.
+fn wait_for_stop(
+    signals: &nix::sys::signal::SigSet,
+    shared: &Shared,
+    shard_events: &crossbeam_channel::Receiver<Result<SocketAddr, MasterError>>,
+) -> Result<(), MasterError> {
+    loop {
+        if let Some(signal) = shutdown::wait_signal(signals, shutdown::POLL_INTERVAL * 4) {
+            info!(?signal, "shutting down");
+            return Ok(());
+        }
+        if let Ok(Err(e)) = shard_events.try_recv() {
+            error!(error = %e, "a shard failed");
+            return Err(e);
+        }
+        if shared.stop.is_raised() {
+            return Ok(());
+        }
+    }
+}
+
+fn join_all(handles: Vec<glommio::ExecutorJoinHandle<()>>) {
+    for handle in handles {
+        if let Err(e) = handle.join() {
+            error!(error = %e, "a shard thread panicked");
+        }
+    }
+}

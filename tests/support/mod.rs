@@ -1,0 +1,151 @@
+//! Shared helpers for integration tests: start real `titan` processes on free loopback ports,
+//! wait for events with deadlines (never fixed sleeps), and clean up every process on drop.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long any single expected event may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub fn titan_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_titan"))
+}
+
+/// The `titan-loadgen` binary next to `titan`. `cargo test --workspace` builds it; when a test
+/// runs alone from the `titan` package, it is built here once.
+pub fn loadgen_bin() -> PathBuf {
+    let path = titan_bin().with_file_name("titan-loadgen");
+    if !path.exists() {
+        let release = titan_bin().parent().is_some_and(|d| d.ends_with("release"));
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args(["build", "-p", "titan-loadgen"]);
+        if release {
+            cargo.arg("--release");
+        }
+        let status = cargo
+            .status()
+            .expect("running cargo to build titan-loadgen");
+        assert!(status.success(), "building titan-loadgen failed");
+    }
+    path
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, whose stdout lines are available.
+pub struct Proc {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command) -> Proc {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawning a test process");
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a stdout line containing `needle` and returns it.
+    pub fn wait_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line containing {needle:?} within {DEADLINE:?}; saw {:?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signalling a test process");
+    }
+
+    /// Waits for the process to exit and returns its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling a test process") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process {} did not exit within {DEADLINE:?}",
+                self.pid()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A master on a free loopback port.
+pub struct Master {
+    pub proc: Proc,
+    pub addr: String,
+}
+
+impl Master {
+    pub fn start(extra: &[&str]) -> Master {
+        let mut cmd = Command::new(titan_bin());
+        cmd.args(["master", "--port", "0", "--bind", "127.0.0.1"])
+            .args(extra);
+        cmd.env("TITAN_LOG", "warn");
+        let mut proc = Proc::spawn(cmd);
+        let line = proc.wait_line("titan master ready on ");
+        let addr = line
+            .split_whitespace()
+            .find(|w| w.starts_with("127.0.0.1:"))
+            .unwrap_or_else(|| panic!("no address in ready line {line:?}"))
+            .to_string();
+        Master { proc, addr }
+    }
+}
+
+/// Runs `titan-loadgen` to completion and returns (success, stdout).
+pub fn loadgen(args: &[&str]) -> (bool, String) {
+    let out = Command::new(loadgen_bin())
+        .args(args)
+        .output()
+        .expect("running titan-loadgen");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
