@@ -124,6 +124,7 @@ impl Journal {
     ) -> Result<(Journal, ReplayReport), OpenError> {
         config.validate()?;
         layout::ensure_dir(dir)?;
+        layout::prime_direct_io(dir).await?;
         let scanned = recovery::scan_dir(dir, &config, &mut on).await?;
         let report = scanned.report;
         remove_leftovers(dir, &scanned.listing.temporaries, &report)?;
@@ -341,7 +342,13 @@ impl Journal {
             .drain(..drop_snapshots)
             .map(|s| s.path)
             .collect();
-        let oldest_kept = shared.snapshots[0].covered;
+        // Until `snapshots_retained` snapshots exist, the start of the log is the fallback for a
+        // corrupt newest snapshot, so no segment is redundant yet.
+        let oldest_kept = if shared.snapshots.len() < shared.config.snapshots_retained {
+            Lsn::ZERO
+        } else {
+            shared.snapshots[0].covered
+        };
         let drop_segments = first_needed_segment(&shared.segments, oldest_kept);
         let removed_segments = shared
             .segments

@@ -128,6 +128,28 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<(), IoFailure> {
     }
 }
 
+/// Settles glommio's per-thread, per-device decision whether reads may use the IO-poll ring.
+///
+/// glommio 0.9 decides it by reading the first block of the first file opened with direct IO on a
+/// device. If that file is empty the read succeeds trivially at end-of-file, the poll ring is
+/// enabled on a device that does not support it, and every later direct-IO read on that device
+/// (from this thread) fails with EOPNOTSUPP. A fresh log directory starts with an empty segment,
+/// so before anything else a throwaway one-block file is opened to make the probe read real data.
+pub(crate) async fn prime_direct_io(dir: &Path) -> Result<(), IoFailure> {
+    let path = dir.join(format!("direct-io-probe{TMP_SUFFIX}"));
+    fs::write(&path, [0u8; super::limits::BLOCK_BYTES])
+        .map_err(|e| IoFailure::new(IoOp::Create, &path, &e))?;
+    let probed = match glommio::io::DmaFile::open(&path).await {
+        Ok(file) => file
+            .close()
+            .await
+            .map_err(|e| IoFailure::from_glommio(IoOp::Close, &path, e)),
+        Err(e) => Err(IoFailure::from_glommio(IoOp::Open, &path, e)),
+    };
+    remove_file(&path)?;
+    probed
+}
+
 pub(crate) fn remove_file(path: &Path) -> Result<(), IoFailure> {
     fs::remove_file(path).map_err(|e| IoFailure::new(IoOp::Remove, path, &e))
 }

@@ -173,7 +173,7 @@ pub(crate) async fn scan_dir(
     })
 }
 
-/// Replays a shard directory without changing it: the newest valid snapshot, then every valid
+/// Replays a shard directory without changing its log: the newest valid snapshot, then every valid
 /// record after it, stopping (and reporting, not repairing) at a torn or corrupt tail.
 ///
 /// Meant for shard directories of a previous run with a different shard count: the master replays
@@ -185,6 +185,8 @@ pub async fn replay_dir(
     mut on: impl FnMut(Replayed<'_>),
 ) -> Result<ReplayReport, OpenError> {
     config.validate()?;
+    // The probe file is created and removed again; the log itself is not touched.
+    layout::prime_direct_io(dir).await?;
     Ok(scan_dir(dir, config, &mut on).await?.report)
 }
 
