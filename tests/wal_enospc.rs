@@ -165,6 +165,7 @@ async fn until_healthy(journal: &Journal) {
 
 #[test]
 fn full_disk_fails_batches_and_recovery_returns_exactly_the_acknowledged() {
+    init_tracing();
     let mut disk = match LoopMount::create("wal-enospc", "8M") {
         Ok(disk) => disk,
         Err(reason) => {

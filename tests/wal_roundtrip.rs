@@ -15,6 +15,7 @@ use wal_support::*;
 
 #[test]
 fn random_records_survive_restarts() {
+    init_tracing();
     let tmp = TempDir::new("roundtrip");
     let dir = tmp.path().join("shard-0");
     let mut rng = rng("random_records_survive_restarts");
@@ -39,6 +40,7 @@ fn random_records_survive_restarts() {
 
 #[test]
 fn dropping_the_journal_still_flushes_durable_records() {
+    init_tracing();
     let tmp = TempDir::new("drop");
     let dir = tmp.path().join("shard-0");
     run(|| async move {
@@ -52,6 +54,7 @@ fn dropping_the_journal_still_flushes_durable_records() {
 
 #[test]
 fn concurrent_producers_get_ordered_durable_records() {
+    init_tracing();
     let tmp = TempDir::new("producers");
     let dir = tmp.path().join("shard-0");
     let mut rng = rng("concurrent_producers_get_ordered_durable_records");
@@ -98,6 +101,7 @@ fn concurrent_producers_get_ordered_durable_records() {
 
 #[test]
 fn per_record_mode_syncs_every_record() {
+    init_tracing();
     let tmp = TempDir::new("per-record");
     let dir = tmp.path().join("shard-0");
     let config = WalConfig {
@@ -124,6 +128,7 @@ fn per_record_mode_syncs_every_record() {
 
 #[test]
 fn limits_are_enforced_without_assigning_numbers() {
+    init_tracing();
     let tmp = TempDir::new("limits");
     let dir = tmp.path().join("shard-0");
     let config = WalConfig {
@@ -159,6 +164,7 @@ fn limits_are_enforced_without_assigning_numbers() {
 
 #[test]
 fn old_shard_dirs_replay_and_retire() {
+    init_tracing();
     let tmp = TempDir::new("reshard");
     let root = tmp.path().join("wal");
     let mut rng = rng("old_shard_dirs_replay_and_retire");
@@ -206,6 +212,7 @@ fn old_shard_dirs_replay_and_retire() {
 
 #[test]
 fn records_of_the_maximum_size_round_trip() {
+    init_tracing();
     let tmp = TempDir::new("max-size");
     let dir = tmp.path().join("shard-0");
     let config = small_config();

@@ -71,6 +71,7 @@ async fn snapshot_all(journal: &Journal, all: &[Rec]) -> titan::wal::SnapshotRep
 
 #[test]
 fn snapshots_delete_covered_segments_and_fall_back_when_corrupt() {
+    init_tracing();
     let tmp = TempDir::new("snapshots");
     let dir = tmp.path().join("shard-0");
     let mut rng = rng("snapshots_delete_covered_segments_and_fall_back_when_corrupt");
@@ -135,6 +136,7 @@ fn snapshots_delete_covered_segments_and_fall_back_when_corrupt() {
 
 #[test]
 fn disk_use_stays_bounded_under_churn() {
+    init_tracing();
     let tmp = TempDir::new("churn");
     let dir = tmp.path().join("shard-0");
     let mut rng = rng("disk_use_stays_bounded_under_churn");
@@ -162,6 +164,7 @@ fn disk_use_stays_bounded_under_churn() {
 
 #[test]
 fn snapshot_preconditions_are_checked() {
+    init_tracing();
     let tmp = TempDir::new("snapshot-errors");
     let dir = tmp.path().join("shard-0");
     run(|| async move {
@@ -191,6 +194,7 @@ fn snapshot_preconditions_are_checked() {
 
 #[test]
 fn large_snapshot_round_trips() {
+    init_tracing();
     let tmp = TempDir::new("snapshot-large");
     let dir = tmp.path().join("shard-0");
     let state: Vec<u8> = (0..3_000_017u32).map(|i| (i * 7 + i / 977) as u8).collect();

@@ -28,6 +28,23 @@ fn build_log(dir: &Path, config: &WalConfig) -> (Vec<Rec>, PathBuf) {
     (records, segments[0].clone())
 }
 
+/// The segment's records plus two blocks of the zeros that follow them in a preallocated file.
+fn read_prefix(segment: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(segment).expect("read");
+    let end = *boundaries(&bytes).last().expect("end");
+    assert!(bytes[end..].iter().all(|&b| b == 0), "preallocated zeros");
+    bytes.truncate((end.next_multiple_of(4096) + 4096).min(bytes.len()));
+    bytes
+}
+
+fn config() -> WalConfig {
+    WalConfig {
+        segment_bytes: 256 << 10,
+        max_record_bytes: 64 << 10,
+        ..WalConfig::default()
+    }
+}
+
 /// Offsets where records start (and the logical end).
 fn boundaries(bytes: &[u8]) -> Vec<usize> {
     let mut out = vec![0];
@@ -63,10 +80,9 @@ fn recover_and_continue(label: &str, bytes: &[u8], original: &[Rec], config: &Wa
             assert_eq!(damage.offset, good_end as u64, "{label}");
         }
         let len = std::fs::metadata(&segment).expect("stat").len();
-        assert_eq!(
-            len, good_end as u64,
-            "{label}: segment cut to the last good record"
-        );
+        // Damage is cut off; a clean end (zeros, as in a preallocated segment) is left alone.
+        let expected_len = if expect_damage { good_end } else { bytes.len() };
+        assert_eq!(len, expected_len as u64, "{label}: segment length");
         let more = vec![(200u8, b"after".to_vec()), (201, vec![9u8; 3000])];
         let added = append_all(&journal, &more).await;
         assert_eq!(
@@ -75,7 +91,8 @@ fn recover_and_continue(label: &str, bytes: &[u8], original: &[Rec], config: &Wa
             "{label}: numbering continues"
         );
         journal.close().await.expect("close");
-        let (_journal, replay, report) = open(&dir, config.clone()).await.expect("reopen");
+        let (journal, replay, report) = open(&dir, config.clone()).await.expect("reopen");
+        journal.close().await.expect("close");
         let mut expected = original[..good].to_vec();
         expected.extend(added);
         assert_eq!(replay.records, expected, "{label}");
@@ -85,10 +102,11 @@ fn recover_and_continue(label: &str, bytes: &[u8], original: &[Rec], config: &Wa
 
 #[test]
 fn truncation_at_every_interesting_offset() {
+    init_tracing();
     let tmp = TempDir::new("truncate-src");
-    let config = WalConfig::default();
+    let config = config();
     let (records, segment) = build_log(tmp.path(), &config);
-    let bytes = std::fs::read(&segment).expect("read");
+    let bytes = read_prefix(&segment);
     let bounds = boundaries(&bytes);
     let end = *bounds.last().expect("end");
     assert_eq!(bounds.len() - 1, records.len());
@@ -117,10 +135,11 @@ fn truncation_at_every_interesting_offset() {
 
 #[test]
 fn any_flipped_byte_in_the_last_record_is_cut_off() {
+    init_tracing();
     let tmp = TempDir::new("flip-src");
-    let config = WalConfig::default();
+    let config = config();
     let (records, segment) = build_log(tmp.path(), &config);
-    let bytes = std::fs::read(&segment).expect("read");
+    let bytes = read_prefix(&segment);
     let bounds = boundaries(&bytes);
     let (last_start, end) = (bounds[bounds.len() - 2], bounds[bounds.len() - 1]);
     for at in last_start..end {
@@ -128,13 +147,17 @@ fn any_flipped_byte_in_the_last_record_is_cut_off() {
         damaged[at] ^= 0x40;
         let label = format!("flip at {at}");
         // Every flip must be detected: the record decodes only if it is unchanged.
-        assert!(decode(&damaged[last_start..], 1 << 20).is_err(), "{label}");
+        assert!(
+            decode(&damaged[last_start..], usize::MAX >> 1).is_err(),
+            "{label}"
+        );
         recover_and_continue(&label, &damaged, &records, &config);
     }
 }
 
 #[test]
 fn corrupt_record_in_an_older_segment_cuts_the_log_there() {
+    init_tracing();
     let tmp = TempDir::new("middle");
     let dir = tmp.path().join("shard-0");
     let config = WalConfig {
@@ -184,4 +207,47 @@ fn corrupt_record_in_an_older_segment_cuts_the_log_there() {
 
 fn journal_last(replay: &Replay) -> Lsn {
     Lsn(replay.records.last().map_or(0, |r| r.lsn))
+}
+
+#[test]
+fn a_missing_segment_is_a_gap_not_a_silent_skip() {
+    init_tracing();
+    let tmp = TempDir::new("gap");
+    let dir = tmp.path().join("shard-0");
+    let config = WalConfig {
+        segment_bytes: 8 << 10,
+        max_record_bytes: 1 << 10,
+        max_batch_bytes: 4 << 10,
+        ..WalConfig::default()
+    };
+    let items: Vec<_> = (0..100u32).map(|i| (1u8, vec![i as u8; 300])).collect();
+    run(|| async {
+        let (journal, _, _) = open(&dir, config.clone()).await.expect("open");
+        append_all(&journal, &items).await;
+        journal.close().await.expect("close");
+    });
+    let segments = segment_files(&dir);
+    assert!(segments.len() >= 4);
+    std::fs::remove_file(&segments[2]).expect("remove a middle segment");
+    run(|| async {
+        match open(&dir, config.clone()).await {
+            Err(titan::wal::OpenError::Gap { found, path, .. }) => {
+                assert_eq!(path, segments[3]);
+                assert_eq!(
+                    found.0,
+                    segments[3]
+                        .file_stem()
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .parse::<u64>()
+                        .unwrap()
+                );
+            }
+            Err(e) => panic!("expected a gap, got {e}"),
+            Ok(_) => panic!("expected a gap, the journal opened"),
+        }
+    });
+    // Nothing was deleted by the refused open.
+    assert_eq!(segment_files(&dir).len(), segments.len() - 1);
 }

@@ -199,11 +199,17 @@ pub enum OpenError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Io(#[from] IoFailure),
-    /// Records between the usable snapshot and the oldest segment are gone (deleted or never there).
+    /// Records are missing: replay must continue at `expected` but the next segment, `path`,
+    /// starts at `found`. A segment was deleted (or the snapshot that covered it is corrupt);
+    /// the journal refuses to open rather than silently skip acknowledged records.
     #[error(
-        "log has a gap: replay must resume at {resume_at} but the oldest segment starts at {oldest_segment}"
+        "log has a gap: expected sequence number {expected} next, but {path} starts at {found}"
     )]
-    Gap { resume_at: Lsn, oldest_segment: Lsn },
+    Gap {
+        expected: Lsn,
+        found: Lsn,
+        path: PathBuf,
+    },
     #[error("unexpected file name in WAL directory: {path}")]
     StrayFile { path: PathBuf },
 }

@@ -20,63 +20,28 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-use glommio::io::{DmaFile, OpenOptions};
-use tracing::{error, info};
+use glommio::Task;
+use tracing::{error, info, warn};
 
 use super::error::{IoFailure, IoOp};
 use super::journal::{Health, Shared};
-use super::layout::{segment_path, SegmentFile};
+use super::layout::SegmentFile;
 use super::limits::{CommitMode, BLOCK_BYTES};
 use super::record::{decode, Lsn};
-use super::snapshot::sync_dir;
+use super::segment::{
+    align_down, create_segment, discard_prepared, install_segment, prepare_segment, ActiveSegment,
+    PreparedSegment,
+};
 
 /// A segment starts at this offset of a taken backlog, with this first sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RollPoint {
     pub offset: usize,
     pub start: Lsn,
-}
-
-/// The segment being appended to.
-pub(crate) struct ActiveSegment {
-    pub file: DmaFile,
-    pub path: PathBuf,
-    /// Offset after the last durable record.
-    pub end: u64,
-    /// The durable bytes of the last, partly filled block: `[align_down(end), end)`.
-    pub tail: Vec<u8>,
-}
-
-const fn align_down(v: u64) -> u64 {
-    v - v % BLOCK_BYTES as u64
-}
-
-/// Opens a new, empty segment file and makes its name durable.
-pub(crate) async fn create_segment(dir: &Path, start: Lsn) -> Result<ActiveSegment, IoFailure> {
-    let path = segment_path(dir, start);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .dma_open(&path)
-        .await
-        .map_err(|e| IoFailure::from_glommio(IoOp::Create, &path, e))?;
-    if let Err(e) = sync_dir(dir).await {
-        let _ = file.close().await;
-        // Best effort: the name may or may not be durable; an empty segment is harmless anyway.
-        let _ = std::fs::remove_file(&path);
-        return Err(e);
-    }
-    Ok(ActiveSegment {
-        file,
-        path,
-        end: 0,
-        tail: Vec::new(),
-    })
 }
 
 /// A backlog taken from the journal in one go.
@@ -89,6 +54,8 @@ pub(crate) struct Flusher {
     shared: Rc<RefCell<Shared>>,
     dir: PathBuf,
     active: ActiveSegment,
+    /// The next segment, being zero-filled in the background (when preallocating).
+    next: Option<Task<Result<PreparedSegment, IoFailure>>>,
 }
 
 fn wake_all(wakers: Vec<Waker>) {
@@ -103,6 +70,7 @@ impl Flusher {
             shared,
             dir,
             active,
+            next: None,
         }
     }
 
@@ -119,6 +87,12 @@ impl Flusher {
         }
         if let Err(e) = self.active.file.close().await {
             error!(path = %self.active.path.display(), error = %e, "closing WAL segment failed");
+        }
+        if let Some(task) = self.next.take() {
+            // Cancelled half-way or failed, the temporary file is left for the next open to remove.
+            if let Some(Ok(prepared)) = task.cancel().await {
+                discard_prepared(prepared).await;
+            }
         }
     }
 
@@ -164,7 +138,15 @@ impl Flusher {
         let mut pos = 0;
         while pos < bytes.len() {
             if let Some(roll) = rolls.next_if(|r| r.offset == pos) {
-                if let Err(cause) = self.roll(roll.start).await {
+                // The new segment is named after the last durable record (here: the last record
+                // of the previous segment) plus one, so recovery can check that no segment is
+                // missing. That is `roll.start` unless failed records were skipped in between.
+                let start = self.shared.borrow().ledger.durable().next();
+                assert!(
+                    start <= roll.start,
+                    "durable records precede the roll point"
+                );
+                if let Err(cause) = self.roll(start).await {
                     self.on_failure(roll.start, cause).await;
                     return;
                 }
@@ -176,7 +158,10 @@ impl Flusher {
             };
             let batch = Batch::cut(&bytes[pos..piece_end], limit, max_record);
             match self.write_batch(&bytes[pos..pos + batch.len]).await {
-                Ok(()) => self.on_durable(&batch),
+                Ok(()) => {
+                    self.on_durable(&batch);
+                    self.prepare_next();
+                }
                 Err(cause) => {
                     self.on_failure(batch.first, cause).await;
                     return;
@@ -274,9 +259,37 @@ impl Flusher {
             .map_err(|e| IoFailure::from_glommio(IoOp::Sync, path, e))
     }
 
-    /// Starts a new segment whose first record is `start`.
+    /// Once the active segment is half full, starts zero-filling the next one in the background.
+    fn prepare_next(&mut self) {
+        let (preallocate, size) = {
+            let shared = self.shared.borrow();
+            (shared.config.preallocate, shared.config.segment_bytes)
+        };
+        if preallocate && self.next.is_none() && self.active.end >= size / 2 {
+            let dir = self.dir.clone();
+            self.next = Some(glommio::spawn_local(async move {
+                prepare_segment(&dir, size).await
+            }));
+        }
+    }
+
+    /// Starts a new segment whose first record is `start`: the prepared one if there is one,
+    /// otherwise a plain empty file.
     async fn roll(&mut self, start: Lsn) -> Result<(), IoFailure> {
-        let next = create_segment(&self.dir, start).await?;
+        let prepared = match self.next.take() {
+            Some(task) => match task.await {
+                Ok(prepared) => Some(prepared),
+                Err(e) => {
+                    warn!(error = %e, "preparing a WAL segment failed; using a plain one");
+                    None
+                }
+            },
+            None => None,
+        };
+        let next = match prepared {
+            Some(prepared) => install_segment(&self.dir, prepared, start).await?,
+            None => create_segment(&self.dir, start).await?,
+        };
         let previous = std::mem::replace(&mut self.active, next);
         {
             let mut shared = self.shared.borrow_mut();

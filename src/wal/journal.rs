@@ -17,12 +17,13 @@ use std::task::{Context, Poll, Waker};
 use tracing::{info, warn};
 
 use super::commit::{CommitLedger, WaiterKey};
-use super::error::{AppendError, CommitError, IoFailure, IoOp, OpenError, SnapshotError};
-use super::flusher::{create_segment, ActiveSegment, Flusher, RollPoint};
+use super::error::{AppendError, CommitError, IoFailure, OpenError, SnapshotError};
+use super::flusher::{Flusher, RollPoint};
 use super::layout::{self, snapshot_path, SegmentFile, SnapshotFile};
-use super::limits::{WalConfig, BLOCK_BYTES, MAX_SNAPSHOT_BYTES};
+use super::limits::{WalConfig, MAX_SNAPSHOT_BYTES};
 use super::record::{encode_into, encoded_len, Lsn};
-use super::recovery::{self, first_needed_segment, ReplayReport, Replayed, TailSegment};
+use super::recovery::{self, first_needed_segment, ReplayReport, Replayed};
+use super::segment::{create_segment, install_segment, open_tail, prepare_segment};
 use super::snapshot::{self, sync_dir};
 
 /// Whether the journal accepts appends.
@@ -136,7 +137,12 @@ impl Journal {
             }
             None => {
                 let next = report.last_lsn.next();
-                let active = create_segment(dir, next).await?;
+                let active = if config.preallocate {
+                    let prepared = prepare_segment(dir, config.segment_bytes).await?;
+                    install_segment(dir, prepared, next).await?
+                } else {
+                    create_segment(dir, next).await?
+                };
                 segments.push(SegmentFile {
                     start: next,
                     path: active.path.clone(),
@@ -465,52 +471,4 @@ fn remove_leftovers(
         layout::sync_dir(dir)?;
     }
     Ok(())
-}
-
-/// Opens the segment the log ends in for appending: cuts it to its logical end and reads back the
-/// partly filled last block, which the next batch rewrites.
-async fn open_tail(tail: &TailSegment, damaged: bool) -> Result<ActiveSegment, IoFailure> {
-    let path = &tail.file.path;
-    let file = glommio::io::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .dma_open(path)
-        .await
-        .map_err(|e| IoFailure::from_glommio(IoOp::Open, path, e))?;
-    if tail.file_len != tail.end {
-        if damaged {
-            warn!(
-                path = %path.display(),
-                offset = tail.end,
-                discarded = tail.file_len - tail.end,
-                "truncating WAL segment to its last valid record"
-            );
-        }
-        file.truncate(tail.end)
-            .await
-            .map_err(|e| IoFailure::from_glommio(IoOp::Truncate, path, e))?;
-        file.fdatasync()
-            .await
-            .map_err(|e| IoFailure::from_glommio(IoOp::Sync, path, e))?;
-    }
-    let base = tail.end - tail.end % BLOCK_BYTES as u64;
-    let tail_len = (tail.end - base) as usize;
-    let bytes = if tail_len == 0 {
-        Vec::new()
-    } else {
-        let read = file
-            .read_at(base, tail_len)
-            .await
-            .map_err(|e| IoFailure::from_glommio(IoOp::Read, path, e))?;
-        read.to_vec()
-    };
-    if bytes.len() != tail_len {
-        return Err(IoFailure::short(IoOp::Read, path, bytes.len(), tail_len));
-    }
-    Ok(ActiveSegment {
-        file,
-        path: path.clone(),
-        end: tail.end,
-        tail: bytes,
-    })
 }

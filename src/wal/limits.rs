@@ -71,6 +71,9 @@ pub struct WalConfig {
     pub batch_window: Duration,
     pub snapshots_retained: usize,
     pub commit_mode: CommitMode,
+    /// Create segments at full size, zero-filled, so appends overwrite instead of extending the
+    /// file and each `fdatasync` flushes data only (no file-system journal commit).
+    pub preallocate: bool,
 }
 
 impl Default for WalConfig {
@@ -83,6 +86,7 @@ impl Default for WalConfig {
             batch_window: DEFAULT_BATCH_WINDOW,
             snapshots_retained: DEFAULT_SNAPSHOTS_RETAINED,
             commit_mode: CommitMode::Group,
+            preallocate: true,
         }
     }
 }
@@ -92,6 +96,8 @@ impl Default for WalConfig {
 pub enum ConfigError {
     #[error("max_record_bytes must be at least 1 and at most {max}, got {value}")]
     RecordSize { value: usize, max: usize },
+    #[error("segment_bytes {segment} is not a multiple of the block size {block}")]
+    SegmentUnaligned { segment: u64, block: usize },
     #[error("segment_bytes {segment} cannot hold one largest record of {record} encoded bytes")]
     SegmentTooSmall { segment: u64, record: u64 },
     #[error(
@@ -122,6 +128,12 @@ impl WalConfig {
             });
         }
         let record = self.max_encoded_record_bytes();
+        if self.segment_bytes % BLOCK_BYTES as u64 != 0 {
+            return Err(ConfigError::SegmentUnaligned {
+                segment: self.segment_bytes,
+                block: BLOCK_BYTES,
+            });
+        }
         if self.segment_bytes < record as u64 {
             return Err(ConfigError::SegmentTooSmall {
                 segment: self.segment_bytes,
@@ -159,7 +171,7 @@ mod tests {
     #[test]
     fn record_larger_than_segment_is_rejected() {
         let config = WalConfig {
-            segment_bytes: 1024,
+            segment_bytes: 4096,
             max_record_bytes: 4096,
             ..WalConfig::default()
         };

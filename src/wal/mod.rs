@@ -34,6 +34,7 @@ pub mod limits;
 mod record;
 mod recovery;
 mod scan;
+mod segment;
 mod snapshot;
 
 pub use error::{

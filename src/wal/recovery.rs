@@ -74,8 +74,9 @@ pub(crate) fn first_needed_segment(segments: &[SegmentFile], covered: Lsn) -> us
 fn check_gap(segments: &[SegmentFile], covered: Lsn) -> Result<(), OpenError> {
     match segments.first() {
         Some(oldest) if oldest.start > covered.next() => Err(OpenError::Gap {
-            resume_at: covered.next(),
-            oldest_segment: oldest.start,
+            expected: covered.next(),
+            found: oldest.start,
+            path: oldest.path.clone(),
         }),
         _ => Ok(()),
     }
@@ -127,6 +128,14 @@ pub(crate) async fn scan_dir(
     let mut tail = None;
     let mut kept = segments[..first.min(segments.len())].to_vec();
     for (i, segment) in segments.iter().enumerate().skip(first) {
+        // Each segment is named after the record that follows the previous segment's last one.
+        if i > first && segment.start != last_lsn.next() {
+            return Err(OpenError::Gap {
+                expected: last_lsn.next(),
+                found: segment.start,
+                path: segment.path.clone(),
+            });
+        }
         let bounds = SegmentBounds {
             start: segment.start,
             next_start: segments.get(i + 1).map(|s| s.start),

@@ -49,6 +49,14 @@ where
     executor.run(f())
 }
 
+/// Sends the journal's `tracing` output to the test's captured output (shown on failure).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_max_level(tracing::Level::INFO)
+        .try_init();
+}
+
 /// A seeded RNG; the seed comes from `WAL_TEST_SEED` or the clock and is printed for replay.
 pub fn rng(test: &str) -> SmallRng {
     let seed = std::env::var("WAL_TEST_SEED")
