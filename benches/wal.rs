@@ -23,6 +23,11 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use titan::wal::{decode, encode_into, CommitMode, Journal, Lsn, Replayed, WalConfig};
 
+thread_local! {
+    /// Segment rolls seen by the commit benchmarks, for the printed summary.
+    static ROLLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// Concurrent producers in the commit benchmarks.
 const PRODUCERS: usize = 256;
 /// Records in the recovery benchmark.
@@ -104,6 +109,7 @@ async fn commit_run(
     let elapsed = start.elapsed();
     let stats = journal.stats();
     let per_batch = stats.durable_records as f64 / stats.batches.max(1) as f64;
+    ROLLS.with(|r| r.set(r.get() + stats.segments_rolled));
     Rc::try_unwrap(journal)
         .ok()
         .expect("producers done")
@@ -142,8 +148,11 @@ fn commit(c: &mut Criterion) {
         ("group", CommitMode::Group),
         ("per_record_fsync", CommitMode::PerRecord),
     ] {
+        // 16 MiB segments (about 90,000 records) so that runs include rolling into segments the
+        // flusher prepared in the background.
         let config = WalConfig {
             commit_mode: mode,
+            segment_bytes: 16 << 20,
             ..WalConfig::default()
         };
         let seen = RefCell::new((Vec::new(), 0u64, Duration::ZERO, 0.0f64));
@@ -162,6 +171,7 @@ fn commit(c: &mut Criterion) {
         });
         let (lat, records, busy, batch) = seen.into_inner();
         print_latencies(name, lat, records, busy, batch);
+        println!("{name}: {} segment rolls", ROLLS.with(|r| r.replace(0)));
     }
     group.finish();
 }

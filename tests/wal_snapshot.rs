@@ -208,3 +208,58 @@ fn large_snapshot_round_trips() {
         assert_eq!(replay.snapshot, Some((lsn, state.clone())));
     });
 }
+
+/// The snapshot covers records that a damaged tail lost; the next segment is then named after the
+/// snapshot, not after the log's last record, and that is not a gap.
+#[test]
+fn snapshot_beyond_a_cut_tail_then_roll_is_not_a_gap() {
+    init_tracing();
+    let tmp = TempDir::new("snapshot-beyond");
+    let dir = tmp.path().join("shard-0");
+    let config = WalConfig {
+        segment_bytes: 8 << 10,
+        max_record_bytes: 6 << 10,
+        max_batch_bytes: 4 << 10,
+        ..WalConfig::default()
+    };
+    let items: Vec<_> = (0..12u8).map(|i| (1u8, vec![i | 1; 300])).collect();
+    let all = run(|| async {
+        let (journal, _, _) = open(&dir, config.clone()).await.expect("open");
+        let all = append_all(&journal, &items).await;
+        snapshot_all(&journal, &all).await;
+        journal.close().await.expect("close");
+        all
+    });
+    // Corrupt the ninth record: the log now ends at record 8, the snapshot covers 12.
+    let segment = segment_files(&dir).pop().expect("segment");
+    let mut bytes = std::fs::read(&segment).expect("read");
+    let record = titan::wal::encoded_len(300);
+    bytes[8 * record + 30] ^= 1;
+    std::fs::write(&segment, &bytes).expect("corrupt");
+    let big = run(|| async {
+        let (journal, replay, report) = open(&dir, config.clone()).await.expect("open");
+        assert!(report.damage.is_some());
+        assert_eq!(rebuild(&replay), all);
+        assert_eq!(journal.last_lsn(), Lsn(12));
+        // A record that does not fit the rest of the segment rolls right away, into a segment
+        // named after the snapshot (13), while the old segment's last record is 8.
+        let big = append_all(&journal, &[(2, vec![7u8; 6000]), (2, vec![8u8; 6000])]).await;
+        assert_eq!(big[0].lsn, 13);
+        assert_eq!(journal.stats().segments_rolled, 2);
+        let names: Vec<u64> = segment_files(&dir)
+            .iter()
+            .map(|p| first_lsn_of(p))
+            .collect();
+        assert_eq!(names, vec![1, 13, 14]);
+        journal.close().await.expect("close");
+        big
+    });
+    run(|| async {
+        let (journal, replay, report) = open(&dir, config.clone()).await.expect("reopen");
+        journal.close().await.expect("close");
+        assert_eq!(report.damage, None);
+        let mut expected = all.clone();
+        expected.extend(big);
+        assert_eq!(rebuild(&replay), expected);
+    });
+}

@@ -23,7 +23,16 @@
 //! 5. For a changed shard count, [`replay_dir`] reads an old shard directory without changing it,
 //!    and [`retire_dir`] removes it once its contents are persisted elsewhere.
 //!
+//! On disk: segments are named after their first sequence number and, by default, created at
+//! full size and zero-filled ahead of use (`segment.rs`), so appends overwrite and each
+//! `fdatasync` flushes data only; the logical end of a segment is always found from the records.
 //! Limits live in [`limits`]; file formats are documented in `record.rs` and `snapshot.rs`.
+//!
+//! glommio 0.9 caveat: glommio decides per thread and device whether direct-IO reads may use the
+//! IO-poll ring by reading the first file opened with direct IO; an empty file makes it guess
+//! wrong and every later read fails with EOPNOTSUPP. `open` and `replay_dir` therefore open a
+//! non-empty probe file first; other code on the same executor thread should not open an empty
+//! file with `DmaFile` before them.
 
 mod commit;
 mod error;

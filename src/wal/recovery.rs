@@ -128,10 +128,12 @@ pub(crate) async fn scan_dir(
     let mut tail = None;
     let mut kept = segments[..first.min(segments.len())].to_vec();
     for (i, segment) in segments.iter().enumerate().skip(first) {
-        // Each segment is named after the record that follows the previous segment's last one.
-        if i > first && segment.start != last_lsn.next() {
+        // Each segment is named after the record that follows the previous segment's last one
+        // (or the snapshot's, when the snapshot reaches further than the log did).
+        let expected = last_lsn.max(covered).next();
+        if i > first && segment.start > expected {
             return Err(OpenError::Gap {
-                expected: last_lsn.next(),
+                expected,
                 found: segment.start,
                 path: segment.path.clone(),
             });
