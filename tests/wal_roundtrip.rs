@@ -5,11 +5,12 @@ mod wal_support;
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use titan::wal::{
     list_shard_dirs, replay_dir, retire_dir, shard_dir, AppendError, CommitMode, Journal, Lsn,
-    WalConfig,
+    OpenError, WalConfig,
 };
 use wal_support::*;
 
@@ -39,16 +40,31 @@ fn random_records_survive_restarts() {
 }
 
 #[test]
-fn dropping_the_journal_still_flushes_durable_records() {
+fn dropping_the_journal_still_writes_what_was_appended() {
     init_tracing();
     let tmp = TempDir::new("drop");
     let dir = tmp.path().join("shard-0");
     run(|| async move {
         let (journal, _, _) = open(&dir, WalConfig::default()).await.expect("open");
-        let acked = append_all(&journal, &[(1, b"one".to_vec()), (2, b"two".to_vec())]).await;
+        journal.append(1, b"one").expect("append");
+        journal.append(2, b"two").expect("append");
+        // Not awaited: the detached flusher writes them and then releases the directory.
         drop(journal);
-        let (_journal, replay, _) = open(&dir, WalConfig::default()).await.expect("reopen");
-        assert_eq!(replay.records, acked);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let replay = loop {
+            match open(&dir, WalConfig::default()).await {
+                Ok((journal, replay, _)) => {
+                    journal.close().await.expect("close");
+                    break replay;
+                }
+                Err(OpenError::Locked { .. }) if Instant::now() < deadline => {
+                    futures_lite::future::yield_now().await;
+                }
+                Err(e) => panic!("reopen: {e}"),
+            }
+        };
+        let payloads: Vec<_> = replay.records.iter().map(|r| r.payload.clone()).collect();
+        assert_eq!(payloads, vec![b"one".to_vec(), b"two".to_vec()]);
     });
 }
 
@@ -231,5 +247,64 @@ fn records_of_the_maximum_size_round_trip() {
         journal.close().await.expect("close");
         let (_journal, replay, _) = open(&dir, config).await.expect("reopen");
         assert_eq!(replay.records, acked);
+    });
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    init_tracing();
+    let tmp = TempDir::new("lock");
+    let dir = tmp.path().join("shard-0");
+    run(|| async move {
+        let (journal, _, _) = open(&dir, small_config()).await.expect("open");
+        assert!(matches!(
+            open(&dir, small_config()).await,
+            Err(OpenError::Locked { .. })
+        ));
+        journal.close().await.expect("close");
+        let (journal, _, _) = open(&dir, small_config()).await.expect("open after close");
+        journal.close().await.expect("close");
+    });
+}
+
+#[test]
+fn a_batch_window_gathers_records_into_fewer_syncs() {
+    init_tracing();
+    let tmp = TempDir::new("window");
+    let dir = tmp.path().join("shard-0");
+    let config = WalConfig {
+        batch_window: Duration::from_millis(3),
+        ..small_config()
+    };
+    run(|| async move {
+        let (journal, _, _) = open(&dir, config.clone()).await.expect("open");
+        let journal = Rc::new(journal);
+        // Producers that each append and wait: without a window the first would sync alone.
+        let producers: Vec<_> = (0..8u8)
+            .map(|p| {
+                let journal = journal.clone();
+                glommio::spawn_local(async move {
+                    for i in 0..20u8 {
+                        let lsn = journal.append(p, &[i; 50]).expect("append");
+                        journal.wait_durable(lsn).await.expect("durable");
+                    }
+                })
+            })
+            .collect();
+        for producer in producers {
+            producer.await;
+        }
+        let stats = journal.stats();
+        assert_eq!(stats.durable_records, 160);
+        assert!(stats.batches <= 40, "{stats:?}");
+        Rc::try_unwrap(journal)
+            .ok()
+            .expect("producers done")
+            .close()
+            .await
+            .expect("close");
+        let (journal, replay, _) = open(&dir, config).await.expect("reopen");
+        assert_eq!(replay.records.len(), 160);
+        journal.close().await.expect("close");
     });
 }

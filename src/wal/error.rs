@@ -210,6 +210,9 @@ pub enum OpenError {
         found: Lsn,
         path: PathBuf,
     },
+    /// Another journal (or replay) in this or another process holds the directory.
+    #[error("WAL directory is in use: {path} is locked")]
+    Locked { path: PathBuf },
     #[error("unexpected file name in WAL directory: {path}")]
     StrayFile { path: PathBuf },
 }

@@ -29,7 +29,7 @@ use tracing::{error, info, warn};
 
 use super::error::{IoFailure, IoOp};
 use super::journal::{Health, Shared};
-use super::layout::SegmentFile;
+use super::layout::{DirLock, SegmentFile};
 use super::limits::{CommitMode, BLOCK_BYTES};
 use super::record::{decode, Lsn};
 use super::segment::{
@@ -56,6 +56,8 @@ pub(crate) struct Flusher {
     active: ActiveSegment,
     /// The next segment, being zero-filled in the background (when preallocating).
     next: Option<Task<Result<PreparedSegment, IoFailure>>>,
+    /// The directory stays locked until the last write is done, even if the handle was dropped.
+    _lock: DirLock,
 }
 
 fn wake_all(wakers: Vec<Waker>) {
@@ -65,12 +67,18 @@ fn wake_all(wakers: Vec<Waker>) {
 }
 
 impl Flusher {
-    pub fn new(shared: Rc<RefCell<Shared>>, dir: PathBuf, active: ActiveSegment) -> Self {
+    pub fn new(
+        shared: Rc<RefCell<Shared>>,
+        dir: PathBuf,
+        active: ActiveSegment,
+        lock: DirLock,
+    ) -> Self {
         Self {
             shared,
             dir,
             active,
             next: None,
+            _lock: lock,
         }
     }
 

@@ -125,6 +125,7 @@ impl Journal {
     ) -> Result<(Journal, ReplayReport), OpenError> {
         config.validate()?;
         layout::ensure_dir(dir)?;
+        let lock = layout::lock_dir(dir)?;
         layout::prime_direct_io(dir).await?;
         let scanned = recovery::scan_dir(dir, &config, &mut on).await?;
         let report = scanned.report;
@@ -173,7 +174,7 @@ impl Journal {
             stats: JournalStats::default(),
             config,
         }));
-        let flusher = Flusher::new(shared.clone(), dir.to_path_buf(), active);
+        let flusher = Flusher::new(shared.clone(), dir.to_path_buf(), active, lock);
         let task = glommio::spawn_local(flusher.run());
         info!(dir = %dir.display(), records = report.records, last_lsn = %report.last_lsn, "WAL opened");
         Ok((
@@ -388,7 +389,8 @@ impl Journal {
 
 impl Drop for Journal {
     /// Dropping without `close` still writes what was appended: the flusher is told to finish and
-    /// left running (detached) on the executor.
+    /// left running (detached) on the executor; it releases the directory lock when done, so an
+    /// immediate reopen can see `OpenError::Locked`. Use `close` to wait for it.
     fn drop(&mut self) {
         if let Some(task) = self.flusher.take() {
             let waker = {

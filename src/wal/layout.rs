@@ -17,6 +17,8 @@ const SNAPSHOT_SUFFIX: &str = ".snap";
 const TMP_SUFFIX: &str = ".tmp";
 const SHARD_PREFIX: &str = "shard-";
 const RETIRED_SUFFIX: &str = ".retired";
+/// Held (flock, exclusive) by the one journal or replay using the directory.
+const LOCK_FILE: &str = "LOCK";
 /// Sequence numbers are written with this many digits so names sort like numbers.
 const LSN_DIGITS: usize = 20;
 
@@ -88,7 +90,9 @@ pub(crate) fn list(dir: &Path) -> Result<Listing, OpenError> {
         let Some(name) = name.to_str() else {
             return Err(OpenError::StrayFile { path });
         };
-        if name.ends_with(TMP_SUFFIX) {
+        if name == LOCK_FILE {
+            continue;
+        } else if name.ends_with(TMP_SUFFIX) {
             listing.temporaries.push(path);
         } else if let Some(start) = name.strip_suffix(SEGMENT_SUFFIX).and_then(parse_lsn) {
             listing.segments.push(SegmentFile { start, path });
@@ -106,6 +110,31 @@ pub(crate) fn list(dir: &Path) -> Result<Listing, OpenError> {
     listing.snapshots.sort_by_key(|s| s.covered);
     listing.temporaries.sort();
     Ok(listing)
+}
+
+/// An exclusive advisory lock on a shard directory, released when dropped. Two journals writing
+/// one log would interleave their records; the second `open` fails instead.
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    _lock: nix::fcntl::Flock<fs::File>,
+}
+
+pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock, OpenError> {
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| IoFailure::new(IoOp::Open, &path, &e))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(DirLock { _lock: lock }),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(OpenError::Locked { path }),
+        Err((_, errno)) => {
+            let e = std::io::Error::from_raw_os_error(errno as i32);
+            Err(IoFailure::new(IoOp::Open, &path, &e).into())
+        }
+    }
 }
 
 /// Makes a directory entry change (create, rename, unlink) inside `dir` durable.

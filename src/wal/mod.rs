@@ -6,7 +6,7 @@
 //!
 //! Contract, in the order a master uses it:
 //!
-//! 1. [`Journal::open`] replays the newest valid snapshot and every valid record after it through
+//! 1. [`Journal::open`] locks the directory (`LOCK`, flock: one journal per directory), replays the newest valid snapshot and every valid record after it through
 //!    a callback ([`Replayed`]), cuts a torn or corrupt tail (logged with its offset), and returns
 //!    the journal positioned after the last valid record, plus a [`ReplayReport`].
 //! 2. [`Journal::append`] assigns the next [`Lsn`] and buffers the record; it never blocks and

@@ -196,6 +196,7 @@ pub async fn replay_dir(
     mut on: impl FnMut(Replayed<'_>),
 ) -> Result<ReplayReport, OpenError> {
     config.validate()?;
+    let _lock = layout::lock_dir(dir)?;
     // The probe file is created and removed again; the log itself is not touched.
     layout::prime_direct_io(dir).await?;
     Ok(scan_dir(dir, config, &mut on).await?.report)
