@@ -6,9 +6,10 @@
 //!
 //! Contract, in the order a master uses it:
 //!
-//! 1. [`Journal::open`] locks the directory (`LOCK`, flock: one journal per directory), replays the newest valid snapshot and every valid record after it through
-//!    a callback ([`Replayed`]), cuts a torn or corrupt tail (logged with its offset), and returns
-//!    the journal positioned after the last valid record, plus a [`ReplayReport`].
+//! 1. [`Journal::open`] locks the directory (flock on `LOCK`: one journal per directory), replays
+//!    the newest valid snapshot and every valid record after it through a callback
+//!    ([`Replayed`]), cuts a torn or corrupt tail (logged with its offset), and returns the
+//!    journal positioned after the last valid record, plus a [`ReplayReport`].
 //! 2. [`Journal::append`] assigns the next [`Lsn`] and buffers the record; it never blocks and
 //!    never does IO. A flusher task writes batches through direct IO with one `fdatasync` each.
 //! 3. A record is acknowledged only after [`Journal::wait_durable`] returned `Ok` for it (or
