@@ -86,8 +86,12 @@ impl Core {
             None => self.jobs.slot_of(dag.job(0)).into_iter().collect(),
         };
         for slot in slots {
-            let Some(job) = self.jobs.remove(slot) else { continue };
-            debug_assert!(job.state.is_terminal() && (job.has(flags::ONE_OFF) || job.id.dag() == dag));
+            let Some(job) = self.jobs.remove(slot) else {
+                continue;
+            };
+            debug_assert!(
+                job.state.is_terminal() && (job.has(flags::ONE_OFF) || job.id.dag() == dag)
+            );
             self.counts[job.state as usize] -= 1;
             self.errors.remove(&job.id);
             self.history_jobs -= 1;

@@ -10,7 +10,17 @@ use super::record::Record;
 
 /// What a cancel applies to.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
 )]
 #[rkyv(derive(Debug))]
 pub enum Target {
@@ -126,7 +136,17 @@ pub enum Input {
 
 /// Why a running attempt is killed.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
 )]
 #[rkyv(derive(Debug))]
 pub enum KillReason {
@@ -233,7 +253,10 @@ pub enum RequestError {
 impl RequestError {
     /// Whether the same request may succeed later without change.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, RequestError::TooManyLiveJobs { .. } | RequestError::TooManyWatchers { .. })
+        matches!(
+            self,
+            RequestError::TooManyLiveJobs { .. } | RequestError::TooManyWatchers { .. }
+        )
     }
 }
 

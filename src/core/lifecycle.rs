@@ -43,24 +43,35 @@ impl Core {
         if self.shard.owns(dag) {
             Ok(())
         } else {
-            Err(RequestError::WrongShard { dag, owner: dag.owner(self.shard.count) })
+            Err(RequestError::WrongShard {
+                dag,
+                owner: dag.owner(self.shard.count),
+            })
         }
     }
 
     fn live_slot(&self, job: JobId) -> Result<u32, RequestError> {
         self.owned(job.dag())?;
-        self.jobs.slot_of(job).ok_or(RequestError::UnknownJob { job })
+        self.jobs
+            .slot_of(job)
+            .ok_or(RequestError::UnknownJob { job })
     }
 
     /// Jobs not yet terminal on this shard.
     pub(super) fn live_jobs(&self) -> usize {
-        JobState::ALL.iter().filter(|s| !s.is_terminal()).map(|&s| self.counts[s as usize]).sum()
+        JobState::ALL
+            .iter()
+            .filter(|s| !s.is_terminal())
+            .map(|&s| self.counts[s as usize])
+            .sum()
     }
 
     // ---- submit --------------------------------------------------------------------------------
 
     pub(super) fn on_submit(&mut self, token: u64, submission: Submission) {
-        let reply = self.submit(submission, None).map(|(dag, jobs)| Ack::Submitted { dag, jobs });
+        let reply = self
+            .submit(submission, None)
+            .map(|(dag, jobs)| Ack::Submitted { dag, jobs });
         self.reply(token, reply);
     }
 
@@ -73,17 +84,23 @@ impl Core {
         let n = submission.len();
         let live = self.live_jobs();
         if replay_id.is_none() && live + n > self.cfg.max_live_jobs {
-            return Err(RequestError::TooManyLiveJobs { live, adding: n, max: self.cfg.max_live_jobs });
+            return Err(RequestError::TooManyLiveJobs {
+                live,
+                adding: n,
+                max: self.cfg.max_live_jobs,
+            });
         }
         let graph = match &submission {
             Submission::OneOff(spec) => {
-                grammar::check_spec(spec, false).map_err(|(field, problem)| field_error(1, None, field, problem))?;
+                grammar::check_spec(spec, false)
+                    .map_err(|(field, problem)| field_error(1, None, field, problem))?;
                 None
             }
             Submission::Dag(jobs) => {
                 for (i, j) in jobs.iter().enumerate() {
-                    grammar::check_spec(&j.spec, true)
-                        .map_err(|(field, problem)| field_error(i + 1, Some(&j.name), field, problem))?;
+                    grammar::check_spec(&j.spec, true).map_err(|(field, problem)| {
+                        field_error(i + 1, Some(&j.name), field, problem)
+                    })?;
                 }
                 Some(dag::validate(jobs).map_err(GrammarError::Dag)?)
             }
@@ -97,7 +114,11 @@ impl Core {
             None => {
                 let d = self.shard.dag_id(self.next_k);
                 self.next_k += 1;
-                self.journal(Record::Submitted { dag: d, at: self.now, submission: submission.clone() });
+                self.journal(Record::Submitted {
+                    dag: d,
+                    at: self.now,
+                    submission: submission.clone(),
+                });
                 d
             }
         };
@@ -108,14 +129,24 @@ impl Core {
 
     fn intern_skills(&mut self, submission: &Submission) -> Result<Vec<SkillId>, RequestError> {
         let max = super::limits::MAX_SKILLS;
-        let mut intern = |name: &str| self.skills.intern(name).ok_or(RequestError::TooManySkills { max });
+        let mut intern = |name: &str| {
+            self.skills
+                .intern(name)
+                .ok_or(RequestError::TooManySkills { max })
+        };
         match submission {
             Submission::OneOff(spec) => Ok(vec![intern(spec.skill())?]),
             Submission::Dag(jobs) => jobs.iter().map(|j| intern(j.spec.skill())).collect(),
         }
     }
 
-    fn store_submission(&mut self, dag: DagId, submission: Submission, graph: Option<dag::DagGraph>, skills: &[SkillId]) {
+    fn store_submission(
+        &mut self,
+        dag: DagId,
+        submission: Submission,
+        graph: Option<dag::DagGraph>,
+        skills: &[SkillId],
+    ) {
         let now = self.now;
         let new_job = |index: u32, spec, skill, one_off: bool| Job {
             id: dag.job(index),
@@ -142,25 +173,41 @@ impl Core {
                 for (i, j) in jobs.into_iter().enumerate() {
                     let id = dag.job(i as u32);
                     self.names.insert(j.name, id);
-                    slots.push(self.jobs.insert(new_job(i as u32, j.spec, skills[i], false)));
+                    slots.push(
+                        self.jobs
+                            .insert(new_job(i as u32, j.spec, skills[i], false)),
+                    );
                 }
                 self.counts[JobState::Blocked as usize] += n;
                 let remaining: Box<[u32]> = (0..n).map(|i| graph.parents(i).len() as u32).collect();
-                let roots: Vec<u32> = (0..n).filter(|&i| remaining[i] == 0).map(|i| slots[i]).collect();
-                let state = DagState { graph, remaining, slots: slots.into(), live: n as u32, submitted: now };
+                let roots: Vec<u32> = (0..n)
+                    .filter(|&i| remaining[i] == 0)
+                    .map(|i| slots[i])
+                    .collect();
+                let state = DagState {
+                    graph,
+                    remaining,
+                    slots: slots.into(),
+                    live: n as u32,
+                    submitted: now,
+                };
                 self.dags.insert(dag, state);
                 for slot in roots {
                     self.enter_runnable(slot);
                 }
             }
-            (Submission::Dag(_), None) => unreachable!("a DAG submission always has a validated graph"),
+            (Submission::Dag(_), None) => {
+                unreachable!("a DAG submission always has a validated graph")
+            }
         }
     }
 
     // ---- cancel, stop, watch -------------------------------------------------------------------
 
     pub(super) fn on_cancel(&mut self, token: u64, target: Target) {
-        let reply = self.cancel(target, false).map(|jobs| Ack::Cancelled { jobs });
+        let reply = self
+            .cancel(target, false)
+            .map(|jobs| Ack::Cancelled { jobs });
         self.reply(token, reply);
     }
 
@@ -191,7 +238,10 @@ impl Core {
             }
         };
         if !replay {
-            self.journal(Record::Cancelled { target, at: self.now });
+            self.journal(Record::Cancelled {
+                target,
+                at: self.now,
+            });
         }
         let mut n = 0;
         for slot in slots {
@@ -214,7 +264,10 @@ impl Core {
             return Err(RequestError::NotAService { job });
         }
         if j.state.is_terminal() {
-            return Err(RequestError::AlreadyFinished { job, state: j.state });
+            return Err(RequestError::AlreadyFinished {
+                job,
+                state: j.state,
+            });
         }
         if !replay {
             self.journal(Record::Stopped { job, at: self.now });
@@ -239,9 +292,16 @@ impl Core {
     /// Asks the worker to kill the live attempt; its reservation stays until the final report.
     fn kill_attempt(&mut self, slot: u32, reason: KillReason) {
         let job = self.jobs.at_mut(slot);
-        let Some(worker) = job.worker.take() else { return };
+        let Some(worker) = job.worker.take() else {
+            return;
+        };
         let (id, attempt) = (job.id, job.attempt);
-        self.emit(Output::Kill { worker, job: id, attempt, reason });
+        self.emit(Output::Kill {
+            worker,
+            job: id,
+            attempt,
+            reason,
+        });
     }
 
     pub(super) fn on_watch(&mut self, token: u64, job: JobId) {
@@ -254,7 +314,12 @@ impl Core {
             return self.ack(Output::Notify { token, job, state });
         }
         if self.watcher_count >= self.cfg.max_watchers {
-            return self.reply(token, Err(RequestError::TooManyWatchers { max: self.cfg.max_watchers }));
+            return self.reply(
+                token,
+                Err(RequestError::TooManyWatchers {
+                    max: self.cfg.max_watchers,
+                }),
+            );
         }
         self.watchers.entry(job).or_default().push(token);
         self.watcher_count += 1;
@@ -266,7 +331,8 @@ impl Core {
     fn live_attempt(&self, job: JobId, attempt: u32, worker: WorkerId) -> Option<u32> {
         let slot = self.jobs.slot_of(job)?;
         let j = self.jobs.at(slot);
-        (j.state == JobState::Running && j.attempt == attempt && j.worker == Some(worker)).then_some(slot)
+        (j.state == JobState::Running && j.attempt == attempt && j.worker == Some(worker))
+            .then_some(slot)
     }
 
     pub(super) fn on_job_started(&mut self, job: JobId, attempt: u32, worker: WorkerId) {
@@ -275,7 +341,13 @@ impl Core {
         }
     }
 
-    pub(super) fn on_job_finished(&mut self, job: JobId, attempt: u32, worker: WorkerId, outcome: Outcome) {
+    pub(super) fn on_job_finished(
+        &mut self,
+        job: JobId,
+        attempt: u32,
+        worker: WorkerId,
+        outcome: Outcome,
+    ) {
         let live = self.live_attempt(job, attempt, worker);
         if !self.dir.take_attempt(worker, job, attempt) {
             // Not an attempt this shard holds on that worker: old, duplicated or misrouted.
@@ -289,12 +361,18 @@ impl Core {
     }
 
     pub(super) fn on_service_ready(&mut self, job: JobId, attempt: u32, worker: WorkerId) {
-        let Some(slot) = self.live_attempt(job, attempt, worker) else { return };
+        let Some(slot) = self.live_attempt(job, attempt, worker) else {
+            return;
+        };
         let j = self.jobs.at(slot);
         if !j.spec.is_service() || j.has(flags::READY) {
             return;
         }
-        self.journal(Record::ServiceReady { job, attempt, at: self.now });
+        self.journal(Record::ServiceReady {
+            job,
+            attempt,
+            at: self.now,
+        });
         self.mark_ready(slot);
     }
 
@@ -345,7 +423,13 @@ impl Core {
             };
             self.errors.insert(id, text.into());
         }
-        self.journal(Record::AttemptEnded { job: id, attempt, at: now, cause, next });
+        self.journal(Record::AttemptEnded {
+            job: id,
+            attempt,
+            at: now,
+            cause,
+            next,
+        });
         match next {
             Next::Completed => {
                 self.set_state(slot, JobState::Completed);
@@ -355,7 +439,13 @@ impl Core {
             Next::Retry { due } => {
                 self.set_state(slot, JobState::Failed);
                 let kind = super::queues::TimerKind::Backoff;
-                self.timers.push(super::queues::TimerEntry { due, id, kind, attempt, slot });
+                self.timers.push(super::queues::TimerEntry {
+                    due,
+                    id,
+                    kind,
+                    attempt,
+                    slot,
+                });
             }
             Next::Requeued => self.enqueue(slot),
             Next::Dead => self.bury(slot),
@@ -368,13 +458,19 @@ impl Core {
             return Next::Completed;
         }
         if let EndCause::WorkerLost = cause {
-            return if job.crashes > self.cfg.crash_limit { Next::Dead } else { Next::Requeued };
+            return if job.crashes > self.cfg.crash_limit {
+                Next::Dead
+            } else {
+                Next::Requeued
+            };
         }
         if job.failures > job.spec.retries {
             return Next::Dead;
         }
         let failures = job.failures;
-        Next::Retry { due: self.now + self.backoff(failures) }
+        Next::Retry {
+            due: self.now + self.backoff(failures),
+        }
     }
 
     /// `base * 2^(failures-1)`, capped, minus up to `jitter%` drawn from the seeded RNG.
@@ -384,7 +480,11 @@ impl Core {
         let shift = u32::from(failures.saturating_sub(1)).min(40);
         let full = base.saturating_mul(1u64 << shift).min(max);
         let cut = full / 100 * u64::from(self.cfg.backoff_jitter_percent.min(100));
-        let jitter = if cut == 0 { 0 } else { self.rng.gen_range(0..=cut) };
+        let jitter = if cut == 0 {
+            0
+        } else {
+            self.rng.gen_range(0..=cut)
+        };
         Duration::from_micros(full - jitter)
     }
 
@@ -422,7 +522,9 @@ impl Core {
             return;
         }
         let (dag_id, index) = (job.id.dag(), job.id.index() as usize);
-        let Some(dag) = self.dags.get_mut(&dag_id) else { return };
+        let Some(dag) = self.dags.get_mut(&dag_id) else {
+            return;
+        };
         let mut runnable = Vec::new();
         for &c in dag.graph.children(index) {
             let c = c as usize;
@@ -476,7 +578,11 @@ impl Core {
         if let Some(tokens) = self.watchers.remove(&id) {
             self.watcher_count -= tokens.len();
             for token in tokens {
-                self.ack(Output::Notify { token, job: id, state });
+                self.ack(Output::Notify {
+                    token,
+                    job: id,
+                    state,
+                });
             }
         }
         let dag = id.dag();
@@ -495,6 +601,16 @@ impl Core {
     }
 }
 
-fn field_error(line: usize, id: Option<&str>, field: grammar::Field, problem: grammar::FieldProblem) -> RequestError {
-    RequestError::Rejected(GrammarError::Field { line, id: id.map(str::to_string), field, problem })
+fn field_error(
+    line: usize,
+    id: Option<&str>,
+    field: grammar::Field,
+    problem: grammar::FieldProblem,
+) -> RequestError {
+    RequestError::Rejected(GrammarError::Field {
+        line,
+        id: id.map(str::to_string),
+        field,
+        problem,
+    })
 }

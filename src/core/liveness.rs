@@ -7,13 +7,13 @@
 //! limit, separate from its retries, and a job past the limit goes DEAD. A service is re-queued the
 //! same way, which redeploys it on another worker.
 
+use super::ids::WorkerId;
 use super::io::{Output, WorkerInfo};
 use super::limits::MAX_WORKER_SKILLS;
 use super::machine::Core;
 use super::model::JobState;
 use super::record::EndCause;
 use super::workers::WorkerEntry;
-use super::ids::WorkerId;
 
 impl Core {
     pub(super) fn on_worker_up(&mut self, info: WorkerInfo) {
@@ -76,13 +76,17 @@ impl Core {
 
     /// Forgets `worker`: releases this shard's reservations on it and re-queues its live attempts.
     pub(super) fn on_worker_lost(&mut self, worker: WorkerId) {
-        let Some(entry) = self.dir.remove(worker) else { return };
+        let Some(entry) = self.dir.remove(worker) else {
+            return;
+        };
         if !self.replaying {
             self.load.deactivate(worker);
         }
         for (job, attempt) in entry.attempts {
             self.release_slot(worker);
-            let Some(slot) = self.jobs.slot_of(job) else { continue };
+            let Some(slot) = self.jobs.slot_of(job) else {
+                continue;
+            };
             let j = self.jobs.at(slot);
             if j.state == JobState::Running && j.attempt == attempt && j.worker == Some(worker) {
                 self.totals.requeued_on_loss += 1;
@@ -95,8 +99,15 @@ impl Core {
     pub(super) fn fire_heartbeats(&mut self) {
         let timeout = self.cfg.heartbeat_timeout;
         while let Some(w) = self.dir.pop_silent(self.now, timeout) {
-            let silent_for = self.dir.get(w).map(|e| self.now.since(e.last_heartbeat)).unwrap_or_default();
-            self.emit(Output::WorkerDead { worker: w, silent_for });
+            let silent_for = self
+                .dir
+                .get(w)
+                .map(|e| self.now.since(e.last_heartbeat))
+                .unwrap_or_default();
+            self.emit(Output::WorkerDead {
+                worker: w,
+                silent_for,
+            });
             self.on_worker_lost(w);
         }
     }

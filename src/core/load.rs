@@ -53,7 +53,11 @@ impl SlotState {
         SlotState(self.0 & !RUNNING_MASK | u64::from(running))
     }
     fn with_alive(self, alive: bool) -> SlotState {
-        SlotState(if alive { self.0 | ALIVE_BIT } else { self.0 & !ALIVE_BIT })
+        SlotState(if alive {
+            self.0 | ALIVE_BIT
+        } else {
+            self.0 & !ALIVE_BIT
+        })
     }
 }
 
@@ -126,7 +130,10 @@ impl LoadTable {
         let mut cur = SlotState(slot.state.load(SeqCst));
         loop {
             let next = f(cur)?;
-            match slot.state.compare_exchange_weak(cur.0, next.0, SeqCst, SeqCst) {
+            match slot
+                .state
+                .compare_exchange_weak(cur.0, next.0, SeqCst, SeqCst)
+            {
                 Ok(_) => return Some(cur),
                 Err(actual) => cur = SlotState(actual),
             }
@@ -164,7 +171,11 @@ impl LoadTable {
     /// Marks `w` dead (no new reservations). Returns true for the one caller that performed it.
     pub fn deactivate(&self, w: WorkerId) -> bool {
         let g = w.generation();
-        let done = self.update(w, |s| (s.generation() == g && s.alive()).then(|| s.with_alive(false))).is_some();
+        let done = self
+            .update(w, |s| {
+                (s.generation() == g && s.alive()).then(|| s.with_alive(false))
+            })
+            .is_some();
         if done {
             self.alive.fetch_sub(1, SeqCst);
         }
@@ -173,13 +184,18 @@ impl LoadTable {
 
     /// Retires `w` if it is alive, idle (nothing reserved) and not the last alive worker.
     pub fn try_retire(&self, w: WorkerId) -> bool {
-        let took = self.alive.fetch_update(SeqCst, SeqCst, |n| (n > 1).then(|| n - 1)).is_ok();
+        let took = self
+            .alive
+            .fetch_update(SeqCst, SeqCst, |n| (n > 1).then(|| n - 1))
+            .is_ok();
         if !took {
             return false;
         }
         let g = w.generation();
         let done = self
-            .update(w, |s| (s.generation() == g && s.alive() && s.running() == 0).then(|| s.with_alive(false)))
+            .update(w, |s| {
+                (s.generation() == g && s.alive() && s.running() == 0).then(|| s.with_alive(false))
+            })
             .is_some();
         if !done {
             self.alive.fetch_add(1, SeqCst);
@@ -192,7 +208,8 @@ impl LoadTable {
         let g = w.generation();
         let done = self
             .update(w, |s| {
-                (s.generation() == g && s.alive() && s.running() < s.capacity()).then(|| s.with_running(s.running() + 1))
+                (s.generation() == g && s.alive() && s.running() < s.capacity())
+                    .then(|| s.with_running(s.running() + 1))
             })
             .is_some();
         if done {
@@ -205,7 +222,9 @@ impl LoadTable {
     pub fn release(&self, w: WorkerId, now: Time) {
         let g = w.generation();
         let done = self
-            .update(w, |s| (s.generation() == g && s.running() > 0).then(|| s.with_running(s.running() - 1)))
+            .update(w, |s| {
+                (s.generation() == g && s.running() > 0).then(|| s.with_running(s.running() - 1))
+            })
             .is_some();
         if done {
             self.slot(w).last_active_us.fetch_max(now.0, SeqCst);
@@ -215,7 +234,11 @@ impl LoadTable {
     /// The load of `w`, or `None` when the slot holds another generation.
     pub fn load(&self, w: WorkerId) -> Option<Load> {
         let s = SlotState(self.slot(w).state.load(SeqCst));
-        (s.generation() == w.generation()).then(|| Load { running: s.running(), capacity: s.capacity(), alive: s.alive() })
+        (s.generation() == w.generation()).then(|| Load {
+            running: s.running(),
+            capacity: s.capacity(),
+            alive: s.alive(),
+        })
     }
 
     /// The last time a reservation on `w` began or ended (or it became alive).
@@ -230,7 +253,10 @@ impl LoadTable {
 
     /// Reservations over all slots (zero when nothing runs anywhere).
     pub fn running_total(&self) -> u64 {
-        self.slots.iter().map(|s| u64::from(SlotState(s.state.load(SeqCst)).running())).sum()
+        self.slots
+            .iter()
+            .map(|s| u64::from(SlotState(s.state.load(SeqCst)).running()))
+            .sum()
     }
 
     /// Spawn requests in flight (not yet registered, not expired).
@@ -241,13 +267,17 @@ impl LoadTable {
     /// Counts one more spawn in flight if alive workers plus spawns stay within `max_workers`.
     pub fn try_begin_spawn(&self, max_workers: u32) -> bool {
         self.spawning
-            .fetch_update(SeqCst, SeqCst, |n| (self.alive.load(SeqCst) + n < max_workers).then_some(n + 1))
+            .fetch_update(SeqCst, SeqCst, |n| {
+                (self.alive.load(SeqCst) + n < max_workers).then_some(n + 1)
+            })
             .is_ok()
     }
 
     /// Ends one spawn in flight (the child registered, or the request expired).
     pub fn end_spawn(&self) {
-        let _ = self.spawning.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+        let _ = self
+            .spawning
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
     }
 
     /// Records that `shard` has runnable jobs and no room for them.
@@ -287,7 +317,10 @@ impl Default for WorkerIdAllocator {
 impl WorkerIdAllocator {
     /// All slots free, generations starting at 1.
     pub fn new() -> WorkerIdAllocator {
-        WorkerIdAllocator { free: (0..LOAD_TABLE_SLOTS as u16).collect(), generation: vec![0; LOAD_TABLE_SLOTS] }
+        WorkerIdAllocator {
+            free: (0..LOAD_TABLE_SLOTS as u16).collect(),
+            generation: vec![0; LOAD_TABLE_SLOTS],
+        }
     }
 
     /// A fresh id, or `None` when every slot is taken.
@@ -322,7 +355,14 @@ mod tests {
         assert!(t.reserve(w(0, 1), Time(2)) && t.reserve(w(0, 1), Time(3)));
         assert!(!t.reserve(w(0, 1), Time(4)));
         t.release(w(0, 1), Time(5));
-        assert_eq!(t.load(w(0, 1)), Some(Load { running: 1, capacity: 2, alive: true }));
+        assert_eq!(
+            t.load(w(0, 1)),
+            Some(Load {
+                running: 1,
+                capacity: 2,
+                alive: true
+            })
+        );
         assert_eq!(t.last_active(w(0, 1)), Time(5));
     }
 
@@ -335,7 +375,10 @@ mod tests {
         assert!(!t.deactivate(w(3, 1)), "exactly once");
         assert!(t.activate(w(3, 2), 4, Time(0)));
         t.release(w(3, 1), Time(0));
-        assert!(!t.activate(w(3, 1), 4, Time(0)), "late duplicate registration of the old worker");
+        assert!(
+            !t.activate(w(3, 1), 4, Time(0)),
+            "late duplicate registration of the old worker"
+        );
         assert_eq!(t.load(w(3, 2)).unwrap().running, 0);
         assert_eq!(t.load(w(3, 1)), None);
         assert_eq!(t.alive_workers(), 1);
@@ -394,7 +437,9 @@ mod tests {
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let t = t.clone();
-                std::thread::spawn(move || (0..1000).filter(|_| t.reserve(w(0, 1), Time(0))).count())
+                std::thread::spawn(move || {
+                    (0..1000).filter(|_| t.reserve(w(0, 1), Time(0))).count()
+                })
             })
             .collect();
         let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();

@@ -20,6 +20,7 @@ use super::config::CoreConfig;
 use super::history::{DeadLetter, Finished, Totals};
 use super::ids::{DagId, JobId, Lsn, ShardInfo, Time, WorkerId};
 use super::io::{Input, Output};
+use super::limits::MAX_SHARDS;
 use super::load::LoadTable;
 use super::model::{JobSpec, JobState};
 use super::queues::{ReadyEntry, ReadyQueues, Skills, TimerEntry, TimerKind, Timers};
@@ -27,7 +28,6 @@ use super::record::Record;
 use super::scaling::Scaling;
 use super::store::{flags, DagState, IdMap, JobStore};
 use super::workers::{Directory, Placement};
-use super::limits::MAX_SHARDS;
 
 /// The scheduler state machine of one shard. See the module docs of [`crate::core`].
 pub struct Core {
@@ -82,7 +82,10 @@ impl Core {
     /// # Panics
     /// When `shard` is malformed (`index >= count`, or `count` above `MAX_SHARDS`): a shell bug.
     pub fn new(config: CoreConfig, shard: ShardInfo, load: Arc<LoadTable>, seed: u64) -> Core {
-        assert!(shard.count >= 1 && shard.count <= MAX_SHARDS && shard.index < shard.count, "bad {shard:?}");
+        assert!(
+            shard.count >= 1 && shard.count <= MAX_SHARDS && shard.index < shard.count,
+            "bad {shard:?}"
+        );
         let first_lsn = config.first_lsn.max(1);
         Core {
             next_k: config.first_dag_k,
@@ -128,11 +131,23 @@ impl Core {
             Input::WorkerUp(info) => self.on_worker_up(info),
             Input::Heartbeat { worker } => self.on_heartbeat(worker),
             Input::WorkerLost { worker } => self.on_worker_lost(worker),
-            Input::JobStarted { job, attempt, worker } => self.on_job_started(job, attempt, worker),
-            Input::JobFinished { job, attempt, worker, outcome, duration: _ } => {
-                self.on_job_finished(job, attempt, worker, outcome)
-            }
-            Input::ServiceReady { job, attempt, worker } => self.on_service_ready(job, attempt, worker),
+            Input::JobStarted {
+                job,
+                attempt,
+                worker,
+            } => self.on_job_started(job, attempt, worker),
+            Input::JobFinished {
+                job,
+                attempt,
+                worker,
+                outcome,
+                duration: _,
+            } => self.on_job_finished(job, attempt, worker, outcome),
+            Input::ServiceReady {
+                job,
+                attempt,
+                worker,
+            } => self.on_service_ready(job, attempt, worker),
             Input::Persisted { lsn } => self.on_persisted(lsn),
             Input::Tick => self.ready.mark_all_waiting(),
         }
@@ -161,7 +176,9 @@ impl Core {
             self.timers.peek().map(|t| t.due),
             self.dir.next_heartbeat_deadline(self.cfg.heartbeat_timeout),
             self.scaling.next_check,
-            self.history.front().map(|f| f.at + self.cfg.history_max_age),
+            self.history
+                .front()
+                .map(|f| f.at + self.cfg.history_max_age),
         ];
         candidates.into_iter().flatten().min()
     }
@@ -231,7 +248,11 @@ impl Core {
 
     fn on_persisted(&mut self, lsn: Lsn) {
         self.persisted = self.persisted.max(lsn.min(self.last_lsn()));
-        while self.gated.front().is_some_and(|(need, _)| *need <= self.persisted) {
+        while self
+            .gated
+            .front()
+            .is_some_and(|(need, _)| *need <= self.persisted)
+        {
             if let Some((_, o)) = self.gated.pop_front() {
                 self.out.push_back(o);
             }
@@ -253,7 +274,14 @@ impl Core {
     pub(super) fn enqueue(&mut self, slot: u32) {
         self.set_state(slot, JobState::Queued);
         let job = self.jobs.at(slot);
-        let (skill, entry) = (job.skill, ReadyEntry { priority: job.spec.priority, slot, id: job.id });
+        let (skill, entry) = (
+            job.skill,
+            ReadyEntry {
+                priority: job.spec.priority,
+                slot,
+                id: job.id,
+            },
+        );
         self.ready.push(skill, entry);
     }
 
@@ -266,13 +294,21 @@ impl Core {
         let due = self.now.add_millis(u64::from(job.spec.delay_ms));
         let id = job.id;
         self.set_state(slot, JobState::Pending);
-        self.timers.push(TimerEntry { due, id, kind: TimerKind::Delay, attempt: 0, slot });
+        self.timers.push(TimerEntry {
+            due,
+            id,
+            kind: TimerKind::Delay,
+            attempt: 0,
+            slot,
+        });
     }
 
     // ---- timers --------------------------------------------------------------------------------
 
     fn timer_is_live(&self, t: &TimerEntry) -> bool {
-        let Some(job) = self.jobs.check(t.slot, t.id) else { return false };
+        let Some(job) = self.jobs.check(t.slot, t.id) else {
+            return false;
+        };
         match t.kind {
             TimerKind::Delay => job.state == JobState::Pending,
             TimerKind::Backoff => job.state == JobState::Failed && job.attempt == t.attempt,
@@ -342,13 +378,19 @@ impl Core {
     }
 
     fn any_starving(&self) -> bool {
-        self.ready.queues.iter().any(|q| q.live > 0 && q.starved_since.is_some())
+        self.ready
+            .queues
+            .iter()
+            .any(|q| q.live > 0 && q.starved_since.is_some())
     }
 
     /// The best QUEUED entry of `skill`, dropping stale entries on the way.
     fn ready_head(&mut self, skill: super::store::SkillId) -> Option<ReadyEntry> {
         let jobs = &self.jobs;
-        let is_live = |e: &ReadyEntry| jobs.check(e.slot, e.id).is_some_and(|j| j.state == JobState::Queued);
+        let is_live = |e: &ReadyEntry| {
+            jobs.check(e.slot, e.id)
+                .is_some_and(|j| j.state == JobState::Queued)
+        };
         let q = &mut self.ready.queues[usize::from(skill.0)];
         q.compact_if_needed(is_live);
         while let Some(top) = q.heap.peek().copied() {
@@ -371,10 +413,25 @@ impl Core {
         self.dir.add_attempt(worker, id, attempt);
         if let Some(ms) = timeout {
             let due = self.now.add_millis(u64::from(ms.get()));
-            self.timers.push(TimerEntry { due, id, kind: TimerKind::Timeout, attempt, slot });
+            self.timers.push(TimerEntry {
+                due,
+                id,
+                kind: TimerKind::Timeout,
+                attempt,
+                slot,
+            });
         }
-        self.journal(Record::Dispatched { job: id, attempt, worker, at: self.now });
-        self.emit(Output::Dispatch { worker, job: id, attempt });
+        self.journal(Record::Dispatched {
+            job: id,
+            attempt,
+            worker,
+            at: self.now,
+        });
+        self.emit(Output::Dispatch {
+            worker,
+            job: id,
+            attempt,
+        });
     }
 
     /// Releases one reservation this shard held on `worker`, and lets its skills try again.

@@ -29,3 +29,6 @@ pub use machine::Core;
 pub use model::*;
 pub use query::{DagView, JobView, NameHit, Resolved, Stats, WorkerView};
 pub use record::{EndCause, Next, Record};
+
+#[cfg(test)]
+mod tests;

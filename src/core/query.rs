@@ -153,23 +153,36 @@ impl Core {
 
     /// Up to `limit` jobs, newest first, optionally only those in `state`.
     pub fn jobs(&self, state: Option<JobState>, limit: usize) -> Vec<JobView<'_>> {
-        let mut hits: Vec<&Job> = self.jobs.iter().map(|(_, j)| j).filter(|j| state.is_none_or(|s| j.state == s)).collect();
+        let mut hits: Vec<&Job> = self
+            .jobs
+            .iter()
+            .map(|(_, j)| j)
+            .filter(|j| state.is_none_or(|s| j.state == s))
+            .collect();
         if hits.len() > limit {
-            hits.select_nth_unstable_by(limit, |a, b| b.id.cmp(&a.id));
+            hits.select_nth_unstable_by_key(limit, |j| std::cmp::Reverse(j.id));
             hits.truncate(limit);
         }
-        hits.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+        hits.sort_unstable_by_key(|j| std::cmp::Reverse(j.id));
         hits.into_iter().map(|j| self.view(j)).collect()
     }
 
     /// QUEUED jobs of one skill in dispatch order (best first), up to `limit`. Costs O(queue log queue).
     pub fn queued(&self, skill: &str, limit: usize) -> Vec<JobId> {
-        let Some(s) = self.skills.get(skill) else { return Vec::new() };
-        let Some(q) = self.ready.queues.get(usize::from(s.0)) else { return Vec::new() };
+        let Some(s) = self.skills.get(skill) else {
+            return Vec::new();
+        };
+        let Some(q) = self.ready.queues.get(usize::from(s.0)) else {
+            return Vec::new();
+        };
         let mut live: Vec<_> = q
             .heap
             .iter()
-            .filter(|e| self.jobs.check(e.slot, e.id).is_some_and(|j| j.state == JobState::Queued))
+            .filter(|e| {
+                self.jobs
+                    .check(e.slot, e.id)
+                    .is_some_and(|j| j.state == JobState::Queued)
+            })
             .copied()
             .collect();
         live.sort_unstable_by(|a, b| b.cmp(a));
@@ -179,12 +192,26 @@ impl Core {
     /// A DAG (or a one-off, as a DAG of one) with its jobs.
     pub fn dag(&self, dag: DagId) -> Option<DagView<'_>> {
         if let Some(d) = self.dags.get(&dag) {
-            let jobs = d.slots.iter().map(|&s| self.view(self.jobs.at(s))).collect();
-            return Some(DagView { dag, submitted: d.submitted, live: d.live, jobs });
+            let jobs = d
+                .slots
+                .iter()
+                .map(|&s| self.view(self.jobs.at(s)))
+                .collect();
+            return Some(DagView {
+                dag,
+                submitted: d.submitted,
+                live: d.live,
+                jobs,
+            });
         }
         let job = self.jobs.at(self.jobs.slot_of(dag.job(0))?);
         let live = u32::from(!job.state.is_terminal());
-        Some(DagView { dag, submitted: job.submitted, live, jobs: vec![self.view(job)] })
+        Some(DagView {
+            dag,
+            submitted: job.submitted,
+            live,
+            jobs: vec![self.view(job)],
+        })
     }
 
     /// The most recent retained job with this DAG job name on this shard.
@@ -199,7 +226,10 @@ impl Core {
         match r {
             JobRef::Task(dag) => {
                 let id = dag.job(0);
-                self.jobs.slot_of(id).filter(|&s| self.jobs.at(s).has(flags::ONE_OFF)).map(|_| Resolved::Job(id))
+                self.jobs
+                    .slot_of(id)
+                    .filter(|&s| self.jobs.at(s).has(flags::ONE_OFF))
+                    .map(|_| Resolved::Job(id))
             }
             JobRef::Dag(dag) => self.dag(*dag).map(|_| Resolved::Dag(*dag)),
             JobRef::DagJob(dag, name) => {
@@ -213,22 +243,30 @@ impl Core {
 
     /// The user-facing reference of a retained job.
     pub fn label(&self, id: JobId) -> Option<JobRef> {
-        self.jobs.slot_of(id).map(|s| self.label_of(self.jobs.at(s)))
+        self.jobs
+            .slot_of(id)
+            .map(|s| self.label_of(self.jobs.at(s)))
     }
 
     fn label_of(&self, job: &Job) -> JobRef {
         if job.has(flags::ONE_OFF) {
             return JobRef::Task(job.id.dag());
         }
-        let name = self.dags.get(&job.id.dag()).map(|d| d.graph.names[job.id.index() as usize].clone());
+        let name = self
+            .dags
+            .get(&job.id.dag())
+            .map(|d| d.graph.names[job.id.index() as usize].clone());
         JobRef::DagJob(job.id.dag(), name.unwrap_or_default())
     }
 
     fn view<'a>(&'a self, job: &'a Job) -> JobView<'a> {
         let deps = match self.dags.get(&job.id.dag()) {
-            Some(d) if !job.has(flags::ONE_OFF) => {
-                d.graph.parents(job.id.index() as usize).iter().map(|&p| &*d.graph.names[p as usize]).collect()
-            }
+            Some(d) if !job.has(flags::ONE_OFF) => d
+                .graph
+                .parents(job.id.index() as usize)
+                .iter()
+                .map(|&p| &*d.graph.names[p as usize])
+                .collect(),
             _ => Vec::new(),
         };
         JobView {
@@ -275,13 +313,16 @@ impl Core {
 
     /// This shard's services (DEPLOY jobs) running on `worker`, in JobId order.
     pub fn services_on(&self, worker: WorkerId) -> Vec<JobId> {
-        let Some(e) = self.dir.get(worker) else { return Vec::new() };
+        let Some(e) = self.dir.get(worker) else {
+            return Vec::new();
+        };
         let mut ids: Vec<JobId> = e
             .attempts
             .iter()
             .filter_map(|&(job, attempt)| {
                 let j = self.jobs.at(self.jobs.slot_of(job)?);
-                (j.spec.is_service() && j.state == JobState::Running && j.attempt == attempt).then_some(job)
+                (j.spec.is_service() && j.state == JobState::Running && j.attempt == attempt)
+                    .then_some(job)
             })
             .collect();
         ids.sort_unstable();

@@ -23,7 +23,9 @@ pub struct ReadyEntry {
 
 impl Ord for ReadyEntry {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.priority.cmp(&other.priority).then_with(|| other.id.cmp(&self.id))
+        self.priority
+            .cmp(&other.priority)
+            .then_with(|| other.id.cmp(&self.id))
     }
 }
 
@@ -185,7 +187,10 @@ pub struct Skills {
 
 impl Skills {
     pub fn new() -> Skills {
-        let mut s = Skills { names: Vec::new(), ids: HashMap::new() };
+        let mut s = Skills {
+            names: Vec::new(),
+            ids: HashMap::new(),
+        };
         let _ = s.intern(super::model::GENERAL);
         s
     }
@@ -218,7 +223,11 @@ mod tests {
     use super::*;
 
     fn e(priority: i32, id: u64) -> ReadyEntry {
-        ReadyEntry { priority, slot: 0, id: JobId(id) }
+        ReadyEntry {
+            priority,
+            slot: 0,
+            id: JobId(id),
+        }
     }
 
     #[test]
@@ -235,7 +244,13 @@ mod tests {
     fn timers_pop_in_due_order_only_when_due() {
         let mut t = Timers::default();
         for (due, id) in [(30, 1), (10, 2), (20, 3)] {
-            t.push(TimerEntry { due: Time(due), id: JobId(id), kind: TimerKind::Delay, attempt: 0, slot: 0 });
+            t.push(TimerEntry {
+                due: Time(due),
+                id: JobId(id),
+                kind: TimerKind::Delay,
+                attempt: 0,
+                slot: 0,
+            });
         }
         assert!(t.pop_due(Time(5)).is_none());
         assert_eq!(t.pop_due(Time(25)).unwrap().id, JobId(2));

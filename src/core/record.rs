@@ -120,21 +120,33 @@ mod tests {
 
     #[test]
     fn records_round_trip_through_rkyv() {
-        let spec = JobSpec::new(JobKind::Run { file: "a.py".into(), args: vec![Box::from("x")].into() });
+        let spec = JobSpec::new(JobKind::Run {
+            file: "a.py".into(),
+            args: vec![Box::from("x")].into(),
+        });
         let records = vec![
             Record::Submitted {
                 dag: DagId(3),
                 at: Time(10),
-                submission: Submission::Dag(vec![DagJobSpec { name: "A".into(), spec, deps: vec![] }]),
+                submission: Submission::Dag(vec![DagJobSpec {
+                    name: "A".into(),
+                    spec,
+                    deps: vec![],
+                }]),
             },
             Record::AttemptEnded {
                 job: DagId(3).job(0),
                 attempt: 2,
                 at: Time(11),
-                cause: EndCause::Reported(Outcome::Error { message: "boom".into() }),
+                cause: EndCause::Reported(Outcome::Error {
+                    message: "boom".into(),
+                }),
                 next: Next::Retry { due: Time(99) },
             },
-            Record::Cancelled { target: Target::Dag(DagId(3)), at: Time(12) },
+            Record::Cancelled {
+                target: Target::Dag(DagId(3)),
+                at: Time(12),
+            },
         ];
         for r in records {
             let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&r).unwrap();

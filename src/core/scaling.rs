@@ -68,14 +68,18 @@ impl Core {
         let mut starving = false;
         for i in 0..self.ready.queues.len() {
             let q = &self.ready.queues[i];
-            let Some(since) = q.starved_since.filter(|_| q.live > 0) else { continue };
+            let Some(since) = q.starved_since.filter(|_| q.live > 0) else {
+                continue;
+            };
             starving = true;
             let waiting = self.now.since(since);
             if waiting < self.cfg.spawn_after || self.cfg.max_workers == 0 {
                 continue;
             }
             let skill = SkillId(i as u16);
-            let Some(parent) = self.choose_parent(skill) else { continue };
+            let Some(parent) = self.choose_parent(skill) else {
+                continue;
+            };
             if !self.load.try_begin_spawn(self.cfg.max_workers) {
                 return true;
             }
@@ -83,17 +87,31 @@ impl Core {
             self.scaling.next_ticket += 1;
             let expires = self.now + self.cfg.spawn_timeout;
             self.scaling.pending.push(PendingSpawn { ticket, expires });
-            let reason = SpawnReason { skill: self.skills.name(skill).into(), waiting, queued: q.live };
+            let reason = SpawnReason {
+                skill: self.skills.name(skill).into(),
+                waiting,
+                queued: q.live,
+            };
             // Waiting counts again from now, so the next spawn for this skill needs another `spawn_after`.
             self.ready.queues[i].starved_since = Some(self.now);
-            self.emit(Output::SpawnWorker { parent, ticket, reason });
+            self.emit(Output::SpawnWorker {
+                parent,
+                ticket,
+                reason,
+            });
             return true;
         }
         starving
     }
 
     fn choose_parent(&self, skill: SkillId) -> Option<WorkerId> {
-        let children = |w: WorkerId| self.dir.workers.values().filter(|e| e.parent == Some(w)).count();
+        let children = |w: WorkerId| {
+            self.dir
+                .workers
+                .values()
+                .filter(|e| e.parent == Some(w))
+                .count()
+        };
         self.dir
             .with_skill(skill)
             .iter()
@@ -120,7 +138,10 @@ impl Core {
                 if let Some(e) = self.dir.get_mut(w) {
                     e.retiring = true;
                 }
-                self.emit(Output::RetireWorker { worker: w, idle_for });
+                self.emit(Output::RetireWorker {
+                    worker: w,
+                    idle_for,
+                });
             } else {
                 remaining = true;
             }

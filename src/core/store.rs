@@ -142,7 +142,10 @@ impl JobStore {
 
     /// All stored jobs in slab order (queries sort what they return).
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Job)> {
-        self.slots.iter().enumerate().filter_map(|(i, j)| j.as_ref().map(|j| (i as u32, j)))
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, j)| j.as_ref().map(|j| (i as u32, j)))
     }
 }
 
@@ -164,15 +167,20 @@ mod tests {
     #[test]
     fn job_stays_compact() {
         // 1M queued jobs must fit 256 MB with the index and queue entries; keep the slab entry small.
-        assert!(std::mem::size_of::<Option<Job>>() <= 112, "{}", std::mem::size_of::<Option<Job>>());
+        assert!(
+            std::mem::size_of::<Option<Job>>() <= 112,
+            "{}",
+            std::mem::size_of::<Option<Job>>()
+        );
     }
 
     #[test]
     fn id_hasher_spreads_one_off_ids() {
         use std::hash::{BuildHasher, BuildHasherDefault};
         let b = BuildHasherDefault::<IdHasher>::default();
-        let low: std::collections::BTreeSet<u64> =
-            (0..1024u64).map(|d| b.hash_one(JobId(d << 24)) & 1023).collect();
+        let low: std::collections::BTreeSet<u64> = (0..1024u64)
+            .map(|d| b.hash_one(JobId(d << 24)) & 1023)
+            .collect();
         assert!(low.len() > 600, "poor spread: {}", low.len());
     }
 }

@@ -78,9 +78,15 @@ impl Directory {
         self.by_slot[w.slot()].filter(|&old| old != w)
     }
 
-    pub fn insert(&mut self, w: WorkerId, entry: WorkerEntry, heartbeat_timeout: std::time::Duration) {
+    pub fn insert(
+        &mut self,
+        w: WorkerId,
+        entry: WorkerEntry,
+        heartbeat_timeout: std::time::Duration,
+    ) {
         if entry.home {
-            self.heartbeats.push(Reverse((entry.last_heartbeat + heartbeat_timeout, w)));
+            self.heartbeats
+                .push(Reverse((entry.last_heartbeat + heartbeat_timeout, w)));
         }
         for &s in &entry.skills {
             self.list(w, s);
@@ -101,7 +107,9 @@ impl Directory {
 
     /// Stops placing on `w` (retiring or gone).
     pub fn unlist(&mut self, w: WorkerId) {
-        let Some(e) = self.workers.get(&w) else { return };
+        let Some(e) = self.workers.get(&w) else {
+            return;
+        };
         for s in &e.skills {
             if let Some(list) = self.by_skill.get_mut(usize::from(s.0)) {
                 list.retain(|&x| x != w);
@@ -133,7 +141,9 @@ impl Directory {
 
     /// Workers advertising `skill`, in id order.
     pub fn with_skill(&self, skill: SkillId) -> &[WorkerId] {
-        self.by_skill.get(usize::from(skill.0)).map_or(&[], Vec::as_slice)
+        self.by_skill
+            .get(usize::from(skill.0))
+            .map_or(&[], Vec::as_slice)
     }
 
     pub fn add_attempt(&mut self, w: WorkerId, job: JobId, attempt: u32) {
@@ -144,7 +154,9 @@ impl Directory {
 
     /// Removes a reservation record; false when this shard holds no such attempt on `w` (stale report).
     pub fn take_attempt(&mut self, w: WorkerId, job: JobId, attempt: u32) -> bool {
-        let Some(e) = self.workers.get_mut(&w) else { return false };
+        let Some(e) = self.workers.get_mut(&w) else {
+            return false;
+        };
         match e.attempts.iter().position(|&a| a == (job, attempt)) {
             Some(i) => {
                 e.attempts.swap_remove(i);
@@ -161,7 +173,9 @@ impl Directory {
             return Placement::NoWorker;
         }
         for _ in 0..MAX_PLACEMENT_RACES {
-            let Some(w) = least_loaded(candidates, load) else { return Placement::Full };
+            let Some(w) = least_loaded(candidates, load) else {
+                return Placement::Full;
+            };
             if load.reserve(w, now) {
                 return Placement::Placed(w);
             }
