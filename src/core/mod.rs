@@ -17,6 +17,7 @@ mod query;
 mod queues;
 pub mod record;
 mod scaling;
+pub mod sim;
 mod store;
 mod workers;
 
