@@ -50,7 +50,7 @@ impl Core {
                 home: info.home,
                 registered: self.now,
                 last_heartbeat: self.now,
-                attempts: Vec::new(),
+                attempts: std::collections::BTreeSet::new(),
                 retiring: false,
             };
             self.dir.insert(id, entry, self.cfg.heartbeat_timeout);

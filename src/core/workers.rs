@@ -9,7 +9,7 @@
 //! reservations are released and its live attempts re-queued.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use super::ids::{JobId, Time, WorkerId};
 use super::limits::{LOAD_TABLE_SLOTS, MAX_PLACEMENT_RACES};
@@ -27,8 +27,9 @@ pub struct WorkerEntry {
     pub home: bool,
     pub registered: Time,
     pub last_heartbeat: Time,
-    /// Attempts this shard reserved on the worker: `(job, attempt)`, live or being killed.
-    pub attempts: Vec<(JobId, u32)>,
+    /// Attempts this shard reserved on the worker: `(job, attempt)`, live or being killed. A set,
+    /// because a worker may hold thousands and every report removes one.
+    pub attempts: BTreeSet<(JobId, u32)>,
     /// Retired by this (home) shard; no longer placeable while the shell disconnects it.
     pub retiring: bool,
 }
@@ -148,22 +149,15 @@ impl Directory {
 
     pub fn add_attempt(&mut self, w: WorkerId, job: JobId, attempt: u32) {
         if let Some(e) = self.workers.get_mut(&w) {
-            e.attempts.push((job, attempt));
+            e.attempts.insert((job, attempt));
         }
     }
 
     /// Removes a reservation record; false when this shard holds no such attempt on `w` (stale report).
     pub fn take_attempt(&mut self, w: WorkerId, job: JobId, attempt: u32) -> bool {
-        let Some(e) = self.workers.get_mut(&w) else {
-            return false;
-        };
-        match e.attempts.iter().position(|&a| a == (job, attempt)) {
-            Some(i) => {
-                e.attempts.swap_remove(i);
-                true
-            }
-            None => false,
-        }
+        self.workers
+            .get_mut(&w)
+            .is_some_and(|e| e.attempts.remove(&(job, attempt)))
     }
 
     /// Least-connections placement for `skill`, reserving the chosen slot.
@@ -245,7 +239,7 @@ mod tests {
             home,
             registered: Time(0),
             last_heartbeat: Time(0),
-            attempts: Vec::new(),
+            attempts: BTreeSet::new(),
             retiring: false,
         }
     }
