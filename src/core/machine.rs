@@ -123,6 +123,9 @@ impl Core {
     /// Applies one input at time `now` (earlier times than already seen are treated as the latest).
     pub fn handle(&mut self, now: Time, input: Input) {
         self.now = self.now.max(now);
+        // Deadlines that passed come first, so an input sees the state the clock says (and replay,
+        // which fires them before each record, sees the same).
+        self.fire_timers();
         match input {
             Input::Submit { token, submission } => self.on_submit(token, submission),
             Input::Cancel { token, target } => self.on_cancel(token, target),
@@ -186,6 +189,11 @@ impl Core {
     /// The spec of a stored job (read it when carrying out a `Dispatch`).
     pub fn spec(&self, job: JobId) -> Option<&JobSpec> {
         self.jobs.slot_of(job).map(|s| &self.jobs.at(s).spec)
+    }
+
+    /// The shared load table this core reserves from.
+    pub fn load_table(&self) -> &Arc<LoadTable> {
+        &self.load
     }
 
     /// The time of the latest input.

@@ -16,6 +16,7 @@ pub mod model;
 mod query;
 mod queues;
 pub mod record;
+mod replay;
 mod scaling;
 pub mod sim;
 mod store;
@@ -30,6 +31,7 @@ pub use machine::Core;
 pub use model::*;
 pub use query::{DagView, JobView, NameHit, Resolved, Stats, WorkerView};
 pub use record::{EndCause, Next, Record};
+pub use replay::ReplayError;
 
 #[cfg(test)]
 mod tests;
