@@ -17,6 +17,7 @@ mod query;
 mod queues;
 pub mod record;
 mod replay;
+mod requests;
 mod scaling;
 pub mod sim;
 mod store;

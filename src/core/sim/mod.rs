@@ -13,6 +13,8 @@
 //! at the end every job is terminal and the load table's counters are back to zero.
 
 mod check;
+mod cluster;
+mod routing;
 mod workload;
 mod world;
 
