@@ -63,7 +63,7 @@ pub enum PathProblem {
     /// An inline script name must be a plain file name.
     #[error("an inline script name may not contain '/'")]
     NotAFileName,
-    /// Longer than [`MAX_NAME_LEN`] times 4.
+    /// Longer than four times [`MAX_NAME_LEN`](crate::core::limits::MAX_NAME_LEN).
     #[error("the file name is too long")]
     TooLong,
 }

@@ -1,6 +1,6 @@
-//! A seeded, deterministic simulation of a whole Titan cluster around the real [`Core`]s: several
-//! shards sharing one [`LoadTable`], many workers, virtual time, random job failures, cancels,
-//! services with random lifetimes, worker crashes (disconnects and silent deaths caught by missed
+//! A seeded, deterministic simulation of a whole Titan cluster around the real
+//! [`Core`](crate::core::Core)s: several shards sharing one [`LoadTable`](crate::core::LoadTable),
+//! many workers, virtual time, random job failures, cancels, services with random lifetimes, worker crashes (disconnects and silent deaths caught by missed
 //! heartbeats), replacement workers, scaling (spawns and retirements) and a WAL that persists
 //! records after a random lag. Pure code: no threads, clocks or IO (TigerBeetle's simulator is the
 //! model). Invariants are checked as the run goes; a failure names the seed that reproduces it:
