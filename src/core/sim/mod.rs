@@ -1,10 +1,10 @@
 //! A seeded, deterministic simulation of a whole Titan cluster around the real
 //! [`Core`](crate::core::Core)s: several shards sharing one [`LoadTable`](crate::core::LoadTable),
-//! many workers, virtual time, random job failures, cancels, services with random lifetimes, worker crashes (disconnects and silent deaths caught by missed
-//! heartbeats), replacement workers, scaling (spawns and retirements) and a WAL that persists
-//! records after a random lag. Pure code: no threads, clocks or IO (TigerBeetle's simulator is the
+//! many workers, virtual time, random job failures, cancels, services with random lifetimes,
+//! worker crashes (disconnects and silent deaths caught by missed heartbeats), replacement workers,
+//! scaling (spawns and retirements) and a WAL that persists records after a random lag. Pure code: no threads, clocks or IO (TigerBeetle's simulator is the
 //! model). Invariants are checked as the run goes; a failure names the seed that reproduces it:
-//! `cargo run --release --example sim -- --seed N` (with the same size flags).
+//! `cargo run --release --example sim -- <flags>` (the failure prints the exact flags).
 //!
 //! Checked invariants: a job is dispatched only when every dependency completed (or is a ready
 //! service); no job completes twice and no terminal job is dispatched or ended again; every
