@@ -9,7 +9,7 @@
 
 use super::ids::WorkerId;
 use super::io::{Output, WorkerInfo};
-use super::limits::MAX_WORKER_SKILLS;
+use super::limits::{MAX_WORKER_CAPACITY, MAX_WORKER_SKILLS};
 use super::machine::Core;
 use super::model::JobState;
 use super::record::EndCause;
@@ -18,6 +18,7 @@ use super::workers::WorkerEntry;
 impl Core {
     pub(super) fn on_worker_up(&mut self, info: WorkerInfo) {
         let id = info.id;
+        let capacity = info.capacity.min(MAX_WORKER_CAPACITY);
         let mut skills = Vec::new();
         for name in info.skills.iter().take(MAX_WORKER_SKILLS) {
             // A skill beyond the interner's limit cannot match any job, so it is simply not listed.
@@ -29,9 +30,9 @@ impl Core {
         }
         if self.dir.get(id).is_some() {
             // Re-registration: new capacity or skills for the same worker.
-            self.load.activate(id, info.capacity, self.now);
+            self.load.activate(id, capacity, self.now);
             if let Some(e) = self.dir.get_mut(id) {
-                e.capacity = info.capacity;
+                e.capacity = capacity;
                 e.port = info.port;
             }
             self.dir.set_skills(id, skills.clone());
@@ -40,9 +41,9 @@ impl Core {
                 // The shell reused the slot; whatever we still knew about the old worker is gone.
                 self.on_worker_lost(old);
             }
-            self.load.activate(id, info.capacity, self.now);
+            self.load.activate(id, capacity, self.now);
             let entry = WorkerEntry {
-                capacity: info.capacity,
+                capacity,
                 skills: skills.clone(),
                 port: info.port,
                 parent: info.parent,

@@ -122,6 +122,10 @@ impl Core {
 
     /// Applies one input at time `now` (earlier times than already seen are treated as the latest).
     pub fn handle(&mut self, now: Time, input: Input) {
+        if self.replaying {
+            // A shell that replayed the journal and forgot to say so must not run silently.
+            self.finish_recovery(now);
+        }
         self.now = self.now.max(now);
         // Deadlines that passed come first, so an input sees the state the clock says (and replay,
         // which fires them before each record, sees the same).

@@ -1,6 +1,7 @@
 //! Job transitions: submit, delays, priorities, skills, DAG release, retries, DLQ, cancel, timeout,
 //! persistence gating, history.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
@@ -493,4 +494,65 @@ fn listing_filters_and_orders_newest_first() {
         .collect();
     assert_eq!(queued, vec![c]);
     assert_eq!(h.core.stats().count(JobState::Pending), 1);
+}
+
+#[test]
+fn requests_for_another_shard_are_refused() {
+    let load = Arc::new(LoadTable::new());
+    let mut h = Harness::shard(config(), ShardInfo { index: 1, count: 2 }, load);
+    let job = h.one_off("NOOP");
+    assert_eq!(job.dag().owner(2), 1);
+    let foreign = DagId(4).job(0);
+    let outs = h.step(Input::Cancel {
+        token: 1,
+        target: Target::Job(foreign),
+    });
+    assert_eq!(
+        replies(&outs),
+        vec![Err(RequestError::WrongShard {
+            dag: DagId(4),
+            owner: 0
+        })]
+    );
+}
+
+#[test]
+fn replaying_the_journal_rebuilds_the_seed_dag_mid_flight() {
+    let mut h = Harness::new();
+    let w = h.worker(0, 8, &["GENERAL"]);
+    let dag = h.dag("START_DASH|DEPLOY|server_dashboard.py|1|0|[] ; WORKER_A|DEPLOY|Worker.jar|8081|1|2|[START_DASH] ; WORKER_B|DEPLOY|Worker.jar|8082|1|2|[START_DASH] ; RUN_CALC|RUN|calc.py|2|0|[WORKER_A, WORKER_B] ; WORKER_C|DEPLOY|Worker.jar|8083|1|5|[RUN_CALC]");
+    h.step(Input::ServiceReady {
+        job: dag.job(0),
+        attempt: 1,
+        worker: w,
+    });
+    h.advance(Duration::from_millis(2));
+    h.step(Input::ServiceReady {
+        job: dag.job(1),
+        attempt: 1,
+        worker: w,
+    });
+    h.finish(dag.job(2), 1, w, 1);
+    let records: Vec<Record> = h
+        .log
+        .iter()
+        .filter_map(|o| match o {
+            Output::Journal { record, .. } => Some(record.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut fresh = Core::new(config(), ShardInfo::SINGLE, Arc::new(LoadTable::new()), 1);
+    for r in &records {
+        fresh.replay(r).unwrap();
+    }
+    fresh.finish_recovery(h.now);
+    let states: Vec<JobState> = (0..5).map(|i| fresh.state(dag.job(i)).unwrap()).collect();
+    use JobState::*;
+    // The services that were running are queued for redeploy; B waits for its retry; the rest wait.
+    assert_eq!(states, vec![Queued, Queued, Failed, Blocked, Blocked]);
+    assert_eq!(fresh.job(dag.job(2)).unwrap().failures, 1);
+    assert!(fresh.job(dag.job(1)).unwrap().spec.is_service());
+    // Readiness was journaled, so A's release of RUN_CALC's counter survives: only B is missing.
+    let outs_before = fresh.poll_output();
+    assert!(outs_before.is_none(), "replay emits nothing");
 }
