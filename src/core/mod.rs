@@ -1,1 +1,110 @@
-//! The scheduler core: a deterministic state machine with no IO (see docs/ARCHITECTURE.md).
+//! The scheduler core: jobs, DAGs, priorities, delays, retries, the dead-letter queue, services,
+//! placement, worker liveness and scaling decisions, as a deterministic state machine with no IO.
+//!
+//! Nothing here reads a clock, touches a socket or file, spawns a thread or awaits. Time comes in
+//! with every input ([`Time`], microseconds since the epoch, made non-decreasing by the shell),
+//! randomness (retry jitter) comes from a `SmallRng` seeded by the constructor, and every effect
+//! goes out as an owned [`Output`] value. The shape is quinn-proto's and raft-rs's:
+//!
+//! ```text
+//! let mut core = Core::new(config, ShardInfo { index, count }, load_table.clone(), seed);
+//! core.handle(now, Input::Submit { token, submission });   // any input, any number of times
+//! while let Some(output) = core.poll_output() { ... }       // or core.drain_outputs()
+//! if let Some(deadline) = core.poll_timeout() { ... }       // call handle(deadline, Input::Tick)
+//! ```
+//!
+//! # Sharding
+//! The master runs one `Core` per shard. A whole submission (a DAG, or a one-off job, which is a
+//! DAG of one) lives on one shard: shard `index` of `count` allocates [`DagId`]s `k * count + index`
+//! (`k` from `CoreConfig::first_dag_k`), so the owner of any id is `dag % count` and a submit is
+//! never forwarded. A [`JobId`] is `dag << 24 | index` ([`limits::MAX_DAG_JOBS`] jobs per DAG), so
+//! JobId order is submission order, which is the FIFO tie-break among equal priorities. Workers are
+//! shared: every shard learns every worker from `WorkerUp` broadcasts, and their load lives in one
+//! lock-free [`LoadTable`] (atomics, reservation by compare-and-swap) shared through an `Arc`.
+//! A [`WorkerId`] is `generation << 16 | slot`, assigned by the shell ([`WorkerIdAllocator`]);
+//! generations make every load operation on a reused slot safe against stale reports. When a shard
+//! frees capacity that another shard is waiting for, it emits [`Output::Wake`]; the shell sends
+//! those shards `Input::Tick`.
+//!
+//! # Durability
+//! Every state change a core needs to rebuild itself is an [`Output::Journal`] record ([`Record`],
+//! rkyv) with a strictly increasing [`Lsn`]. Replies and watch notifications are held until
+//! `Input::Persisted { lsn }` covers every record emitted before them (raft's `Ready`), so no
+//! acknowledgement precedes its fsync and replies leave in request order. Dispatches are not held:
+//! a job that runs before its submission is durable is harmless (the client was never told it
+//! exists; after a crash it is gone, like a request lost in flight), while an acknowledged job is
+//! never lost. Without a WAL the shell feeds `Persisted` back at once. Recovery replays the records
+//! into a fresh core ([`Core::replay`], then [`Core::finish_recovery`], which re-queues attempts that
+//! were running).
+//!
+//! # Decisions (see the module docs of each file for more)
+//! - States follow DESIGN.md: PENDING (delay), BLOCKED (dependencies), QUEUED, RUNNING, COMPLETED,
+//!   FAILED (backoff before a retry), DEAD (dead-letter queue), CANCELLED, UPSTREAM_FAILED.
+//! - Ready jobs wait in one queue per skill (highest priority first, then submission order), so a
+//!   job whose skill no worker has stays QUEUED and never blocks others. A job's skill is its TYPE
+//!   for skill jobs and `GENERAL` for built-ins; a worker takes only the skills it advertises.
+//! - Placement is least connections over the load table: fewest reservations relative to
+//!   capacity among alive workers with the skill and a free slot, lowest `WorkerId` on ties.
+//! - A DAG child's delay counts from the moment its dependencies are met. A service (DEPLOY)
+//!   releases its dependants when it reports ready and stays RUNNING while it lives; any exit it was
+//!   not asked for counts as a failed attempt and it is redeployed after the backoff (a run that
+//!   was ready for `service_stable_after` starts a fresh retry budget); `Stop` kills it and it ends
+//!   CANCELLED.
+//! - Failed attempts retry after `base * 2^(n-1)` capped at `backoff_max`, minus up to
+//!   `backoff_jitter_percent` of seeded jitter; after `retries` retries the job is DEAD and its
+//!   unreleased descendants UPSTREAM_FAILED. Descendants of a cancelled job are CANCELLED.
+//! - Cancel, stop and timeouts end the attempt at once and emit `Kill`; the attempt's slot stays
+//!   reserved until the worker reports that attempt (or is lost), so capacity is never over-committed
+//!   and a late report never revives a job. Reports for attempts a shard does not hold are stale and
+//!   ignored: a job never completes twice.
+//! - A lost worker (disconnect, retirement, or missed heartbeats on its home shard) has its
+//!   reservations released and its live attempts re-queued at once, counted against `crash_limit`
+//!   separately from retries.
+//! - Scaling: each shard asks for a child worker (`SpawnWorker`) when a skill's backlog has had no
+//!   free slot for `spawn_after`, bounded globally by `max_workers` through the load table; idle
+//!   ephemeral workers are retired by their home shard after `idle_timeout`, never the last one.
+//! - Memory is bounded: finished submissions are pruned (oldest first, whole submissions) past
+//!   `history_limit` jobs or `history_max_age`; the DLQ keeps `dlq_limit` entries and counts
+//!   evictions; live jobs are capped by `max_live_jobs`. A queued NOOP job costs about 160 bytes.
+//! - No decision iterates a hash map: hash maps (with an id hasher) serve lookups only;
+//!   directories are `BTreeMap`s and listings are sorted.
+//!
+//! The grammar of the seed's text syntax lives in [`grammar`]; the seeded cluster simulator that
+//! checks the core's invariants under faults lives in [`sim`].
+
+pub mod base64;
+mod config;
+pub mod dag;
+pub mod grammar;
+mod history;
+pub mod ids;
+mod io;
+mod lifecycle;
+pub mod limits;
+mod liveness;
+pub mod load;
+mod machine;
+pub mod model;
+mod query;
+mod queues;
+pub mod record;
+mod replay;
+mod requests;
+mod scaling;
+pub mod sim;
+mod store;
+mod workers;
+
+pub use config::CoreConfig;
+pub use history::{DeadLetter, Totals};
+pub use ids::*;
+pub use io::*;
+pub use load::{Load, LoadTable, WorkerIdAllocator};
+pub use machine::Core;
+pub use model::*;
+pub use query::{DagView, JobView, NameHit, Resolved, Stats, WorkerView};
+pub use record::{EndCause, Next, Record};
+pub use replay::ReplayError;
+
+#[cfg(test)]
+mod tests;

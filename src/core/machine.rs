@@ -1,0 +1,473 @@
+//! The [`Core`] itself: its state, the `handle` / `poll_output` / `poll_timeout` loop, output
+//! gating on persistence, timers and the dispatch pass. The transitions live in `lifecycle.rs`,
+//! worker liveness in `liveness.rs`, scaling in `scaling.rs`, history in `history.rs`, queries in
+//! `query.rs`.
+//!
+//! One `handle(now, input)` applies the input, fires every deadline due at `now`, runs one dispatch
+//! pass over the skills whose queues or workers changed, prunes history and, when it freed capacity
+//! other shards wait for, emits a `Wake`. Outputs that acknowledge something to a client are held in
+//! `gated` until `Persisted` covers every journal record emitted before them (raft's `Ready`).
+//! Dispatches are not gated: a job that runs before its submit is durable is harmless (the client was
+//! not told it exists; after a crash it is simply gone), while an acknowledged job is never lost.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use super::config::CoreConfig;
+use super::history::{DeadLetter, Finished, Totals};
+use super::ids::{DagId, JobId, Lsn, ShardInfo, Time, WorkerId};
+use super::io::{Input, Output};
+use super::limits::MAX_SHARDS;
+use super::load::LoadTable;
+use super::model::{JobSpec, JobState};
+use super::queues::{ReadyEntry, ReadyQueues, Skills, TimerEntry, TimerKind, Timers};
+use super::record::Record;
+use super::scaling::Scaling;
+use super::store::{flags, DagState, IdMap, JobStore};
+use super::workers::{Directory, Placement};
+
+/// The scheduler state machine of one shard. See the module docs of [`crate::core`].
+pub struct Core {
+    pub(super) cfg: CoreConfig,
+    pub(super) shard: ShardInfo,
+    pub(super) load: Arc<LoadTable>,
+    pub(super) rng: SmallRng,
+    pub(super) now: Time,
+    pub(super) next_k: u64,
+    pub(super) next_lsn: u64,
+    pub(super) persisted: Lsn,
+    pub(super) out: VecDeque<Output>,
+    pub(super) gated: VecDeque<(Lsn, Output)>,
+    pub(super) jobs: JobStore,
+    pub(super) dags: BTreeMap<DagId, DagState>,
+    pub(super) names: HashMap<Box<str>, JobId>,
+    pub(super) errors: IdMap<JobId, Box<str>>,
+    pub(super) skills: Skills,
+    pub(super) ready: ReadyQueues,
+    pub(super) timers: Timers,
+    pub(super) dir: Directory,
+    pub(super) watchers: BTreeMap<JobId, Vec<u64>>,
+    pub(super) watcher_count: usize,
+    pub(super) history: VecDeque<Finished>,
+    pub(super) history_jobs: usize,
+    pub(super) dlq: VecDeque<DeadLetter>,
+    pub(super) counts: [usize; 9],
+    pub(super) totals: Totals,
+    pub(super) scaling: Scaling,
+    /// This handle released reservations (other shards may be waiting for them).
+    pub(super) freed: bool,
+    /// This shard's hungry bit is set in the load table.
+    pub(super) hungry: bool,
+    /// Applying journal records: no outputs, no reservations.
+    pub(super) replaying: bool,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("shard", &self.shard)
+            .field("now", &self.now)
+            .field("jobs", &self.jobs.len())
+            .field("counts", &self.counts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// A core for `shard`, sharing `load` with the other shards, with randomness seeded by `seed`.
+    ///
+    /// # Panics
+    /// When `shard` is malformed (`index >= count`, or `count` above `MAX_SHARDS`): a shell bug.
+    pub fn new(config: CoreConfig, shard: ShardInfo, load: Arc<LoadTable>, seed: u64) -> Core {
+        assert!(
+            shard.count >= 1 && shard.count <= MAX_SHARDS && shard.index < shard.count,
+            "bad {shard:?}"
+        );
+        let first_lsn = config.first_lsn.max(1);
+        Core {
+            next_k: config.first_dag_k,
+            next_lsn: first_lsn,
+            persisted: Lsn(first_lsn - 1),
+            cfg: config,
+            shard,
+            load,
+            rng: SmallRng::seed_from_u64(seed),
+            now: Time::ZERO,
+            out: VecDeque::new(),
+            gated: VecDeque::new(),
+            jobs: JobStore::default(),
+            dags: BTreeMap::new(),
+            names: HashMap::new(),
+            errors: IdMap::default(),
+            skills: Skills::new(),
+            ready: ReadyQueues::default(),
+            timers: Timers::default(),
+            dir: Directory::default(),
+            watchers: BTreeMap::new(),
+            watcher_count: 0,
+            history: VecDeque::new(),
+            history_jobs: 0,
+            dlq: VecDeque::new(),
+            counts: [0; 9],
+            totals: Totals::default(),
+            scaling: Scaling::default(),
+            freed: false,
+            hungry: false,
+            replaying: false,
+        }
+    }
+
+    /// Applies one input at time `now` (earlier times than already seen are treated as the latest).
+    pub fn handle(&mut self, now: Time, input: Input) {
+        if self.replaying {
+            // A shell that replayed the journal and forgot to say so must not run silently.
+            self.finish_recovery(now);
+        }
+        self.now = self.now.max(now);
+        // Deadlines that passed come first, so an input sees the state the clock says (and replay,
+        // which fires them before each record, sees the same).
+        self.fire_timers();
+        match input {
+            Input::Submit { token, submission } => self.on_submit(token, submission),
+            Input::Cancel { token, target } => self.on_cancel(token, target),
+            Input::Stop { token, job } => self.on_stop(token, job),
+            Input::Watch { token, job } => self.on_watch(token, job),
+            Input::WorkerUp(info) => self.on_worker_up(info),
+            Input::Heartbeat { worker } => self.on_heartbeat(worker),
+            Input::WorkerLost { worker } => self.on_worker_lost(worker),
+            Input::JobStarted {
+                job,
+                attempt,
+                worker,
+            } => self.on_job_started(job, attempt, worker),
+            Input::JobFinished {
+                job,
+                attempt,
+                worker,
+                outcome,
+                duration: _,
+            } => self.on_job_finished(job, attempt, worker, outcome),
+            Input::ServiceReady {
+                job,
+                attempt,
+                worker,
+            } => self.on_service_ready(job, attempt, worker),
+            Input::Persisted { lsn } => self.on_persisted(lsn),
+            Input::Tick => self.ready.mark_all_waiting(),
+        }
+        self.advance();
+    }
+
+    /// The next output, in emission order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Drains every queued output at once (batch-friendly form of `poll_output`).
+    pub fn drain_outputs(&mut self) -> std::collections::vec_deque::Drain<'_, Output> {
+        self.out.drain(..)
+    }
+
+    /// The earliest deadline at which the shell must call `handle(now, Input::Tick)`.
+    pub fn poll_timeout(&mut self) -> Option<Time> {
+        while let Some(t) = self.timers.peek().copied() {
+            if self.timer_is_live(&t) {
+                break;
+            }
+            self.timers.pop();
+        }
+        let candidates = [
+            self.timers.peek().map(|t| t.due),
+            self.dir.next_heartbeat_deadline(self.cfg.heartbeat_timeout),
+            self.scaling.next_check,
+            self.history
+                .front()
+                .map(|f| f.at + self.cfg.history_max_age),
+        ];
+        candidates.into_iter().flatten().min()
+    }
+
+    /// The spec of a stored job (read it when carrying out a `Dispatch`).
+    pub fn spec(&self, job: JobId) -> Option<&JobSpec> {
+        self.jobs.slot_of(job).map(|s| &self.jobs.at(s).spec)
+    }
+
+    /// The shared load table this core reserves from.
+    pub fn load_table(&self) -> &Arc<LoadTable> {
+        &self.load
+    }
+
+    /// The time of the latest input.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// The last LSN handed out (the next record gets this plus one).
+    pub fn last_lsn(&self) -> Lsn {
+        Lsn(self.next_lsn - 1)
+    }
+
+    /// The `k` the next submission on this shard will use (persist it with snapshots).
+    pub fn next_dag_k(&self) -> u64 {
+        self.next_k
+    }
+
+    fn advance(&mut self) {
+        self.fire_timers();
+        self.fire_heartbeats();
+        if self.scaling.next_check.is_some_and(|t| t <= self.now) {
+            self.scaling_check();
+        }
+        self.dispatch();
+        self.prune_history();
+        self.wake_others();
+    }
+
+    // ---- outputs -------------------------------------------------------------------------------
+
+    /// Queues a journal record with the next LSN.
+    pub(super) fn journal(&mut self, record: Record) {
+        if self.replaying {
+            return;
+        }
+        let lsn = Lsn(self.next_lsn);
+        self.next_lsn += 1;
+        self.out.push_back(Output::Journal { lsn, record });
+    }
+
+    /// Queues an effect that needs no durability.
+    pub(super) fn emit(&mut self, output: Output) {
+        if !self.replaying {
+            self.out.push_back(output);
+        }
+    }
+
+    /// Queues an acknowledgement, held until every record emitted so far is persisted.
+    pub(super) fn ack(&mut self, output: Output) {
+        if self.replaying {
+            return;
+        }
+        let need = self.last_lsn();
+        if need <= self.persisted && self.gated.is_empty() {
+            self.out.push_back(output);
+        } else {
+            self.gated.push_back((need, output));
+        }
+    }
+
+    fn on_persisted(&mut self, lsn: Lsn) {
+        self.persisted = self.persisted.max(lsn.min(self.last_lsn()));
+        while self
+            .gated
+            .front()
+            .is_some_and(|(need, _)| *need <= self.persisted)
+        {
+            if let Some((_, o)) = self.gated.pop_front() {
+                self.out.push_back(o);
+            }
+        }
+    }
+
+    // ---- state bookkeeping ---------------------------------------------------------------------
+
+    /// Moves the job in `slot` to `state`, keeping the per-state counts exact.
+    pub(super) fn set_state(&mut self, slot: u32, state: JobState) {
+        let job = self.jobs.at_mut(slot);
+        self.counts[job.state as usize] -= 1;
+        self.counts[state as usize] += 1;
+        job.state = state;
+        job.since = self.now;
+    }
+
+    /// QUEUED now: into its skill's ready queue.
+    pub(super) fn enqueue(&mut self, slot: u32) {
+        self.set_state(slot, JobState::Queued);
+        let job = self.jobs.at(slot);
+        let (skill, entry) = (
+            job.skill,
+            ReadyEntry {
+                priority: job.spec.priority,
+                slot,
+                id: job.id,
+            },
+        );
+        self.ready.push(skill, entry);
+    }
+
+    /// Runnable now: PENDING for its delay, else QUEUED.
+    pub(super) fn enter_runnable(&mut self, slot: u32) {
+        let job = self.jobs.at(slot);
+        if job.spec.delay_ms == 0 {
+            return self.enqueue(slot);
+        }
+        let due = self.now.add_millis(u64::from(job.spec.delay_ms));
+        let id = job.id;
+        self.set_state(slot, JobState::Pending);
+        self.timers.push(TimerEntry {
+            due,
+            id,
+            kind: TimerKind::Delay,
+            attempt: 0,
+            slot,
+        });
+    }
+
+    // ---- timers --------------------------------------------------------------------------------
+
+    fn timer_is_live(&self, t: &TimerEntry) -> bool {
+        let Some(job) = self.jobs.check(t.slot, t.id) else {
+            return false;
+        };
+        match t.kind {
+            TimerKind::Delay => job.state == JobState::Pending,
+            TimerKind::Backoff => job.state == JobState::Failed && job.attempt == t.attempt,
+            TimerKind::Timeout => job.state == JobState::Running && job.attempt == t.attempt,
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        while let Some(t) = self.timers.pop_due(self.now) {
+            if !self.timer_is_live(&t) {
+                continue;
+            }
+            match t.kind {
+                TimerKind::Delay | TimerKind::Backoff => self.enqueue(t.slot),
+                TimerKind::Timeout => self.on_timeout(t.slot),
+            }
+        }
+    }
+
+    // ---- dispatch ------------------------------------------------------------------------------
+
+    /// One placement pass over the skills whose queue or workers changed.
+    fn dispatch(&mut self) {
+        if self.replaying {
+            return;
+        }
+        for skill in self.ready.take_dirty() {
+            self.dispatch_skill(skill);
+        }
+        if self.hungry && !self.any_starving() {
+            self.load.clear_hungry(self.shard.index);
+            self.hungry = false;
+        }
+    }
+
+    fn dispatch_skill(&mut self, skill: super::store::SkillId) {
+        let mut retried = false;
+        loop {
+            let Some(entry) = self.ready_head(skill) else {
+                self.ready.queue(skill).starved_since = None;
+                return;
+            };
+            match self.dir.place(skill, &self.load, self.now) {
+                Placement::Placed(w) => {
+                    self.ready.pop_live(skill);
+                    self.start_attempt(entry.slot, w);
+                }
+                Placement::NoWorker => {
+                    self.ready.queue(skill).starved_since = None;
+                    return;
+                }
+                Placement::Full if self.shard.count > 1 && !retried => {
+                    // Set the hungry bit before the last look, so a release on another shard either
+                    // sees the bit (and wakes us) or happened before this retry (which sees the slot).
+                    self.load.mark_hungry(self.shard.index);
+                    self.hungry = true;
+                    retried = true;
+                }
+                Placement::Full => {
+                    let now = self.now;
+                    self.ready.queue(skill).starved_since.get_or_insert(now);
+                    self.scaling_wanted();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn any_starving(&self) -> bool {
+        self.ready
+            .queues
+            .iter()
+            .any(|q| q.live > 0 && q.starved_since.is_some())
+    }
+
+    /// The best QUEUED entry of `skill`, dropping stale entries on the way.
+    fn ready_head(&mut self, skill: super::store::SkillId) -> Option<ReadyEntry> {
+        let jobs = &self.jobs;
+        let is_live = |e: &ReadyEntry| {
+            jobs.check(e.slot, e.id)
+                .is_some_and(|j| j.state == JobState::Queued)
+        };
+        let q = &mut self.ready.queues[usize::from(skill.0)];
+        q.compact_if_needed(is_live);
+        while let Some(top) = q.heap.peek().copied() {
+            if is_live(&top) {
+                return Some(top);
+            }
+            q.heap.pop();
+        }
+        None
+    }
+
+    /// Sends the job in `slot` to `worker`, whose slot is already reserved.
+    pub(super) fn start_attempt(&mut self, slot: u32, worker: WorkerId) {
+        self.set_state(slot, JobState::Running);
+        let job = self.jobs.at_mut(slot);
+        job.attempt += 1;
+        job.worker = Some(worker);
+        job.flags &= !(flags::READY | flags::STARTED);
+        let (id, attempt, timeout) = (job.id, job.attempt, job.spec.timeout_ms);
+        self.dir.add_attempt(worker, id, attempt);
+        if let Some(ms) = timeout {
+            let due = self.now.add_millis(u64::from(ms.get()));
+            self.timers.push(TimerEntry {
+                due,
+                id,
+                kind: TimerKind::Timeout,
+                attempt,
+                slot,
+            });
+        }
+        self.journal(Record::Dispatched {
+            job: id,
+            attempt,
+            worker,
+            at: self.now,
+        });
+        self.emit(Output::Dispatch {
+            worker,
+            job: id,
+            attempt,
+        });
+    }
+
+    /// Releases one reservation this shard held on `worker`, and lets its skills try again.
+    pub(super) fn release_slot(&mut self, worker: WorkerId) {
+        if self.replaying {
+            return;
+        }
+        self.load.release(worker, self.now);
+        self.freed = true;
+        if let Some(e) = self.dir.get(worker) {
+            for i in 0..e.skills.len() {
+                let s = e.skills[i];
+                self.ready.mark_dirty(s);
+            }
+        }
+    }
+
+    fn wake_others(&mut self) {
+        if !std::mem::take(&mut self.freed) || self.shard.count == 1 {
+            return;
+        }
+        let shards = self.load.take_hungry_except(self.shard.index);
+        if shards != 0 {
+            self.emit(Output::Wake { shards });
+        }
+    }
+}

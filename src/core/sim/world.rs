@@ -1,0 +1,301 @@
+//! The simulation's state and event loop: cores sharing one load table, the event queue in virtual
+//! time, and the end-of-run checks (every job terminal, load counters back to zero).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::check::Checker;
+use super::workload::{self, Planned};
+use super::{SimConfig, SimFailure, SimReport};
+use crate::core::{
+    Core, CoreConfig, DagId, Input, JobId, LoadTable, ShardInfo, Time, WorkerId, WorkerIdAllocator,
+};
+
+pub(super) const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const SUBMIT_WINDOW: Duration = Duration::from_secs(5);
+
+pub(super) struct SimWorker {
+    pub(super) alive: bool,
+    /// Every shard was (or is being) told the worker is gone.
+    pub(super) buried: bool,
+    pub(super) home: u32,
+    pub(super) capacity: u32,
+    pub(super) skills: Vec<Box<str>>,
+    pub(super) ephemeral: bool,
+    /// Attempts the worker is running, with the shard that owns each.
+    pub(super) running: BTreeMap<(JobId, u32), u32>,
+}
+
+pub(super) struct Join {
+    pub(super) skills: Vec<Box<str>>,
+    pub(super) capacity: u32,
+    pub(super) parent: Option<WorkerId>,
+    pub(super) ticket: Option<u64>,
+}
+
+pub(super) enum Event {
+    Deliver {
+        shard: u32,
+        input: Input,
+    },
+    Submit {
+        index: usize,
+    },
+    Cancel {
+        token: u64,
+        pick: u64,
+    },
+    Stop {
+        shard: u32,
+        job: JobId,
+    },
+    Arrive {
+        worker: WorkerId,
+        shard: u32,
+        job: JobId,
+        attempt: u32,
+        service: bool,
+        run_for: Duration,
+    },
+    Done {
+        worker: WorkerId,
+        job: JobId,
+        attempt: u32,
+    },
+    KillArrive {
+        worker: WorkerId,
+        job: JobId,
+        attempt: u32,
+    },
+    Crash {
+        silent: bool,
+    },
+    Join(Join),
+    Heartbeats,
+}
+
+pub struct World {
+    pub(super) cfg: SimConfig,
+    pub(super) rng: SmallRng,
+    pub(super) start: Time,
+    pub(super) now: Time,
+    pub(super) cores: Vec<Core>,
+    pub(super) load: Arc<LoadTable>,
+    pub(super) ids: WorkerIdAllocator,
+    pub(super) workers: BTreeMap<WorkerId, SimWorker>,
+    pub(super) events: BTreeMap<(Time, u64), Event>,
+    pub(super) seq: u64,
+    pub(super) busy: usize,
+    pub(super) check: Checker,
+    pub(super) plan: Vec<Option<Planned>>,
+    pub(super) submissions_left: usize,
+    pub(super) tokens: HashMap<u64, u32>,
+    pub(super) accepted: HashMap<u64, (u32, DagId, u32)>,
+    pub(super) next_token: u64,
+    pub(super) report: SimReport,
+}
+
+fn core_config(cfg: &SimConfig) -> CoreConfig {
+    CoreConfig {
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(200),
+        heartbeat_timeout: Duration::from_secs(3),
+        scaling_interval: Duration::from_millis(200),
+        spawn_after: Duration::from_secs(1),
+        spawn_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(3),
+        max_workers: cfg.max_workers,
+        history_limit: usize::MAX,
+        history_max_age: Duration::from_secs(365 * 24 * 3600),
+        ..CoreConfig::default()
+    }
+}
+
+impl World {
+    pub fn new(cfg: &SimConfig) -> World {
+        let mut rng = SmallRng::seed_from_u64(cfg.seed);
+        let load = Arc::new(LoadTable::new());
+        let shards = cfg.shards.max(1);
+        let cores = (0..shards)
+            .map(|index| {
+                let shard = ShardInfo {
+                    index,
+                    count: shards,
+                };
+                Core::new(
+                    core_config(cfg),
+                    shard,
+                    load.clone(),
+                    cfg.seed ^ u64::from(index).wrapping_mul(0x9E37),
+                )
+            })
+            .collect();
+        let plan = workload::generate(&cfg.workload, &mut rng, SUBMIT_WINDOW, cfg.cancel_permille);
+        let start = Time::from_millis(1_700_000_000_000);
+        World {
+            submissions_left: plan.len(),
+            plan: plan.into_iter().map(Some).collect(),
+            cfg: cfg.clone(),
+            rng,
+            start,
+            now: start,
+            cores,
+            load,
+            ids: WorkerIdAllocator::new(),
+            workers: BTreeMap::new(),
+            events: BTreeMap::new(),
+            seq: 0,
+            busy: 0,
+            check: Checker::new(shards as usize),
+            tokens: HashMap::new(),
+            accepted: HashMap::new(),
+            next_token: 1,
+            report: SimReport {
+                seed: cfg.seed,
+                ..SimReport::default()
+            },
+        }
+    }
+
+    pub(super) fn fail(&self, what: impl Into<String>) -> SimFailure {
+        let (seed, at) = (self.cfg.seed, self.now.since(self.start));
+        SimFailure {
+            seed,
+            at,
+            what: what.into(),
+            replay: self.cfg.replay_args(),
+        }
+    }
+
+    pub(super) fn schedule(&mut self, after: Duration, event: Event) {
+        if !matches!(event, Event::Heartbeats) {
+            self.busy += 1;
+        }
+        self.seq += 1;
+        self.events.insert((self.now + after, self.seq), event);
+    }
+
+    pub(super) fn latency(&mut self) -> Duration {
+        Duration::from_micros(self.rng.gen_range(50..500))
+    }
+
+    pub fn run(mut self) -> Result<SimReport, SimFailure> {
+        for i in 0..self.cfg.workers {
+            let skills: Vec<Box<str>> = if i % 4 == 0 {
+                vec!["GENERAL".into(), "GPU".into()]
+            } else {
+                vec!["GENERAL".into()]
+            };
+            let capacity = self.cfg.capacity;
+            self.join(Join {
+                skills,
+                capacity,
+                parent: None,
+                ticket: None,
+            })?;
+        }
+        for index in 0..self.plan.len() {
+            let at = self.plan[index].as_ref().map_or(Duration::ZERO, |p| p.at);
+            self.schedule(at, Event::Submit { index });
+        }
+        for i in 0..self.cfg.crashes {
+            let at = Duration::from_micros(self.rng.gen_range(0..SUBMIT_WINDOW.as_micros() as u64));
+            self.schedule(at, Event::Crash { silent: i % 2 == 1 });
+        }
+        self.schedule(HEARTBEAT_EVERY, Event::Heartbeats);
+        loop {
+            if self.now.since(self.start) > self.cfg.time_limit {
+                return Err(self.fail(format!(
+                    "stuck: still running after {:?}: {}",
+                    self.cfg.time_limit,
+                    self.live_summary()
+                )));
+            }
+            if self.busy == 0 && self.submissions_left == 0 && self.quiet() {
+                return self.finish();
+            }
+            let next_event = self.events.first_key_value().map(|(k, _)| k.0);
+            let next_timer = (0..self.cores.len())
+                .filter_map(|i| self.cores[i].poll_timeout().map(|t| (t, i)))
+                .min();
+            if let Some((t, i)) = next_timer.filter(|(t, _)| next_event.is_none_or(|e| *t <= e)) {
+                self.now = self.now.max(t);
+                self.deliver(i as u32, Input::Tick)?;
+                continue;
+            }
+            let Some(((t, _), event)) = self.events.pop_first() else {
+                return Err(self.fail(format!(
+                    "nothing left to do but jobs are live: {}",
+                    self.live_summary()
+                )));
+            };
+            if !matches!(event, Event::Heartbeats) {
+                self.busy -= 1;
+            }
+            self.now = t;
+            self.report.events += 1;
+            self.on_event(event)?;
+        }
+    }
+
+    fn quiet(&self) -> bool {
+        // A silently dead worker still holds reservations until its home shard notices.
+        self.cores.iter().all(|c| c.stats().live == 0)
+            && self
+                .workers
+                .values()
+                .all(|w| w.running.is_empty() && (w.alive || w.buried))
+    }
+
+    fn live_summary(&self) -> String {
+        let mut out = String::new();
+        for c in &self.cores {
+            for v in c
+                .jobs(None, usize::MAX)
+                .into_iter()
+                .filter(|v| !v.state.is_terminal())
+                .take(5)
+            {
+                out.push_str(&format!(
+                    "{} {} attempts={} worker={:?}; ",
+                    v.id, v.state, v.attempts, v.worker
+                ));
+            }
+        }
+        out
+    }
+
+    fn finish(mut self) -> Result<SimReport, SimFailure> {
+        let accepted: Vec<(u32, DagId, u32)> = self.accepted.values().copied().collect();
+        for (shard, dag, n) in accepted {
+            for i in 0..n {
+                let job = dag.job(i);
+                let state = self.cores[shard as usize].state(job);
+                match state {
+                    Some(s) if s.is_terminal() => {}
+                    other => return Err(self.fail(format!("{job} ended the run in {other:?}"))),
+                }
+                let r = &mut self.report;
+                match state {
+                    Some(crate::core::JobState::Completed) => r.completed += 1,
+                    Some(crate::core::JobState::Dead) => r.dead += 1,
+                    Some(crate::core::JobState::Cancelled) => r.cancelled += 1,
+                    _ => r.upstream_failed += 1,
+                }
+            }
+        }
+        if self.load.running_total() != 0 {
+            return Err(self.fail(format!(
+                "load counters did not return to zero: {:?}",
+                self.load
+            )));
+        }
+        self.report.dispatches = self.check.dispatches;
+        self.report.virtual_time = self.now.since(self.start);
+        Ok(self.report)
+    }
+}

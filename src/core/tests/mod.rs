@@ -1,0 +1,170 @@
+//! Unit tests of the core's transitions, driven through `handle` with a small harness that plays the
+//! shell: it feeds `Persisted` back for every journal record (unless told not to) and collects outputs.
+
+mod jobs;
+mod services;
+mod workers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+
+/// A one-shard (or multi-shard) test shell around one core.
+pub struct Harness {
+    pub core: Core,
+    pub load: Arc<LoadTable>,
+    pub now: Time,
+    pub auto_persist: bool,
+    pub log: Vec<Output>,
+    next_token: u64,
+}
+
+pub fn config() -> CoreConfig {
+    CoreConfig {
+        backoff_base: Duration::from_millis(100),
+        backoff_max: Duration::from_secs(1),
+        backoff_jitter_percent: 0,
+        // Tests jump through time without heartbeating; the heartbeat tests set their own timeout.
+        heartbeat_timeout: Duration::from_secs(24 * 3600),
+        ..CoreConfig::default()
+    }
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        Harness::with(config())
+    }
+
+    pub fn with(cfg: CoreConfig) -> Harness {
+        let load = Arc::new(LoadTable::new());
+        Harness::shard(cfg, ShardInfo::SINGLE, load)
+    }
+
+    pub fn shard(cfg: CoreConfig, shard: ShardInfo, load: Arc<LoadTable>) -> Harness {
+        let core = Core::new(cfg, shard, load.clone(), 7);
+        Harness {
+            core,
+            load,
+            now: Time::from_millis(1_000),
+            auto_persist: true,
+            log: Vec::new(),
+            next_token: 1,
+        }
+    }
+
+    /// Handles one input and returns its outputs (after auto-persisting the journal).
+    pub fn step(&mut self, input: Input) -> Vec<Output> {
+        self.core.handle(self.now, input);
+        let mut outs: Vec<Output> = self.core.drain_outputs().collect();
+        if self.auto_persist {
+            if let Some(lsn) = outs.iter().rev().find_map(|o| match o {
+                Output::Journal { lsn, .. } => Some(*lsn),
+                _ => None,
+            }) {
+                self.core.handle(self.now, Input::Persisted { lsn });
+                outs.extend(self.core.drain_outputs());
+            }
+        }
+        self.log.extend(outs.iter().cloned());
+        outs
+    }
+
+    pub fn advance(&mut self, d: Duration) -> Vec<Output> {
+        self.now = self.now + d;
+        self.step(Input::Tick)
+    }
+
+    pub fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    pub fn worker(&mut self, slot: u16, capacity: u32, skills: &[&str]) -> WorkerId {
+        let id = WorkerId::new(slot, 1).unwrap();
+        self.step(Input::WorkerUp(WorkerInfo {
+            id,
+            capacity,
+            skills: skills.iter().map(|s| Box::from(*s)).collect(),
+            port: 8080 + slot,
+            parent: None,
+            ephemeral: false,
+            home: true,
+            spawn_ticket: None,
+        }));
+        id
+    }
+
+    pub fn submit(&mut self, submission: Submission) -> (DagId, Vec<Output>) {
+        let token = self.token();
+        let outs = self.step(Input::Submit { token, submission });
+        let dag = outs
+            .iter()
+            .find_map(|o| match o {
+                Output::Reply {
+                    token: t,
+                    reply: Ok(Ack::Submitted { dag, .. }),
+                } if *t == token => Some(*dag),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no accepted reply in {outs:?}"));
+        (dag, outs)
+    }
+
+    pub fn one_off(&mut self, text: &str) -> JobId {
+        let spec = grammar::parse_one_off(text).unwrap();
+        self.submit(Submission::OneOff(spec)).0.job(0)
+    }
+
+    pub fn dag(&mut self, text: &str) -> DagId {
+        let jobs = grammar::parse_dag(text).unwrap();
+        self.submit(Submission::Dag(jobs)).0
+    }
+
+    pub fn finish(&mut self, job: JobId, attempt: u32, worker: WorkerId, code: i32) -> Vec<Output> {
+        let outcome = Outcome::Exited { code };
+        self.step(Input::JobFinished {
+            job,
+            attempt,
+            worker,
+            outcome,
+            duration: Duration::from_millis(1),
+        })
+    }
+
+    pub fn state(&self, job: JobId) -> JobState {
+        self.core.state(job).expect("job retained")
+    }
+}
+
+/// The dispatches in `outs`, as `(worker, job, attempt)`.
+pub fn dispatches(outs: &[Output]) -> Vec<(WorkerId, JobId, u32)> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Dispatch {
+                worker,
+                job,
+                attempt,
+            } => Some((*worker, *job, *attempt)),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn kills(outs: &[Output]) -> Vec<(JobId, KillReason)> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Kill { job, reason, .. } => Some((*job, *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn replies(outs: &[Output]) -> Vec<Result<Ack, RequestError>> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Reply { reply, .. } => Some(reply.clone()),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,268 @@
+//! Workers: loss and crash limits, heartbeats, re-registration, multi-shard wake-ups, scaling.
+
+use std::time::Duration;
+
+use super::*;
+
+#[test]
+fn a_lost_worker_requeues_its_jobs_until_the_crash_limit() {
+    let mut h = Harness::with(CoreConfig {
+        crash_limit: 1,
+        ..config()
+    });
+    let job = h.one_off("RUN|a.py");
+    let w0 = h.worker(0, 1, &["GENERAL"]);
+    let w1 = h.worker(1, 1, &["GENERAL"]);
+    assert_eq!(h.core.job(job).unwrap().worker, Some(w0));
+    let outs = h.step(Input::WorkerLost { worker: w0 });
+    assert_eq!(dispatches(&outs), vec![(w1, job, 2)]);
+    assert_eq!(
+        h.load.load(w0).map(|l| (l.running, l.alive)),
+        Some((0, false))
+    );
+    h.step(Input::WorkerLost { worker: w1 });
+    assert_eq!(h.state(job), JobState::Dead);
+    assert_eq!(h.core.job(job).unwrap().last_error, Some("worker lost"));
+    assert_eq!(h.load.running_total(), 0);
+    assert_eq!(h.core.stats().totals.requeued_on_loss, 2);
+}
+
+#[test]
+fn missed_heartbeats_kill_a_home_worker() {
+    let mut h = Harness::with(CoreConfig {
+        heartbeat_timeout: Duration::from_secs(30),
+        ..config()
+    });
+    let w = h.worker(0, 1, &["GENERAL"]);
+    let job = h.one_off("RUN|a.py");
+    h.advance(Duration::from_secs(20));
+    h.step(Input::Heartbeat { worker: w });
+    assert_eq!(h.core.poll_timeout(), Some(h.now + Duration::from_secs(30)));
+    let outs = h.advance(Duration::from_secs(30));
+    assert_eq!(
+        outs.iter()
+            .filter(|o| matches!(o, Output::WorkerDead { worker, .. } if *worker == w))
+            .count(),
+        1
+    );
+    assert_eq!(h.state(job), JobState::Queued);
+    assert_eq!(h.core.stats().workers, 0);
+}
+
+#[test]
+fn non_home_shards_do_not_track_heartbeats() {
+    let mut h = Harness::new();
+    let id = WorkerId::new(0, 1).unwrap();
+    let info = WorkerInfo {
+        id,
+        capacity: 1,
+        skills: vec!["GENERAL".into()],
+        port: 1,
+        parent: None,
+        ephemeral: false,
+        home: false,
+        spawn_ticket: None,
+    };
+    h.step(Input::WorkerUp(info));
+    assert_eq!(h.core.poll_timeout(), None);
+    h.advance(Duration::from_secs(3600));
+    assert_eq!(h.core.stats().workers, 1);
+}
+
+#[test]
+fn reusing_a_slot_forgets_the_previous_worker() {
+    let mut h = Harness::new();
+    let old = h.worker(0, 1, &["GENERAL"]);
+    let job = h.one_off("RUN|a.py");
+    let new = WorkerId::new(0, 2).unwrap();
+    let outs = h.step(Input::WorkerUp(WorkerInfo {
+        id: new,
+        capacity: 1,
+        skills: vec!["GENERAL".into()],
+        port: 1,
+        parent: None,
+        ephemeral: false,
+        home: true,
+        spawn_ticket: None,
+    }));
+    assert_eq!(dispatches(&outs), vec![(new, job, 2)]);
+    h.finish(job, 1, old, 0);
+    assert_eq!(
+        h.state(job),
+        JobState::Running,
+        "the old worker's report is stale"
+    );
+    assert_eq!(h.load.running_total(), 1);
+}
+
+#[test]
+fn re_registration_updates_capacity_and_skills() {
+    let mut h = Harness::new();
+    let w = h.worker(0, 1, &["GENERAL"]);
+    let a = h.one_off("PDF|a");
+    h.worker(0, 3, &["GENERAL", "PDF"]);
+    assert_eq!(h.core.job(a).unwrap().worker, Some(w));
+    assert_eq!(h.core.workers()[0].capacity, 3);
+}
+
+#[test]
+fn a_release_on_one_shard_wakes_a_hungry_shard() {
+    let load = Arc::new(LoadTable::new());
+    let two = |index| ShardInfo { index, count: 2 };
+    let mut s0 = Harness::shard(config(), two(0), load.clone());
+    let mut s1 = Harness::shard(config(), two(1), load.clone());
+    let id = WorkerId::new(0, 1).unwrap();
+    for (h, home) in [(&mut s0, true), (&mut s1, false)] {
+        h.step(Input::WorkerUp(WorkerInfo {
+            id,
+            capacity: 1,
+            skills: vec!["GENERAL".into()],
+            port: 1,
+            parent: None,
+            ephemeral: false,
+            home,
+            spawn_ticket: None,
+        }));
+    }
+    let a = s0.one_off("RUN|a.py");
+    let b = s1.one_off("RUN|b.py");
+    assert_eq!(a.dag().owner(2), 0);
+    assert_eq!(b.dag().owner(2), 1);
+    assert_eq!(s1.state(b), JobState::Queued);
+    let outs = s0.finish(a, 1, id, 0);
+    assert!(outs.contains(&Output::Wake { shards: 0b10 }), "{outs:?}");
+    let outs = s1.step(Input::Tick);
+    assert_eq!(dispatches(&outs), vec![(id, b, 1)]);
+    let outs = s1.finish(b, 1, id, 0);
+    assert!(
+        !outs.iter().any(|o| matches!(o, Output::Wake { .. })),
+        "nobody is hungry"
+    );
+}
+
+fn spawn_cfg() -> CoreConfig {
+    CoreConfig {
+        scaling_interval: Duration::from_secs(1),
+        spawn_after: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(45),
+        heartbeat_timeout: Duration::from_secs(3600),
+        max_workers: 2,
+        ..config()
+    }
+}
+
+#[test]
+fn starving_backlog_spawns_a_child_up_to_the_maximum_and_idle_children_retire() {
+    let mut h = Harness::with(spawn_cfg());
+    let parent = h.worker(0, 1, &["GENERAL"]);
+    let first = h.one_off("RUN|a.py");
+    let waiting = h.one_off("RUN|b.py");
+    assert_eq!(h.state(waiting), JobState::Queued);
+    let mut spawn = None;
+    for _ in 0..6 {
+        for o in h.advance(Duration::from_secs(1)) {
+            if let Output::SpawnWorker {
+                parent,
+                ticket,
+                reason,
+            } = o
+            {
+                spawn = Some((parent, ticket, reason));
+            }
+        }
+    }
+    let (p, ticket, reason) = spawn.expect("a spawn request");
+    assert_eq!(p, parent);
+    assert_eq!(&*reason.skill, "GENERAL");
+    assert!(reason.waiting >= Duration::from_secs(5));
+    assert_eq!(h.load.spawning(), 1);
+    // Bounded: with one alive worker and one spawn in flight, max_workers = 2 allows no more.
+    for _ in 0..10 {
+        assert!(!h
+            .advance(Duration::from_secs(1))
+            .iter()
+            .any(|o| matches!(o, Output::SpawnWorker { .. })));
+    }
+    let child = WorkerId::new(1, 1).unwrap();
+    let outs = h.step(Input::WorkerUp(WorkerInfo {
+        id: child,
+        capacity: 1,
+        skills: vec!["GENERAL".into()],
+        port: 8090,
+        parent: Some(parent),
+        ephemeral: true,
+        home: true,
+        spawn_ticket: Some(ticket),
+    }));
+    assert_eq!(dispatches(&outs), vec![(child, waiting, 1)]);
+    assert_eq!(h.load.spawning(), 0);
+    h.finish(waiting, 1, child, 0);
+    h.finish(first, 1, parent, 0);
+    let mut retired = None;
+    for _ in 0..50 {
+        for o in h.advance(Duration::from_secs(1)) {
+            if let Output::RetireWorker { worker, idle_for } = o {
+                retired = Some((worker, idle_for));
+            }
+        }
+    }
+    let (w, idle_for) = retired.expect("the idle child retires");
+    assert_eq!(w, child);
+    assert!(idle_for >= Duration::from_secs(45));
+    assert_eq!(h.load.alive_workers(), 1, "the parent stays");
+    h.step(Input::WorkerLost { worker: child });
+    assert_eq!(h.core.stats().workers, 1);
+    let parent_deadline = Time::from_millis(1000) + Duration::from_secs(3600);
+    assert_eq!(
+        h.core.poll_timeout(),
+        Some(parent_deadline),
+        "only the parent's heartbeat is left to watch"
+    );
+}
+
+#[test]
+fn the_last_worker_is_never_retired() {
+    let mut h = Harness::with(spawn_cfg());
+    let child = WorkerId::new(3, 1).unwrap();
+    h.step(Input::WorkerUp(WorkerInfo {
+        id: child,
+        capacity: 1,
+        skills: vec!["GENERAL".into()],
+        port: 8090,
+        parent: None,
+        ephemeral: true,
+        home: true,
+        spawn_ticket: None,
+    }));
+    for _ in 0..100 {
+        assert!(!h
+            .advance(Duration::from_secs(1))
+            .iter()
+            .any(|o| matches!(o, Output::RetireWorker { .. })));
+    }
+    assert_eq!(h.load.alive_workers(), 1);
+}
+
+#[test]
+fn an_unanswered_spawn_expires() {
+    let mut h = Harness::with(CoreConfig {
+        spawn_timeout: Duration::from_secs(10),
+        ..spawn_cfg()
+    });
+    h.worker(0, 1, &["GENERAL"]);
+    h.one_off("RUN|a.py");
+    h.one_off("RUN|b.py");
+    let mut spawns = 0;
+    for _ in 0..30 {
+        spawns += h
+            .advance(Duration::from_secs(1))
+            .iter()
+            .filter(|o| matches!(o, Output::SpawnWorker { .. }))
+            .count();
+    }
+    assert!(
+        spawns >= 2,
+        "expired requests make room for new ones ({spawns})"
+    );
+    assert!(h.load.spawning() <= 1);
+}

@@ -1,0 +1,301 @@
+//! The shard-local worker directory and least-connections placement.
+//!
+//! Every shard learns every worker from `WorkerUp` broadcasts and keeps its own directory
+//! (capacity, skills, port, parent, ephemeral, home), iterated in `WorkerId` order. Load lives in
+//! the shared [`LoadTable`]; placement scans the workers that advertise a skill, picks the one with
+//! the fewest reservations relative to capacity (ties: lowest id), and reserves a slot there by
+//! compare-and-swap, rescanning when another shard won the race. The directory also remembers the
+//! attempts this shard has reserved on each worker, live or being killed, so a lost worker's
+//! reservations are released and its live attempts re-queued.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use super::ids::{JobId, Time, WorkerId};
+use super::limits::{LOAD_TABLE_SLOTS, MAX_PLACEMENT_RACES};
+use super::load::LoadTable;
+use super::store::SkillId;
+
+/// One worker as this shard knows it.
+#[derive(Debug)]
+pub struct WorkerEntry {
+    pub capacity: u32,
+    pub skills: Vec<SkillId>,
+    pub port: u16,
+    pub parent: Option<WorkerId>,
+    pub ephemeral: bool,
+    pub home: bool,
+    pub registered: Time,
+    pub last_heartbeat: Time,
+    /// Attempts this shard reserved on the worker: `(job, attempt)`, live or being killed. A set,
+    /// because a worker may hold thousands and every report removes one.
+    pub attempts: BTreeSet<(JobId, u32)>,
+    /// Retired by this (home) shard; no longer placeable while the shell disconnects it.
+    pub retiring: bool,
+}
+
+/// Where a placement attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// A slot on this worker is reserved.
+    Placed(WorkerId),
+    /// Workers have the skill, but none has a free slot.
+    Full,
+    /// No alive worker advertises the skill.
+    NoWorker,
+}
+
+/// The directory of known workers.
+#[derive(Debug)]
+pub struct Directory {
+    pub workers: BTreeMap<WorkerId, WorkerEntry>,
+    by_skill: Vec<Vec<WorkerId>>,
+    by_slot: Vec<Option<WorkerId>>,
+    heartbeats: BinaryHeap<Reverse<(Time, WorkerId)>>,
+}
+
+impl Default for Directory {
+    fn default() -> Directory {
+        Directory {
+            workers: BTreeMap::new(),
+            by_skill: Vec::new(),
+            by_slot: vec![None; LOAD_TABLE_SLOTS],
+            heartbeats: BinaryHeap::new(),
+        }
+    }
+}
+
+impl Directory {
+    pub fn get(&self, w: WorkerId) -> Option<&WorkerEntry> {
+        self.workers.get(&w)
+    }
+
+    pub fn get_mut(&mut self, w: WorkerId) -> Option<&mut WorkerEntry> {
+        self.workers.get_mut(&w)
+    }
+
+    /// The worker currently known in `w`'s slot, if it is another generation.
+    pub fn previous_in_slot(&self, w: WorkerId) -> Option<WorkerId> {
+        self.by_slot[w.slot()].filter(|&old| old != w)
+    }
+
+    pub fn insert(
+        &mut self,
+        w: WorkerId,
+        entry: WorkerEntry,
+        heartbeat_timeout: std::time::Duration,
+    ) {
+        if entry.home {
+            self.heartbeats
+                .push(Reverse((entry.last_heartbeat + heartbeat_timeout, w)));
+        }
+        for &s in &entry.skills {
+            self.list(w, s);
+        }
+        self.by_slot[w.slot()] = Some(w);
+        self.workers.insert(w, entry);
+    }
+
+    fn list(&mut self, w: WorkerId, s: SkillId) {
+        let i = usize::from(s.0);
+        if self.by_skill.len() <= i {
+            self.by_skill.resize_with(i + 1, Vec::new);
+        }
+        if let Err(pos) = self.by_skill[i].binary_search(&w) {
+            self.by_skill[i].insert(pos, w);
+        }
+    }
+
+    /// Stops placing on `w` (retiring or gone).
+    pub fn unlist(&mut self, w: WorkerId) {
+        let Some(e) = self.workers.get(&w) else {
+            return;
+        };
+        for s in &e.skills {
+            if let Some(list) = self.by_skill.get_mut(usize::from(s.0)) {
+                list.retain(|&x| x != w);
+            }
+        }
+    }
+
+    /// Replaces a known worker's skills (re-registration).
+    pub fn set_skills(&mut self, w: WorkerId, skills: Vec<SkillId>) {
+        self.unlist(w);
+        if let Some(e) = self.workers.get_mut(&w) {
+            e.skills = skills.clone();
+            if !e.retiring {
+                for s in skills {
+                    self.list(w, s);
+                }
+            }
+        }
+    }
+
+    pub fn remove(&mut self, w: WorkerId) -> Option<WorkerEntry> {
+        self.unlist(w);
+        let e = self.workers.remove(&w)?;
+        if self.by_slot[w.slot()] == Some(w) {
+            self.by_slot[w.slot()] = None;
+        }
+        Some(e)
+    }
+
+    /// Workers advertising `skill`, in id order.
+    pub fn with_skill(&self, skill: SkillId) -> &[WorkerId] {
+        self.by_skill
+            .get(usize::from(skill.0))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    pub fn add_attempt(&mut self, w: WorkerId, job: JobId, attempt: u32) {
+        if let Some(e) = self.workers.get_mut(&w) {
+            e.attempts.insert((job, attempt));
+        }
+    }
+
+    /// Removes a reservation record; false when this shard holds no such attempt on `w` (stale report).
+    pub fn take_attempt(&mut self, w: WorkerId, job: JobId, attempt: u32) -> bool {
+        self.workers
+            .get_mut(&w)
+            .is_some_and(|e| e.attempts.remove(&(job, attempt)))
+    }
+
+    /// Least-connections placement for `skill`, reserving the chosen slot.
+    pub fn place(&self, skill: SkillId, load: &LoadTable, now: Time) -> Placement {
+        let candidates = self.with_skill(skill);
+        if candidates.is_empty() {
+            return Placement::NoWorker;
+        }
+        for _ in 0..MAX_PLACEMENT_RACES {
+            let Some(w) = least_loaded(candidates, load) else {
+                return Placement::Full;
+            };
+            if load.reserve(w, now) {
+                return Placement::Placed(w);
+            }
+        }
+        Placement::Full
+    }
+
+    /// The earliest heartbeat deadline of an alive home worker, fixing lazily stale heap entries.
+    pub fn next_heartbeat_deadline(&mut self, timeout: std::time::Duration) -> Option<Time> {
+        while let Some(&Reverse((due, w))) = self.heartbeats.peek() {
+            match self.workers.get(&w) {
+                Some(e) if e.home && !e.retiring => {
+                    let actual = e.last_heartbeat + timeout;
+                    if actual == due {
+                        return Some(due);
+                    }
+                    self.heartbeats.pop();
+                    self.heartbeats.push(Reverse((actual, w)));
+                }
+                _ => {
+                    self.heartbeats.pop();
+                }
+            }
+        }
+        None
+    }
+
+    /// Pops one home worker whose heartbeat deadline passed at `now`.
+    pub fn pop_silent(&mut self, now: Time, timeout: std::time::Duration) -> Option<WorkerId> {
+        let due = self.next_heartbeat_deadline(timeout)?;
+        if due > now {
+            return None;
+        }
+        self.heartbeats.pop().map(|Reverse((_, w))| w)
+    }
+}
+
+/// The candidate with the fewest reservations relative to capacity and a free slot; lowest id on ties.
+fn least_loaded(candidates: &[WorkerId], load: &LoadTable) -> Option<WorkerId> {
+    let mut best: Option<(WorkerId, u64, u64)> = None;
+    for &w in candidates {
+        let Some(l) = load.load(w) else { continue };
+        if !l.alive || l.running >= l.capacity {
+            continue;
+        }
+        let (r, c) = (u64::from(l.running), u64::from(l.capacity));
+        // running/capacity < best_running/best_capacity, compared without division.
+        if best.is_none_or(|(_, br, bc)| r * bc < br * c) {
+            best = Some((w, r, c));
+        }
+    }
+    best.map(|(w, _, _)| w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn entry(skills: &[u16], home: bool) -> WorkerEntry {
+        WorkerEntry {
+            capacity: 4,
+            skills: skills.iter().map(|&s| SkillId(s)).collect(),
+            port: 8080,
+            parent: None,
+            ephemeral: false,
+            home,
+            registered: Time(0),
+            last_heartbeat: Time(0),
+            attempts: BTreeSet::new(),
+            retiring: false,
+        }
+    }
+
+    fn w(slot: u16) -> WorkerId {
+        WorkerId::new(slot, 1).unwrap()
+    }
+
+    #[test]
+    fn least_connections_relative_to_capacity_with_lowest_id_ties() {
+        let load = LoadTable::new();
+        let mut d = Directory::default();
+        for (slot, cap) in [(0, 2), (1, 8), (2, 8)] {
+            load.activate(w(slot), cap, Time(0));
+            d.insert(w(slot), entry(&[0], false), Duration::from_secs(1));
+        }
+        assert!(load.reserve(w(0), Time(0)));
+        // w0 is at 1/2, w1 and w2 at 0/8: the tie goes to the lower id.
+        assert_eq!(d.place(SkillId(0), &load, Time(0)), Placement::Placed(w(1)));
+        assert_eq!(d.place(SkillId(0), &load, Time(0)), Placement::Placed(w(2)));
+        // w1 1/8, w2 1/8, w0 1/2: w1 again.
+        assert_eq!(d.place(SkillId(0), &load, Time(0)), Placement::Placed(w(1)));
+        assert_eq!(d.place(SkillId(1), &load, Time(0)), Placement::NoWorker);
+    }
+
+    #[test]
+    fn full_workers_are_skipped() {
+        let load = LoadTable::new();
+        let mut d = Directory::default();
+        load.activate(w(0), 1, Time(0));
+        d.insert(w(0), entry(&[0], false), Duration::from_secs(1));
+        assert_eq!(d.place(SkillId(0), &load, Time(0)), Placement::Placed(w(0)));
+        assert_eq!(d.place(SkillId(0), &load, Time(0)), Placement::Full);
+        d.unlist(w(0));
+        assert_eq!(d.place(SkillId(0), &load, Time(0)), Placement::NoWorker);
+    }
+
+    #[test]
+    fn heartbeat_deadlines_follow_the_latest_heartbeat() {
+        let mut d = Directory::default();
+        let t = Duration::from_secs(10);
+        d.insert(w(0), entry(&[0], true), t);
+        d.insert(w(1), entry(&[0], false), t);
+        assert_eq!(d.next_heartbeat_deadline(t), Some(Time(10_000_000)));
+        d.get_mut(w(0)).unwrap().last_heartbeat = Time(5_000_000);
+        assert_eq!(d.pop_silent(Time(12_000_000), t), None);
+        assert_eq!(d.pop_silent(Time(15_000_000), t), Some(w(0)));
+    }
+
+    #[test]
+    fn attempts_are_taken_once() {
+        let mut d = Directory::default();
+        d.insert(w(0), entry(&[0], false), Duration::from_secs(1));
+        d.add_attempt(w(0), JobId(1), 1);
+        assert!(d.take_attempt(w(0), JobId(1), 1));
+        assert!(!d.take_attempt(w(0), JobId(1), 1));
+        assert!(!d.take_attempt(w(1), JobId(1), 1));
+    }
+}

@@ -1,0 +1,105 @@
+//! Seeded simulations of whole clusters around the real cores (see `titan::core::sim`): many seeds
+//! of the small faulty profile, a proptest over cluster shapes and fault rates, and the
+//! 100,000-node DAG. Every failure message carries the seed and the command that replays it.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use titan::core::sim::{self, SimConfig};
+
+fn check(cfg: &SimConfig) -> sim::SimReport {
+    match sim::run(cfg) {
+        Ok(report) => report,
+        Err(failure) => panic!("{failure}\nconfig: {cfg:?}"),
+    }
+}
+
+#[test]
+fn small_faulty_clusters_keep_every_invariant() {
+    let mut totals = (0, 0, 0, 0);
+    for seed in 0..48 {
+        let r = check(&SimConfig::small(seed));
+        assert_eq!(
+            r.jobs,
+            r.completed + r.dead + r.cancelled + r.upstream_failed,
+            "seed {seed}"
+        );
+        totals = (
+            totals.0 + r.completed,
+            totals.1 + r.dead,
+            totals.2 + r.cancelled,
+            totals.3 + r.crashes,
+        );
+    }
+    // The profile must actually exercise failures, cancels and crashes.
+    assert!(
+        totals.0 > 0 && totals.1 > 0 && totals.2 > 0 && totals.3 > 0,
+        "{totals:?}"
+    );
+}
+
+#[test]
+fn starved_clusters_scale_and_still_finish() {
+    let mut spawned = 0;
+    for seed in 0..8 {
+        let mut cfg = SimConfig::small(seed);
+        cfg.workers = 1;
+        cfg.capacity = 1;
+        cfg.workload.one_offs = 80;
+        cfg.max_workers = 4;
+        spawned += check(&cfg).spawned;
+    }
+    assert!(spawned > 0, "a starved backlog must ask for workers");
+}
+
+#[test]
+fn a_100k_node_dag_validates_and_runs_to_completion() {
+    let r = check(&SimConfig::big_dag(100, 100_000));
+    assert_eq!(
+        (r.jobs, r.completed, r.dispatches),
+        (100_000, 100_000, 100_000)
+    );
+}
+
+fn arb_config() -> impl Strategy<Value = SimConfig> {
+    (
+        any::<u64>(),
+        1u32..=4,
+        1u32..=6,
+        1u32..=3,
+        0u32..=400,
+        0u32..=300,
+        0u32..=6,
+        0u64..=20,
+        0u32..=8,
+    )
+        .prop_map(
+            |(seed, shards, workers, capacity, fail, cancel, crashes, lag_ms, max_workers)| {
+                let mut cfg = SimConfig::small(seed);
+                cfg.shards = shards;
+                cfg.workers = workers;
+                cfg.capacity = capacity;
+                cfg.fail_permille = fail;
+                cfg.cancel_permille = cancel;
+                cfg.crashes = crashes;
+                cfg.max_persist_lag = Duration::from_millis(lag_ms);
+                cfg.max_workers = max_workers;
+                cfg.workload.one_offs = 20;
+                cfg.workload.dags = 4;
+                cfg
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Random workloads (DAGs, delays, priorities, services) with random failures, cancels, worker
+    /// deaths and persistence lag: every invariant of the simulator holds.
+    #[test]
+    fn random_clusters_keep_every_invariant(cfg in arb_config()) {
+        if let Err(failure) = sim::run(&cfg) {
+            prop_assert!(false, "{}\nconfig: {:?}", failure, cfg);
+        }
+    }
+}
