@@ -3,6 +3,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+pub mod client;
+
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 

@@ -420,6 +420,7 @@ impl Core {
         let job = self.jobs.at_mut(slot);
         job.attempt += 1;
         job.worker = Some(worker);
+        job.started_at = self.now;
         job.flags &= !(flags::READY | flags::STARTED);
         let (id, attempt, timeout) = (job.id, job.attempt, job.spec.timeout_ms);
         self.dir.add_attempt(worker, id, attempt);

@@ -231,6 +231,13 @@ impl fmt::Display for JobState {
     }
 }
 
+/// States appear in JSON as their upper-case names (`"UPSTREAM_FAILED"`).
+impl serde::Serialize for JobState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
 /// A state name that is not one of [`JobState::ALL`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unknown job state {0:?}")]

@@ -63,8 +63,10 @@ pub struct JobView<'a> {
     pub ready: bool,
     /// Submission time.
     pub submitted: Time,
-    /// When it entered its current state.
+    /// When it entered its current state (for a finished job: when it finished).
     pub since: Time,
+    /// When the live or last attempt was dispatched, if there was one.
+    pub started_at: Option<Time>,
     /// The last failure, as text.
     pub last_error: Option<&'a str>,
     /// Names of the jobs it depends on (empty for a one-off).
@@ -283,6 +285,7 @@ impl Core {
             ready: job.has(flags::READY),
             submitted: job.submitted,
             since: job.since,
+            started_at: (job.started_at != Time(0)).then_some(job.started_at),
             last_error: self.errors.get(&job.id).map(|e| &**e),
             deps,
         }

@@ -58,7 +58,7 @@ impl Core {
                 job,
                 attempt,
                 worker,
-                ..
+                at,
             } => {
                 let slot = self.expect(*job, JobState::Queued, "QUEUED")?;
                 self.ready.forget(self.jobs.at(slot).skill);
@@ -66,6 +66,7 @@ impl Core {
                 let j = self.jobs.at_mut(slot);
                 j.attempt = *attempt;
                 j.worker = Some(*worker);
+                j.started_at = *at;
                 j.flags &= !(flags::READY | flags::STARTED);
             }
             Record::ServiceReady { job, .. } => {

@@ -5,7 +5,7 @@
 
 use super::dag;
 use super::grammar::{self, GrammarError};
-use super::ids::{DagId, JobId};
+use super::ids::{DagId, JobId, Time};
 use super::io::{Ack, KillReason, Output, RequestError, Target};
 use super::machine::Core;
 use super::model::{JobState, Submission};
@@ -133,6 +133,7 @@ impl Core {
             spec,
             submitted: now,
             since: now,
+            started_at: Time(0),
             worker: None,
             attempt: 0,
             skill,

@@ -60,6 +60,8 @@ pub struct Job {
     pub submitted: Time,
     /// When the job entered its current state (for a ready service: when it became ready).
     pub since: Time,
+    /// When the live (or last) attempt was dispatched; `Time(0)` before the first.
+    pub started_at: Time,
     /// The worker of the live attempt while RUNNING.
     pub worker: Option<WorkerId>,
     /// Attempts dispatched so far; the live attempt's number while RUNNING.

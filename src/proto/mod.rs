@@ -12,7 +12,7 @@
 //! validated and read in place wherever it sits in the receive buffer; no per-frame copy is ever
 //! needed to satisfy alignment (see docs/ARCHITECTURE.md, "Alignment").
 
-mod codec;
+pub mod codec;
 mod decoder;
 mod error;
 mod header;

@@ -1,7 +1,13 @@
 //! The messages carried in frame payloads, as rkyv archives.
 //!
-//! Each opcode has one request type and one reply type. Payloads are validated with bytecheck
-//! before use and read in place (`Archived*` types); they never travel as text.
+//! Each opcode has one request type and one reply type, listed with the message. Payloads are
+//! validated with bytecheck before use and read in place (`Archived*` types); they never travel
+//! as text. Domain values — submissions, job specs, states, outcomes — are the core's own model
+//! types (`crate::core::model`), which derive rkyv: the wire carries the scheduler's vocabulary
+//! rather than a parallel copy of it. Ids travel as their raw integers.
+
+pub mod client;
+pub mod worker;
 
 use rkyv::{Archive, Deserialize, Serialize};
 
