@@ -114,8 +114,10 @@ pub struct WaitRequest {
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub struct WaitReply {
-    /// The jobs in the order asked, with their states when the reply was made.
+    /// The jobs that reached a terminal state, in the order asked.
     pub jobs: Vec<JobStatus>,
+    /// The ids (as asked) of jobs still live when the wait timed out.
+    pub pending: Vec<String>,
     pub timed_out: bool,
 }
 
