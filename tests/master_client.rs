@@ -133,7 +133,10 @@ fn wait_times_out_with_the_jobs_still_pending() {
     let mut client = Client::connect(&master.addr).unwrap();
     let job = submit_text(&mut client, "RUN|calc.py");
     let reply = client
-        .wait(std::slice::from_ref(&job.label), std::time::Duration::from_millis(200))
+        .wait(
+            std::slice::from_ref(&job.label),
+            std::time::Duration::from_millis(200),
+        )
         .unwrap();
     assert!(reply.timed_out);
     assert_eq!(reply.pending, vec![job.label]);

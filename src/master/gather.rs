@@ -422,7 +422,7 @@ impl Shard {
                 mut jobs,
                 more,
             } => {
-                jobs.sort_by_key(|j| std::cmp::Reverse((j.submitted_at_ms, j.id)));
+                jobs.sort_by_key(|j| std::cmp::Reverse((j.submitted_at_us, j.id)));
                 let more = more || jobs.len() > limit as usize;
                 jobs.truncate(limit as usize);
                 self.deliver(

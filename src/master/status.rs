@@ -2,12 +2,8 @@
 
 use super::state::Shard;
 use crate::core::grammar::format_one_off;
-use crate::core::{JobId, JobView, Time};
+use crate::core::{JobId, JobView};
 use crate::proto::message::client::JobStatus;
-
-fn millis(t: Time) -> u64 {
-    t.0 / 1000
-}
 
 impl Shard {
     /// The status of a job this shard holds.
@@ -35,10 +31,10 @@ impl Shard {
             worker: v.worker.map(|w| w.0),
             worker_port,
             ready: v.ready,
-            submitted_at_ms: millis(v.submitted),
-            started_at_ms: v.started_at.map(millis),
-            finished_at_ms: v.state.is_terminal().then(|| millis(v.since)),
-            state_since_ms: millis(v.since),
+            submitted_at_us: v.submitted.0,
+            started_at_us: v.started_at.map(|t| t.0),
+            finished_at_us: v.state.is_terminal().then_some(v.since.0),
+            state_since_us: v.since.0,
             last_error: v.last_error.map(str::to_string),
             deps: v.deps.iter().map(|d| d.to_string()).collect(),
         }
