@@ -8,10 +8,12 @@
 //! - [`master`]: the glommio shell around the core: listeners, connections, WAL writes.
 //! - [`worker`]: registration, heartbeats, process execution, services.
 //! - [`cli`]: the REPL, subcommands and rendering.
+//! - [`runtime`]: glommio plumbing shared by master and worker (connections, signals).
 
 pub mod cli;
 pub mod core;
 pub mod master;
 pub mod proto;
+pub mod runtime;
 pub mod wal;
 pub mod worker;

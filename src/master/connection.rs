@@ -9,26 +9,22 @@
 //! pending, the reader stops reading until some are written: a client cannot queue unbounded work.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
 use std::io;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use futures_lite::{future, AsyncRead, AsyncWrite};
+use futures_lite::future;
 use glommio::net::TcpStream;
 use tracing::debug;
 
-use super::outbox::Outbox;
-use super::shutdown::Shutdown;
 use super::state::{ConnEntry, Shard};
 use crate::proto::limits::MAX_FRAMES_IN_FLIGHT;
 use crate::proto::message::ErrorReply;
-use crate::proto::{self, ErrorCode, Limits, ProtoError, RecvBuf};
-
-/// A reply buffer that grew past this (a large echo) is released after it was written.
-const OUT_BUF_SHRINK_ABOVE: usize = 256 * 1024;
+use crate::proto::{self, ErrorCode, Limits, OpCode, ProtoError, RecvBuf};
+use crate::runtime::outbox::Outbox;
+use crate::runtime::shutdown::Shutdown;
+use crate::runtime::stream::{self, read_some, SharedStream as Stream};
 
 /// Decrements the shared connection count when a connection ends, however it ends.
 pub(crate) struct ConnectionGuard(Arc<AtomicUsize>);
@@ -62,25 +58,6 @@ enum Closed {
     Io(io::Error),
 }
 
-/// The stream shared by the reader and the writer task. Each borrows it only inside one `poll`,
-/// so the borrows never overlap (one thread, and polls do not nest).
-type Stream = Rc<RefCell<TcpStream>>;
-
-async fn read_some(stream: &Stream, buf: &mut [u8]) -> io::Result<usize> {
-    poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, buf)).await
-}
-
-async fn write_all(stream: &Stream, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        let n = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, buf)).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        buf = &buf[n..];
-    }
-    Ok(())
-}
-
 pub(crate) async fn serve(
     stream: TcpStream,
     shard: Rc<Shard>,
@@ -102,7 +79,7 @@ pub(crate) async fn serve(
             worker: None,
         })
     };
-    let writer = glommio::spawn_local(write_loop(stream.clone(), outbox.clone()));
+    let writer = glommio::spawn_local(stream::write_loop(stream.clone(), outbox.clone()));
     let closed = match key {
         None => {
             let msg = format!(
@@ -121,7 +98,7 @@ pub(crate) async fn serve(
     debug!(?peer, reason = %closed, "connection closed");
     outbox.close();
     writer.await;
-    let _ = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_close(cx)).await;
+    let _ = stream::close(&stream).await;
 }
 
 async fn read_loop(
@@ -196,30 +173,6 @@ async fn read_loop(
     }
 }
 
-/// Writes whatever the outbox has ready, one write per batch, until the outbox closes.
-async fn write_loop(stream: Stream, outbox: Rc<Outbox>) {
-    let mut buf = Vec::new();
-    loop {
-        outbox.take_ready(&mut buf);
-        if buf.is_empty() {
-            if outbox.is_closing() {
-                return;
-            }
-            outbox.writable.wait().await;
-            continue;
-        }
-        if write_all(&stream, &buf).await.is_err() {
-            // The peer is gone or stopped reading past the timeout; the reader will see it too.
-            outbox.close();
-            return;
-        }
-        buf.clear();
-        if buf.capacity() > OUT_BUF_SHRINK_ABOVE {
-            buf = Vec::new();
-        }
-    }
-}
-
 /// Appends an `Error` frame. Messages are cut to the named limit.
 pub(crate) fn push_error(out: &mut Vec<u8>, code: ErrorCode, message: &str) {
     let mut end = message.len().min(proto::limits::MAX_ERROR_MESSAGE);
@@ -233,5 +186,3 @@ pub(crate) fn push_error(out: &mut Vec<u8>, code: ErrorCode, message: &str) {
     // An ErrorReply of at most 1 KiB always fits in a frame, so encoding cannot fail.
     let _ = proto::encode_frame(out, OpCode::Error, &reply);
 }
-
-use crate::proto::OpCode;

@@ -13,9 +13,9 @@ use std::rc::Rc;
 use glommio::channels::channel_mesh::Senders;
 use glommio::{GlommioError, ResourceType};
 
-use super::outbox::{Notify, SlotId};
 use crate::core::{Input, JobRef, JobState, Totals, WorkerId, WorkerInfo};
 use crate::proto::message::client::JobStatus;
+use crate::runtime::outbox::{Notify, SlotId};
 
 /// Messages queued per mesh channel before senders fall back to the backlog.
 pub const MESH_CHANNEL_CAPACITY: usize = 4096;

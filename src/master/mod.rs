@@ -9,10 +9,8 @@ mod connection;
 mod effects;
 mod gather;
 mod mesh;
-mod outbox;
 mod requests;
 mod shard;
-pub mod shutdown;
 mod state;
 mod status;
 mod workers;
@@ -28,15 +26,9 @@ use tracing::{error, info};
 
 use crate::core::{CoreConfig, LoadTable, WorkerIdAllocator};
 use crate::proto::limits::{MAX_CONNECTIONS, STALL_TIMEOUT};
+use crate::runtime::shutdown::{self, StopFlag};
+use crate::runtime::{EXECUTOR_IO_MEMORY, EXECUTOR_RING_DEPTH};
 use mesh::MESH_CHANNEL_CAPACITY;
-use shutdown::StopFlag;
-
-/// Memory glommio registers for IO per executor. RLIMIT_MEMLOCK is small on shared hosts
-/// (8 MiB here) and several Titan processes may run side by side, so this stays modest.
-pub const EXECUTOR_IO_MEMORY: usize = 512 * 1024;
-
-/// Submission ring depth per executor.
-pub const EXECUTOR_RING_DEPTH: usize = 128;
 
 /// How the master is run; the CLI fills this from `titan master` flags.
 #[derive(Clone, Debug)]

@@ -10,7 +10,6 @@ use rkyv::rancor;
 
 use super::gather::{StatsForm, Then};
 use super::mesh::{ConnKey, Token};
-use super::outbox::Outbox;
 use super::state::Shard;
 use crate::core::{Input, JobRef, Submission};
 use crate::proto::message::client::{
@@ -18,6 +17,7 @@ use crate::proto::message::client::{
 };
 use crate::proto::message::ArchivedPing;
 use crate::proto::{self, ErrorCode, Frame, OpCode, ProtoError};
+use crate::runtime::outbox::Outbox;
 
 /// Most jobs one `jobs` listing returns.
 pub const MAX_LIST_LIMIT: u32 = 10_000;

@@ -12,9 +12,9 @@ use tracing::{debug, error, warn};
 
 use super::connection::{self, ConnectionGuard};
 use super::mesh::{Mesh, ShardMsg};
-use super::shutdown::Shutdown;
 use super::state::Shard;
 use super::{MasterError, Shared};
+use crate::runtime::shutdown::Shutdown;
 
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again, so the loop
 /// does not spin while the condition lasts.

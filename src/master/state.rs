@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::gather::Gathers;
 use super::mesh::{ConnKey, Mesh, ShardMsg, Token, SLOT_MASK};
-use super::outbox::{Notify, Outbox};
 use super::Shared;
 use crate::core::{Core, Input, Lsn, Output, ShardInfo, Time, WorkerId};
+use crate::runtime::outbox::{Notify, Outbox};
 
 /// Wall-clock time for the core, in microseconds since the epoch, never going backwards.
 #[derive(Default)]

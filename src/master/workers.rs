@@ -9,7 +9,6 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::mesh::{ConnKey, ShardMsg};
-use super::outbox::Outbox;
 use super::state::{Shard, WorkerHome};
 use crate::core::{Input, JobId, Outcome, WorkerId, WorkerInfo};
 use crate::proto::message::worker::{
@@ -17,6 +16,7 @@ use crate::proto::message::worker::{
     ArchivedServiceState, KillJob, Registered,
 };
 use crate::proto::{self, encode_frame, ErrorCode, OpCode, ProtoError};
+use crate::runtime::outbox::Outbox;
 
 /// Longest skill list and skill name a worker may advertise.
 pub const MAX_SKILLS: usize = 64;

@@ -1,0 +1,14 @@
+//! Process plumbing shared by the master and the worker: glommio executors, connections whose
+//! reader and writer run as separate tasks ([`stream`], [`outbox`]), and signal handling
+//! ([`shutdown`]).
+
+pub mod outbox;
+pub mod shutdown;
+pub mod stream;
+
+/// Memory glommio registers for IO per executor. RLIMIT_MEMLOCK is small on shared hosts
+/// (8 MiB here) and several Titan processes run side by side, so this stays modest.
+pub const EXECUTOR_IO_MEMORY: usize = 512 * 1024;
+
+/// Submission ring depth per executor.
+pub const EXECUTOR_RING_DEPTH: usize = 128;
