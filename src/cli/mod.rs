@@ -3,7 +3,12 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+pub mod args;
 pub mod client;
+pub mod error;
+pub mod json;
+pub mod render;
+pub mod submission;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
