@@ -1,7 +1,8 @@
 //! The command line: `titan <command>`, parsed with clap, and what each command does.
 //!
-//! Roles (`master`, and later `worker`) run until stopped; the client commands ([`args`]) talk to
-//! a master through [`client::Client`] and print for people or, with `--json`, for scripts. The pieces: arguments in [`args`], what a command does in [`commands`],
+//! Roles (`master`, and later `worker`) run until stopped; the client commands ([`args`]) and the
+//! REPL ([`repl`]) talk to a master through [`client::Client`] and print for people or, with
+//! `--json`, for scripts. The pieces: arguments in [`args`], what a command does in [`commands`],
 //! building submissions from text and files in [`submission`], output in [`render`] and [`json`],
 //! the reconnecting connection in [`session`].
 
@@ -15,6 +16,7 @@ pub mod commands;
 pub mod error;
 pub mod json;
 pub mod render;
+pub mod repl;
 pub mod session;
 pub mod submission;
 
@@ -40,6 +42,9 @@ pub enum Command {
     Master(MasterArgs),
     #[command(flatten)]
     Client(ClientCommand),
+    /// The interactive shell (`titan>`): the seed's SUBMIT, SUBMIT_DAG, STATS and more; reads
+    /// commands from stdin when it is not a terminal.
+    Cli(args::ReplArgs),
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Master(args) => run_master(args),
         Command::Client(command) => exit_with(commands::run(command)),
+        Command::Cli(args) => exit_with(repl::run(args)),
     }
 }
 
@@ -96,3 +102,6 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     config.stall_timeout = Duration::from_millis(args.stall_timeout_ms.max(1));
     master::run(config).context("master failed")
 }
+
+#[cfg(test)]
+mod tests;
