@@ -84,7 +84,7 @@ fn state_line(job: &JobStatus) -> String {
 
 fn attempts_line(job: &JobStatus) -> String {
     let mut s = format!(
-        "{} (failures {} of {} retries",
+        "{} ({} failed, {} retries allowed",
         job.attempts, job.failures, job.retries
     );
     if job.crashes > 0 {
@@ -204,12 +204,9 @@ pub fn wait_lines(reply: &WaitReply) -> String {
     let mut s = String::new();
     for job in &reply.jobs {
         let _ = write!(s, "{:<width$}  {}", job.label, job.state);
-        match (&job.last_error, job.state) {
-            (_, JobState::Completed) => {}
-            (Some(e), _) => {
-                let _ = write!(s, "  ({e})");
-            }
-            (None, _) => {}
+        // A completed job's last error belongs to an earlier, retried attempt: not worth a line.
+        if let (Some(e), false) = (&job.last_error, job.state == JobState::Completed) {
+            let _ = write!(s, "  ({e})");
         }
         s.push('\n');
     }

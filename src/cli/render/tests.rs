@@ -118,7 +118,7 @@ Kind:       RUN
 Spec:       RUN_CALC|RUN|calc.py|2|0|[WORKER_A, WORKER_B]
 Skill:      GENERAL
 Priority:   2
-Attempts:   4 (failures 4 of 3 retries, 1 lost with their worker)
+Attempts:   4 (4 failed, 3 retries allowed, 1 lost with their worker)
 Worker:     W2.1 on port 8080
 Submitted:  2023-11-14T22:13:20.000Z
 Started:    2023-11-14T22:13:20.005Z
