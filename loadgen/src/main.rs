@@ -5,6 +5,7 @@
 
 mod echo;
 mod frag;
+mod jobs;
 mod ping;
 mod report;
 mod wire;
@@ -34,6 +35,14 @@ enum Mode {
     Frag(frag::FragArgs),
     /// A minimal blocking echo server speaking TITAN_PROTO: the baseline for `ping`.
     Echo(echo::EchoArgs),
+    /// Acknowledged submits: throughput and ack latency (jobs queue if no worker takes them).
+    Submit(jobs::SubmitArgs),
+    /// Jobs submitted → completed through real workers: throughput, master CPU per job, latency.
+    E2e(jobs::E2eArgs),
+    /// A chain of NOOP jobs: the hand-off from a completed parent to its child.
+    Dag(jobs::DagArgs),
+    /// The baseline for process jobs: a bare spawn-and-wait loop.
+    Spawn(jobs::SpawnArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +51,10 @@ fn main() -> std::process::ExitCode {
         Mode::Ping(args) => ping::run(args),
         Mode::Frag(args) => frag::run(args),
         Mode::Echo(args) => echo::run(args),
+        Mode::Submit(args) => jobs::submit(args),
+        Mode::E2e(args) => jobs::e2e(args),
+        Mode::Dag(args) => jobs::dag(args),
+        Mode::Spawn(args) => jobs::spawn(args),
     };
     match outcome {
         Ok(true) => std::process::ExitCode::SUCCESS,

@@ -6,18 +6,29 @@
 //! joins them. Connections are long-lived and pipelined (see [`connection`]).
 
 mod connection;
+mod effects;
+mod gather;
+mod mesh;
+mod outbox;
+mod requests;
 mod shard;
 pub mod shutdown;
+mod state;
+mod status;
+mod workers;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{error, info};
 
+use crate::core::{CoreConfig, LoadTable, WorkerIdAllocator};
 use crate::proto::limits::{MAX_CONNECTIONS, STALL_TIMEOUT};
+use mesh::MESH_CHANNEL_CAPACITY;
 use shutdown::StopFlag;
 
 /// Memory glommio registers for IO per executor. RLIMIT_MEMLOCK is small on shared hosts
@@ -38,6 +49,12 @@ pub struct MasterConfig {
     pub pin: bool,
     pub stall_timeout: Duration,
     pub max_connections: usize,
+    /// How often workers are told to send heartbeats.
+    pub heartbeat_interval: Duration,
+    /// The scheduler's knobs (retries, backoff, heartbeat timeout, history, scaling).
+    pub core: CoreConfig,
+    /// Seeds the cores' random number generators (retry jitter).
+    pub seed: u64,
 }
 
 impl MasterConfig {
@@ -49,9 +66,18 @@ impl MasterConfig {
             pin: false,
             stall_timeout: STALL_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            core: CoreConfig {
+                heartbeat_timeout: DEFAULT_HEARTBEAT_INTERVAL * 5,
+                ..CoreConfig::default()
+            },
+            seed: std::process::id() as u64,
         }
     }
 }
+
+/// Workers heartbeat about once a second; five missed beats make a worker dead.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One shard per CPU the process may run on.
 pub fn default_shards() -> usize {
@@ -81,12 +107,16 @@ pub enum MasterError {
 /// Largest shard count accepted.
 pub const MAX_SHARDS: usize = 64;
 
-/// State every shard shares: the stop flag and the connection count.
+/// State every shard shares: the stop flag, the connection count, the workers' load table and
+/// the worker id allocator (registration is rare, so a mutex is fine there; placement reads the
+/// load table without locks).
 #[derive(Clone)]
 pub(crate) struct Shared {
     pub stop: StopFlag,
     pub connections: Arc<AtomicUsize>,
     pub config: Arc<MasterConfig>,
+    pub load: Arc<LoadTable>,
+    pub worker_ids: Arc<Mutex<WorkerIdAllocator>>,
 }
 
 /// Runs a master until SIGINT/SIGTERM. Prints `titan master ready on ADDR (N shards)` on stdout
@@ -103,7 +133,10 @@ pub fn run(config: MasterConfig) -> Result<(), MasterError> {
         stop: StopFlag::default(),
         connections: Arc::new(AtomicUsize::new(0)),
         config: Arc::new(config.clone()),
+        load: Arc::new(LoadTable::new()),
+        worker_ids: Arc::new(Mutex::new(WorkerIdAllocator::new())),
     };
+    let mesh = (config.shards > 1).then(|| MeshBuilder::full(config.shards, MESH_CHANNEL_CAPACITY));
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
     let mut handles = Vec::with_capacity(config.shards);
     let mut addr = SocketAddr::new(config.bind, config.port);
@@ -113,12 +146,12 @@ pub fn run(config: MasterConfig) -> Result<(), MasterError> {
         } else {
             Placement::Unbound
         };
-        let (shard_shared, ready_tx) = (shared.clone(), ready_tx.clone());
+        let (shard_shared, ready_tx, mesh) = (shared.clone(), ready_tx.clone(), mesh.clone());
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("titan-shard-{index}"))
             .io_memory(EXECUTOR_IO_MEMORY)
             .ring_depth(EXECUTOR_RING_DEPTH)
-            .spawn(move || shard::serve(index, addr, shard_shared, ready_tx))
+            .spawn(move || shard::serve(index, addr, shard_shared, mesh, ready_tx))
             .map_err(|e| MasterError::Spawn {
                 shard: index,
                 reason: e.to_string(),

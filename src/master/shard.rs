@@ -1,15 +1,19 @@
-//! One shard: an accept loop on the shared port and a task per connection.
+//! Starting one shard: bind the shared port, join the mesh, start the shard's tasks, accept.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_lite::future;
+use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::net::TcpListener;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::connection::{self, ConnectionGuard};
+use super::mesh::{Mesh, ShardMsg};
 use super::shutdown::Shutdown;
+use super::state::Shard;
 use super::{MasterError, Shared};
 
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again, so the loop
@@ -20,6 +24,7 @@ pub(crate) async fn serve(
     index: usize,
     addr: SocketAddr,
     shared: Shared,
+    mesh: Option<MeshBuilder<ShardMsg, Full>>,
     events: crossbeam_channel::Sender<Result<SocketAddr, MasterError>>,
 ) {
     let listener = match TcpListener::bind(addr).and_then(|l| l.local_addr().map(|a| (l, a))) {
@@ -36,8 +41,54 @@ pub(crate) async fn serve(
             return;
         }
     };
+    // Joining waits for every shard, so it comes after this shard reported its address (the
+    // next shard is only started once this one is bound).
+    let (senders, receivers) = match mesh {
+        Some(builder) => match builder.join().await {
+            Ok((senders, receivers)) if senders.peer_id() == index => {
+                (Some(senders), Some(receivers))
+            }
+            Ok((senders, _)) => {
+                error!(
+                    shard = index,
+                    peer = senders.peer_id(),
+                    "mesh peer id differs from the shard index"
+                );
+                let _ = events.send(Err(MasterError::ShardLost { shard: index }));
+                return;
+            }
+            Err(e) => {
+                error!(shard = index, error = %e, "could not join the shard mesh");
+                let _ = events.send(Err(MasterError::ShardLost { shard: index }));
+                return;
+            }
+        },
+        None => (None, None),
+    };
+    let mesh = Mesh::new(senders, shared.config.shards);
+    let seed = shared.config.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let shard = Shard::new(index as u32, shared.clone(), mesh.clone(), seed);
     let shutdown = Shutdown::default();
     glommio::spawn_local(shutdown.clone().follow(shared.stop.clone())).detach();
+    glommio::spawn_local(mesh.flush_backlog()).detach();
+    glommio::spawn_local(shard.clone().run_timer()).detach();
+    if let Some(mut receivers) = receivers {
+        for (_, stream) in receivers.streams() {
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                while let Some(msg) = stream.recv().await {
+                    shard.on_shard_msg(msg);
+                }
+            })
+            .detach();
+        }
+    }
+    accept_loop(index, &listener, &shard, &shutdown).await;
+    debug!(shard = index, "shard stopped accepting");
+}
+
+async fn accept_loop(index: usize, listener: &TcpListener, shard: &Rc<Shard>, shutdown: &Shutdown) {
+    let shared = &shard.shared;
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             shutdown.wait().await;
@@ -51,7 +102,7 @@ pub(crate) async fn serve(
                 let guard = ConnectionGuard::new(shared.connections.clone());
                 let over_limit = open > shared.config.max_connections;
                 let task =
-                    connection::serve(stream, shared.clone(), shutdown.clone(), guard, over_limit);
+                    connection::serve(stream, shard.clone(), shutdown.clone(), guard, over_limit);
                 glommio::spawn_local(task).detach();
             }
             Some(Err(e)) => {
@@ -60,5 +111,4 @@ pub(crate) async fn serve(
             }
         }
     }
-    debug!(shard = index, "shard stopped accepting");
 }

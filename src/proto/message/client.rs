@@ -51,7 +51,7 @@ pub struct JobQuery {
     pub job: String,
 }
 
-/// Everything a user may want to know about one job. Times are milliseconds since the epoch.
+/// Everything a user may want to know about one job. Times are microseconds since the epoch.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[rkyv(derive(Debug))]
 pub struct JobStatus {
@@ -75,13 +75,13 @@ pub struct JobStatus {
     pub worker_port: Option<u16>,
     /// For a service: whether it is ready (running, and its port accepts connections).
     pub ready: bool,
-    pub submitted_at_ms: u64,
+    pub submitted_at_us: u64,
     /// When the live or last attempt was dispatched.
-    pub started_at_ms: Option<u64>,
+    pub started_at_us: Option<u64>,
     /// When the job reached its terminal state.
-    pub finished_at_ms: Option<u64>,
+    pub finished_at_us: Option<u64>,
     /// When the job entered its current state.
-    pub state_since_ms: u64,
+    pub state_since_us: u64,
     pub last_error: Option<String>,
     /// Names of the jobs it depends on.
     pub deps: Vec<String>,
@@ -114,8 +114,10 @@ pub struct WaitRequest {
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub struct WaitReply {
-    /// The jobs in the order asked, with their states when the reply was made.
+    /// The jobs that reached a terminal state, in the order asked.
     pub jobs: Vec<JobStatus>,
+    /// The ids (as asked) of jobs still live when the wait timed out.
+    pub pending: Vec<String>,
     pub timed_out: bool,
 }
 

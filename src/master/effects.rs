@@ -1,0 +1,239 @@
+//! Turning the core's outputs into frames and messages: the one place where a scheduling
+//! decision becomes an effect.
+
+use tracing::{info, warn};
+
+use super::gather::WatchToken;
+use super::mesh::{Part, ShardMsg};
+use super::state::Shard;
+use crate::core::{Ack, Core, Input, JobId, JobRef, KillReason, Output, RequestError, WorkerId};
+use crate::proto::message::client::{Cancelled, JobLabel, Stopped, Submitted};
+use crate::proto::message::worker::{KillJob, RunJob};
+use crate::proto::{encode_frame, ErrorCode, OpCode};
+
+impl Shard {
+    pub(super) fn apply(&self, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                // Nothing to write until the write-ahead log exists; `handle` confirms them.
+                Output::Journal { .. } => {}
+                Output::Reply { token, reply } => self.on_reply(token, reply),
+                Output::Notify { token, job, .. } => {
+                    let status = self
+                        .job_status(job)
+                        .ok_or_else(|| format!("job {job} was pruned"));
+                    self.watched(token, status);
+                }
+                Output::Dispatch {
+                    worker,
+                    job,
+                    attempt,
+                } => self.dispatch(worker, job, attempt),
+                Output::Kill {
+                    worker,
+                    job,
+                    attempt,
+                    reason,
+                } => self.kill(worker, job, attempt, reason),
+                // Closing the connection makes every shard lose the worker (`on_conn_closed`).
+                Output::WorkerDead { worker, silent_for } => {
+                    warn!(%worker, ?silent_for, "worker missed its heartbeats; declaring it dead");
+                    self.drop_worker(worker);
+                }
+                Output::SpawnWorker { parent, reason, .. } => {
+                    warn!(%parent, ?reason, "scaling asked for a child worker; spawning workers is not built yet");
+                }
+                Output::RetireWorker { worker, idle_for } => {
+                    info!(%worker, ?idle_for, "retiring idle ephemeral worker");
+                    self.drop_worker(worker);
+                }
+                Output::Wake { shards } => {
+                    for shard in
+                        (0..self.count).filter(|s| shards & (1 << s) != 0 && *s != self.index)
+                    {
+                        self.mesh.send(shard, ShardMsg::Input(Input::Tick));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_reply(&self, token: u64, reply: Result<Ack, RequestError>) {
+        if let Some(watch) = WatchToken::unpack(token) {
+            // A watch the core refused (unknown job): that part of the wait is answered now.
+            let status = match reply {
+                Err(e) => Err(e.to_string()),
+                Ok(_) => Err("unexpected acknowledgement of a watch".to_string()),
+            };
+            self.send_to(
+                watch.origin,
+                ShardMsg::Part {
+                    query: watch.query,
+                    part: Part::Watched {
+                        index: watch.index,
+                        status: Box::new(status),
+                    },
+                },
+            );
+            return;
+        }
+        let mut frame = Vec::new();
+        match reply {
+            Ok(ack) => {
+                let core = self.core.borrow();
+                encode_ack(&core, ack, &mut frame);
+            }
+            Err(e) => push_error(&mut frame, request_error_code(&e), &e.to_string()),
+        }
+        self.deliver(token, frame);
+    }
+
+    fn watched(
+        &self,
+        token: u64,
+        status: Result<crate::proto::message::client::JobStatus, String>,
+    ) {
+        if let Some(watch) = WatchToken::unpack(token) {
+            self.send_to(
+                watch.origin,
+                ShardMsg::Part {
+                    query: watch.query,
+                    part: Part::Watched {
+                        index: watch.index,
+                        status: Box::new(status),
+                    },
+                },
+            );
+        }
+    }
+
+    fn dispatch(&self, worker: WorkerId, job: JobId, attempt: u32) {
+        let mut frame = Vec::new();
+        {
+            let core = self.core.borrow();
+            let (Some(spec), Some(label)) = (core.spec(job), core.label(job)) else {
+                return;
+            };
+            let opcode = if spec.is_service() {
+                OpCode::Deploy
+            } else {
+                OpCode::Run
+            };
+            let run = RunJob {
+                job: job.0,
+                attempt,
+                label: label.to_string(),
+                spec: spec.clone(),
+            };
+            if let Err(e) = encode_frame(&mut frame, opcode, &run) {
+                // A spec that cannot be framed (an inline script over the frame limit) fails the
+                // attempt instead of being dropped silently.
+                drop(core);
+                let outcome = crate::core::Outcome::Error {
+                    message: e.to_string().into(),
+                };
+                let duration = std::time::Duration::ZERO;
+                self.handle(Input::JobFinished {
+                    job,
+                    attempt,
+                    worker,
+                    outcome,
+                    duration,
+                });
+                return;
+            }
+        }
+        self.to_worker(worker, frame);
+    }
+
+    fn kill(&self, worker: WorkerId, job: JobId, attempt: u32, reason: KillReason) {
+        let mut frame = Vec::new();
+        if encode_frame(
+            &mut frame,
+            OpCode::KillJob,
+            &KillJob {
+                job: job.0,
+                attempt,
+                reason,
+            },
+        )
+        .is_ok()
+        {
+            self.to_worker(worker, frame);
+        }
+    }
+
+    /// Closes the connection of a worker that lives on this shard (or asks its home shard to).
+    pub(super) fn drop_worker(&self, worker: WorkerId) {
+        let home = self.workers.borrow().get(&worker).copied();
+        match home {
+            Some(h) if h.shard != self.index => {
+                self.mesh.send(h.shard, ShardMsg::DropWorker { worker })
+            }
+            Some(h) => {
+                if let Some(conn) = h.conn {
+                    if let Some(entry) = self.conns.borrow().get(conn) {
+                        entry.outbox.close();
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+fn encode_ack(core: &Core, ack: Ack, out: &mut Vec<u8>) {
+    let result = match ack {
+        Ack::Submitted { dag, jobs } => {
+            let jobs: Vec<JobLabel> = (0..jobs)
+                .map(|i| {
+                    let id = dag.job(i);
+                    let label = core
+                        .label(id)
+                        .map_or_else(|| id.to_string(), |l| l.to_string());
+                    JobLabel { id: id.0, label }
+                })
+                .collect();
+            let label = match core.label(dag.job(0)) {
+                Some(JobRef::Task(_)) => JobRef::Task(dag).to_string(),
+                _ => JobRef::Dag(dag).to_string(),
+            };
+            encode_frame(
+                out,
+                OpCode::Ack,
+                &Submitted {
+                    dag: dag.0,
+                    label,
+                    jobs,
+                },
+            )
+        }
+        Ack::Cancelled { jobs } => encode_frame(out, OpCode::Ack, &Cancelled { jobs }),
+        Ack::Stopped { job } => {
+            let label = core
+                .label(job)
+                .map_or_else(|| job.to_string(), |l| l.to_string());
+            encode_frame(out, OpCode::Ack, &Stopped { label })
+        }
+    };
+    if let Err(e) = result {
+        out.clear();
+        push_error(out, ErrorCode::Internal, &e.to_string());
+    }
+}
+
+/// The wire code for a refused request.
+pub fn request_error_code(e: &RequestError) -> ErrorCode {
+    match e {
+        RequestError::UnknownJob { .. } | RequestError::UnknownDag { .. } => ErrorCode::NotFound,
+        RequestError::TooManyLiveJobs { .. } | RequestError::TooManyWatchers { .. } => {
+            ErrorCode::Unavailable
+        }
+        RequestError::WrongShard { .. } => ErrorCode::Internal,
+        _ => ErrorCode::Rejected,
+    }
+}
+
+pub fn push_error(out: &mut Vec<u8>, code: ErrorCode, message: &str) {
+    super::connection::push_error(out, code, message);
+}
