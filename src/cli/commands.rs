@@ -141,7 +141,7 @@ pub fn jobs(
     Ok(if as_json {
         json::line(&json::job_list(&list))
     } else {
-        render::jobs_table(&list, now_ms())
+        render::jobs_table(&list, now_us())
     })
 }
 
@@ -193,7 +193,10 @@ impl WaitVerdict {
             .iter()
             .filter(|j| j.state.is_terminal() && j.state != JobState::Completed)
             .count();
-        let unfinished = reply.jobs.iter().filter(|j| !j.state.is_terminal()).count();
+        // The master lists unfinished jobs by id in `pending`; a non-terminal status in `jobs`
+        // would count too.
+        let unfinished =
+            reply.pending.len() + reply.jobs.iter().filter(|j| !j.state.is_terminal()).count();
         match (failed, unfinished) {
             (0, 0) => WaitVerdict::Completed,
             (0, unfinished) => WaitVerdict::TimedOut { unfinished },
@@ -224,7 +227,8 @@ pub fn wait(
         });
         let reply =
             session.call_with_timeout(round + WAIT_REPLY_MARGIN, |c| c.wait(&names, round))?;
-        let all_terminal = reply.jobs.iter().all(|j| j.state.is_terminal());
+        let all_terminal =
+            reply.pending.is_empty() && reply.jobs.iter().all(|j| j.state.is_terminal());
         let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
         // A reply that is neither complete nor timed out would make this loop spin; take it as
         // final instead.
@@ -238,7 +242,7 @@ pub fn wait(
 fn run_wait(session: &mut Session, args: &WaitArgs) -> Result<(String, u8), CliError> {
     let reply = wait(session, &args.ids, args.timeout)?;
     let verdict = WaitVerdict::of(&reply);
-    let total = reply.jobs.len();
+    let total = reply.jobs.len() + reply.pending.len();
     match verdict {
         WaitVerdict::Completed => {}
         WaitVerdict::Failed { jobs } => {
@@ -263,11 +267,11 @@ fn humantime(d: Duration) -> String {
     render::format_age_ms(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Milliseconds since the epoch, for ages in tables.
-pub fn now_ms() -> u64 {
+/// Microseconds since the epoch (the unit of job times), for ages in tables.
+pub fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -295,14 +299,15 @@ mod tests {
                     worker: None,
                     worker_port: None,
                     ready: false,
-                    submitted_at_ms: 0,
-                    started_at_ms: None,
-                    finished_at_ms: None,
-                    state_since_ms: 0,
+                    submitted_at_us: 0,
+                    started_at_us: None,
+                    finished_at_us: None,
+                    state_since_us: 0,
                     last_error: None,
                     deps: Vec::new(),
                 })
                 .collect(),
+            pending: Vec::new(),
             timed_out: false,
         }
     }

@@ -33,9 +33,10 @@ pub fn job_list(list: &JobList) -> Value {
     json!({ "jobs": list.jobs, "truncated": list.truncated })
 }
 
-/// `{"jobs": [status, ..], "timed_out": false}`
+/// `{"jobs": [status, ..], "pending": ["ID", ..], "timed_out": false}`: finished jobs, and the ids
+/// (as asked) of jobs still unfinished when the wait timed out.
 pub fn wait_reply(reply: &WaitReply) -> Value {
-    json!({ "jobs": reply.jobs, "timed_out": reply.timed_out })
+    json!({ "jobs": reply.jobs, "pending": reply.pending, "timed_out": reply.timed_out })
 }
 
 /// The structured STATS.
@@ -85,10 +86,10 @@ mod tests {
             worker: None,
             worker_port: None,
             ready: false,
-            submitted_at_ms: 1,
-            started_at_ms: None,
-            finished_at_ms: Some(2),
-            state_since_ms: 2,
+            submitted_at_us: 1,
+            started_at_us: None,
+            finished_at_us: Some(2),
+            state_since_us: 2,
             last_error: None,
             deps: vec!["A".into()],
         }
@@ -113,10 +114,10 @@ mod tests {
             "worker",
             "worker_port",
             "ready",
-            "submitted_at_ms",
-            "started_at_ms",
-            "finished_at_ms",
-            "state_since_ms",
+            "submitted_at_us",
+            "started_at_us",
+            "finished_at_us",
+            "state_since_us",
             "last_error",
             "deps",
         ];
@@ -126,7 +127,7 @@ mod tests {
         assert_eq!(keys_sorted, expected);
         assert_eq!(v["state"], "UPSTREAM_FAILED");
         assert_eq!(v["worker"], Value::Null);
-        assert_eq!(v["finished_at_ms"], 2);
+        assert_eq!(v["finished_at_us"], 2);
         assert_eq!(v["deps"], json!(["A"]));
     }
 
@@ -142,10 +143,12 @@ mod tests {
 
         let reply = WaitReply {
             jobs: vec![job()],
-            timed_out: false,
+            pending: vec!["dag-2:B".into()],
+            timed_out: true,
         };
         let v = wait_reply(&reply);
-        assert_eq!(v["timed_out"], false);
+        assert_eq!(v["timed_out"], true);
+        assert_eq!(v["pending"], json!(["dag-2:B"]));
         assert_eq!(v["jobs"][0]["label"], "TSK-7");
 
         let workers = WorkerList {

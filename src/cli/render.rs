@@ -1,7 +1,7 @@
 //! Text rendering of the master's replies for people: submitted ids, the job status block, the jobs
 //! and workers tables, `wait` results, times and ages.
 //!
-//! Every function is pure: it takes the reply (and `now_ms` where an age is shown) and returns the
+//! Every function is pure: it takes the reply (and `now_us` where an age is shown) and returns the
 //! text, each line ending in `\n`, so the exact output is unit-tested. STATS text is not here: it
 //! is part of the protocol ([`ClusterStats::render_text`](crate::proto::message::client::ClusterStats)).
 
@@ -54,9 +54,9 @@ pub fn status_block(job: &JobStatus) -> String {
         ("Priority", job.priority.to_string()),
         ("Attempts", attempts_line(job)),
         ("Worker", worker_line(job)),
-        ("Submitted", format_time_ms(job.submitted_at_ms)),
-        ("Started", opt_time(job.started_at_ms)),
-        ("Finished", opt_time(job.finished_at_ms)),
+        ("Submitted", format_time_us(job.submitted_at_us)),
+        ("Started", opt_time(job.started_at_us)),
+        ("Finished", opt_time(job.finished_at_us)),
         ("Deps", deps_line(&job.deps)),
         (
             "Last error",
@@ -78,7 +78,7 @@ fn state_line(job: &JobStatus) -> String {
     format!(
         "{} (since {})",
         job.state,
-        format_time_ms(job.state_since_ms)
+        format_time_us(job.state_since_us)
     )
 }
 
@@ -120,7 +120,7 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 /// The jobs table, newest first as the master sent it, with a note when more jobs matched.
-pub fn jobs_table(list: &JobList, now_ms: u64) -> String {
+pub fn jobs_table(list: &JobList, now_us: u64) -> String {
     if list.jobs.is_empty() {
         return "no jobs\n".into();
     }
@@ -136,7 +136,7 @@ pub fn jobs_table(list: &JobList, now_ms: u64) -> String {
             job.attempts.to_string(),
             job.worker_port
                 .map_or_else(|| NONE.into(), |p| p.to_string()),
-            format_age_ms(now_ms.saturating_sub(job.submitted_at_ms)),
+            format_age_ms(now_us.saturating_sub(job.submitted_at_us) / 1000),
             shorten(&job.spec, TABLE_SPEC_CHARS),
         ]);
     }
@@ -193,12 +193,14 @@ fn parent_cell(w: &WorkerStatus) -> String {
     }
 }
 
-/// One line per job with its state when `wait` returned; failures carry their last error.
+/// One line per finished job with its final state (failures carry their last error), then one line
+/// per job still unfinished when the wait timed out.
 pub fn wait_lines(reply: &WaitReply) -> String {
     let width = reply
         .jobs
         .iter()
         .map(|j| j.label.chars().count())
+        .chain(reply.pending.iter().map(|p| p.chars().count()))
         .max()
         .unwrap_or(0);
     let mut s = String::new();
@@ -209,6 +211,9 @@ pub fn wait_lines(reply: &WaitReply) -> String {
             let _ = write!(s, "  ({e})");
         }
         s.push('\n');
+    }
+    for id in &reply.pending {
+        let _ = writeln!(s, "{id:<width$}  (not finished)");
     }
     s
 }
@@ -267,21 +272,22 @@ pub fn shorten(text: &str, max: usize) -> String {
     s
 }
 
-fn opt_time(ms: Option<u64>) -> String {
-    ms.map_or_else(|| NONE.into(), format_time_ms)
+fn opt_time(us: Option<u64>) -> String {
+    us.map_or_else(|| NONE.into(), format_time_us)
 }
 
-/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds: `2025-06-01T12:00:03.042Z`.
-pub fn format_time_ms(ms: u64) -> String {
-    let secs = ms / 1000;
+/// Microseconds since the epoch as RFC 3339 UTC with microseconds: `2025-06-01T12:00:03.042117Z`
+/// (DAG hand-offs take well under a millisecond, so milliseconds would hide their order).
+pub fn format_time_us(us: u64) -> String {
+    let secs = us / 1_000_000;
     let (year, month, day) = civil_from_days(secs / 86_400);
     let rem = secs % 86_400;
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
         rem / 3600,
         rem / 60 % 60,
         rem % 60,
-        ms % 1000
+        us % 1_000_000
     )
 }
 

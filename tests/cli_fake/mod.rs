@@ -7,8 +7,8 @@
 //! - `GetJobStatus`: the job as asked, `RUNNING`; `TSK-404` gets a `NotFound` error; `TSK-999`
 //!   gets no reply at all: the connection is closed (a master going away);
 //! - `ListJobs`, `ListWorkers`, `CancelJob` (2 jobs), `Stop`;
-//! - `WaitJobs`: names containing `FAIL` are `DEAD`, names containing `SLOW` stay `RUNNING` until
-//!   the timeout (capped, so tests stay fast), everything else `COMPLETED`.
+//! - `WaitJobs`: names containing `FAIL` are `DEAD`, names containing `SLOW` stay pending until the
+//!   timeout (capped, so tests stay fast), everything else `COMPLETED`.
 
 #![allow(dead_code)]
 
@@ -262,26 +262,23 @@ fn wait_reply(wait: &WaitRequest) -> WaitReply {
     if slow {
         std::thread::sleep(Duration::from_millis(wait.timeout_ms).min(SLOW_WAIT_CAP));
     }
-    let jobs = wait
-        .jobs
-        .iter()
+    let (pending, finished): (Vec<&String>, Vec<&String>) =
+        wait.jobs.iter().partition(|name| name.contains("SLOW"));
+    let jobs = finished
+        .into_iter()
         .map(|name| {
-            let state = if name.contains("FAIL") {
-                JobState::Dead
-            } else if name.contains("SLOW") {
-                JobState::Running
-            } else {
-                JobState::Completed
-            };
-            let mut j = job(name, state);
-            if state == JobState::Dead {
+            if name.contains("FAIL") {
+                let mut j = job(name, JobState::Dead);
                 j.last_error = Some("exited with code 1".into());
+                j
+            } else {
+                job(name, JobState::Completed)
             }
-            j
         })
         .collect();
     WaitReply {
         jobs,
+        pending: pending.into_iter().cloned().collect(),
         timed_out: slow,
     }
 }
@@ -315,8 +312,8 @@ fn submitted_dag(submission: Submission) -> Submitted {
     }
 }
 
-/// 2023-11-14T22:13:20.000Z
-pub const T0: u64 = 1_700_000_000_000;
+/// 2023-11-14T22:13:20.000000Z, in microseconds.
+pub const T0: u64 = 1_700_000_000_000_000;
 
 pub fn job(label: &str, state: JobState) -> JobStatus {
     JobStatus {
@@ -334,10 +331,10 @@ pub fn job(label: &str, state: JobState) -> JobStatus {
         worker: Some(1 << 16),
         worker_port: Some(8080),
         ready: false,
-        submitted_at_ms: T0,
-        started_at_ms: Some(T0 + 3),
-        finished_at_ms: None,
-        state_since_ms: T0 + 3,
+        submitted_at_us: T0,
+        started_at_us: Some(T0 + 3),
+        finished_at_us: None,
+        state_since_us: T0 + 3,
         last_error: None,
         deps: Vec::new(),
     }

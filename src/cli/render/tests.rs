@@ -3,8 +3,8 @@
 use super::*;
 use crate::proto::message::client::JobLabel;
 
-/// 2023-11-14T22:13:20.000Z
-const T0: u64 = 1_700_000_000_000;
+/// 2023-11-14T22:13:20.000000Z, in microseconds.
+const T0: u64 = 1_700_000_000_000_000;
 
 pub(crate) fn job(label: &str, state: JobState) -> JobStatus {
     JobStatus {
@@ -22,10 +22,10 @@ pub(crate) fn job(label: &str, state: JobState) -> JobStatus {
         worker: Some(1 << 16 | 2),
         worker_port: Some(8080),
         ready: false,
-        submitted_at_ms: T0,
-        started_at_ms: Some(T0 + 5),
-        finished_at_ms: None,
-        state_since_ms: T0 + 5,
+        submitted_at_us: T0,
+        started_at_us: Some(T0 + 5),
+        finished_at_us: None,
+        state_since_us: T0 + 5,
         last_error: None,
         deps: Vec::new(),
     }
@@ -47,13 +47,19 @@ pub(crate) fn worker(port: u16, running: u32, services: &[&str]) -> WorkerStatus
 
 #[test]
 fn times_are_rfc3339_utc_with_milliseconds() {
-    assert_eq!(format_time_ms(0), "1970-01-01T00:00:00.000Z");
-    assert_eq!(format_time_ms(T0 + 42), "2023-11-14T22:13:20.042Z");
-    assert_eq!(format_time_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
-    assert_eq!(format_time_ms(951_868_799_999), "2000-02-29T23:59:59.999Z");
+    assert_eq!(format_time_us(0), "1970-01-01T00:00:00.000000Z");
+    assert_eq!(format_time_us(T0 + 42), "2023-11-14T22:13:20.000042Z");
     assert_eq!(
-        format_time_ms(4_102_444_800_000),
-        "2100-01-01T00:00:00.000Z"
+        format_time_us(951_782_400_000_000),
+        "2000-02-29T00:00:00.000000Z"
+    );
+    assert_eq!(
+        format_time_us(951_868_799_999_999),
+        "2000-02-29T23:59:59.999999Z"
+    );
+    assert_eq!(
+        format_time_us(4_102_444_800_000_000),
+        "2100-01-01T00:00:00.000000Z"
     );
 }
 
@@ -107,22 +113,22 @@ fn status_block_shows_every_field() {
     j.attempts = 4;
     j.failures = 4;
     j.crashes = 1;
-    j.finished_at_ms = Some(T0 + 1_234);
-    j.state_since_ms = T0 + 1_234;
+    j.finished_at_us = Some(T0 + 1_234);
+    j.state_since_us = T0 + 1_234;
     j.last_error = Some("exited with code 1".into());
     j.deps = vec!["WORKER_A".into(), "WORKER_B".into()];
     let expected = "\
 Job:        dag-5:RUN_CALC (id 4294967296)
-State:      DEAD (since 2023-11-14T22:13:21.234Z)
+State:      DEAD (since 2023-11-14T22:13:20.001234Z)
 Kind:       RUN
 Spec:       RUN_CALC|RUN|calc.py|2|0|[WORKER_A, WORKER_B]
 Skill:      GENERAL
 Priority:   2
 Attempts:   4 (4 failed, 3 retries allowed, 1 lost with their worker)
 Worker:     W2.1 on port 8080
-Submitted:  2023-11-14T22:13:20.000Z
-Started:    2023-11-14T22:13:20.005Z
-Finished:   2023-11-14T22:13:21.234Z
+Submitted:  2023-11-14T22:13:20.000000Z
+Started:    2023-11-14T22:13:20.000005Z
+Finished:   2023-11-14T22:13:20.001234Z
 Deps:       WORKER_A, WORKER_B
 Last error: exited with code 1
 ";
@@ -135,7 +141,7 @@ fn status_block_of_a_waiting_service_shows_readiness_and_dashes() {
     j.kind = "DEPLOY".into();
     j.worker = None;
     j.worker_port = None;
-    j.started_at_ms = None;
+    j.started_at_us = None;
     let text = status_block(&j);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[2], "Ready:      no");
@@ -150,7 +156,7 @@ fn jobs_table_aligns_columns_and_notes_truncation() {
     let mut queued = job("TSK-3", JobState::Queued);
     queued.worker_port = None;
     queued.attempts = 0;
-    queued.submitted_at_ms = T0 - 5 * 60_000;
+    queued.submitted_at_us = T0 - 5 * 60_000_000;
     queued.spec = format!("RUN_INLINE|x.sh:{}|1|0", "A".repeat(100));
     queued.kind = "RUN_INLINE".into();
     let list = JobList {
@@ -166,7 +172,7 @@ TSK-3            QUEUED   RUN_INLINE  1    0      -       5m   RUN_INLINE|x.sh:{
 ",
         "A".repeat(TABLE_SPEC_CHARS - 1 - "RUN_INLINE|x.sh:".len())
     );
-    assert_eq!(jobs_table(&list, T0 + 2_500), expected);
+    assert_eq!(jobs_table(&list, T0 + 2_500_000), expected);
     let empty = JobList {
         jobs: Vec::new(),
         truncated: false,
@@ -203,14 +209,15 @@ fn wait_lines_show_final_states_and_errors() {
     let mut ok = job("TSK-12", JobState::Completed);
     ok.last_error = Some("an earlier attempt failed".into());
     let reply = WaitReply {
-        jobs: vec![ok, dead, job("dag-5:LONG_NAME", JobState::Running)],
+        jobs: vec![ok, dead],
+        pending: vec!["dag-5:LONG_NAME".into()],
         timed_out: true,
     };
     assert_eq!(
         wait_lines(&reply),
         "TSK-12           COMPLETED\n\
          dag-5:B          DEAD  (exited with code 2)\n\
-         dag-5:LONG_NAME  RUNNING\n"
+         dag-5:LONG_NAME  (not finished)\n"
     );
 }
 
