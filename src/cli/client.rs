@@ -96,6 +96,23 @@ impl Client {
         self.stream.set_read_timeout(timeout)
     }
 
+    /// Whether the master has closed this connection, checked without blocking and without
+    /// consuming bytes. A connection left idle while the master restarted is closed; one with
+    /// nothing to read is open. If the socket cannot be put back into blocking mode it is reported
+    /// closed, since it is no longer usable for blocking calls.
+    pub fn peer_closed(&self) -> bool {
+        if self.stream.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        let closed = match self.stream.peek(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+        };
+        self.stream.set_nonblocking(false).is_err() || closed
+    }
+
     /// Queues a request without sending it (pipelining); `flush` sends everything queued.
     pub fn send<T>(&mut self, opcode: OpCode, msg: &T) -> Result<(), ClientError>
     where

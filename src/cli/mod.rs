@@ -1,14 +1,32 @@
 //! The command line: `titan <command>`, parsed with clap, and what each command does.
+//!
+//! Roles (`master`, and later `worker`) run until stopped; the client commands ([`args`]) and the
+//! REPL ([`repl`]) talk to a master through [`client::Client`] and print for people or, with
+//! `--json`, for scripts. The pieces: arguments in [`args`], what a command does in [`commands`],
+//! building submissions from text and files in [`submission`], output in [`render`] and [`json`],
+//! the reconnecting connection in [`session`].
 
+use std::io::{self, Write};
 use std::net::IpAddr;
 use std::time::Duration;
 
+pub mod args;
 pub mod client;
+pub mod commands;
+pub mod error;
+pub mod json;
+pub mod render;
+pub mod repl;
+pub mod session;
+pub mod submission;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::master::{self, MasterConfig};
+
+pub use args::ClientCommand;
+pub use error::CliError;
 
 /// Titan: scripts, services and DAGs of them on one Linux host or a few.
 #[derive(Debug, Parser)]
@@ -22,6 +40,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the scheduler (TITAN_PROTO over TCP).
     Master(MasterArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// The interactive shell (`titan>`): the seed's SUBMIT, SUBMIT_DAG, STATS and more; reads
+    /// commands from stdin when it is not a terminal.
+    Cli(args::ReplArgs),
 }
 
 #[derive(Debug, Args)]
@@ -47,7 +70,20 @@ pub struct MasterArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Master(args) => run_master(args),
+        Command::Client(command) => exit_with(commands::run(command)),
+        Command::Cli(args) => exit_with(repl::run(args)),
     }
+}
+
+/// Ends the process with `status` unless it is 0. The client commands print their own errors, and
+/// `wait` needs statuses other than 1, which an `Err` returned to `main` cannot carry.
+fn exit_with(status: u8) -> anyhow::Result<()> {
+    if status == 0 {
+        return Ok(());
+    }
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    std::process::exit(i32::from(status))
 }
 
 fn run_master(args: MasterArgs) -> anyhow::Result<()> {
@@ -66,3 +102,6 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     config.stall_timeout = Duration::from_millis(args.stall_timeout_ms.max(1));
     master::run(config).context("master failed")
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,7 +7,7 @@
 //! rather than a parallel copy of it. Ids travel as their raw integers.
 
 pub mod client;
-mod stats_text;
+pub mod stats_text;
 pub mod worker;
 
 use rkyv::{Archive, Deserialize, Serialize};
