@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime};
 #[derive(Debug)]
 pub(crate) struct Spawned {
     pub child: Child,
-    /// Readable once the process has exited; registered with the reaper under the job's token.
+    /// Readable once the process has exited; registered with the pool's epoll under the job's token.
     pub pidfd: OwnedFd,
     pub pid: u32,
     pub started: Instant,
@@ -64,6 +64,9 @@ impl CompletionQueue {
     /// Queues `items` and rings the doorbell if needed. When the engine is gone the items come
     /// back, so that the pusher can dispose of what they own (kill and reap a child).
     pub fn push(&self, items: Vec<Completion>) -> Result<(), Vec<Completion>> {
+        if items.is_empty() {
+            return Ok(());
+        }
         {
             let mut guard = self.items.lock().unwrap_or_else(PoisonError::into_inner);
             match guard.as_mut() {

@@ -1,21 +1,19 @@
-//! The [`ProcessEngine`]: the executor-side owner of the launcher threads, the reaper thread,
-//! the completion queue and the table of jobs in flight.
+//! The [`ProcessEngine`]: the executor-side owner of the process threads, the completion queue
+//! and the table of jobs in flight.
 //!
 //! Flow of one job: [`ProcessEngine::launch`] checks the spec, registers a [`JobCell`], queues a
-//! [`LaunchRequest`] for a launcher thread and spawns the job's supervisor task; the launcher
-//! forks/execs and queues `Launched`; the reaper queues `Exited` when the pidfd fires; the
-//! dispatch task drains the queue and hands each event to its cell; the supervisor reaps and
-//! publishes the [`Outcome`](super::Outcome).
+//! [`LaunchRequest`] with the process pool and spawns the job's supervisor task; a process
+//! thread forks/execs when a slot is free and queues `Launched`; when the pidfd fires, a process
+//! thread queues `Exited`; the dispatch task drains the queue and hands each event to its cell;
+//! the supervisor reaps and publishes the [`Outcome`](super::Outcome).
 
 use super::completion::{completion_channel, Completion, CompletionQueue, Doorbell};
 use super::job::{supervise, Job, JobCell, JobLimits};
-use super::launcher::{
-    kill_and_reap, signal_group, start_launchers, LaunchRequest, LauncherContext,
-};
+use super::launcher::{kill_and_reap, signal_group, LaunchRequest, LauncherContext};
 use super::outcome::LaunchError;
-use super::reaper::ReaperHandle;
+use super::pool::ProcessPool;
 use super::resolve::{check_file_name, Resolver};
-use super::spec::{EngineConfig, JobSpec, MAX_LAUNCHER_THREADS};
+use super::spec::{EngineConfig, JobSpec, MAX_PROCESS_THREADS};
 use nix::sys::signal::Signal;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -56,9 +54,8 @@ struct Shared {
     workspace: PathBuf,
     next_token: Cell<u64>,
     jobs: RefCell<BTreeMap<u64, Rc<JobCell>>>,
-    requests: RefCell<Option<crossbeam_channel::Sender<LaunchRequest>>>,
     queue: Arc<CompletionQueue>,
-    reaper: Arc<ReaperHandle>,
+    pool: Arc<ProcessPool>,
     shutting_down: Cell<bool>,
     torn_down: Cell<bool>,
 }
@@ -79,37 +76,41 @@ impl ProcessEngine {
             what: "create the completion socket".into(),
             source,
         })?;
-        let reaper = ReaperHandle::start(queue.clone()).map_err(|source| EngineError::Io {
-            what: "start the reaper thread".into(),
+        let dev_null = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map_err(|source| EngineError::Io {
+                what: "open /dev/null".into(),
+                source,
+            })?;
+        let context = LauncherContext {
+            resolver: Resolver::new(config.perm_files.clone(), config.search_path.clone()),
+            dev_null,
+            perm_files,
+            affinity: config.child_affinity,
+        };
+        let pool = ProcessPool::start(
+            config.process_threads,
+            config.max_running,
+            context,
+            queue.clone(),
+        )
+        .map_err(|source| EngineError::Io {
+            what: "start the process threads".into(),
             source,
         })?;
-        let (requests, receiver) = crossbeam_channel::bounded(config.max_jobs);
-        let context = Arc::new(LauncherContext {
-            resolver: Resolver::new(config.perm_files.clone(), config.search_path.clone()),
-            perm_files,
-            reaper: reaper.clone(),
-            queue: queue.clone(),
-            affinity: config.child_affinity,
-        });
         let shared = Rc::new(Shared {
             config,
             workspace,
             next_token: Cell::new(1),
             jobs: RefCell::new(BTreeMap::new()),
-            requests: RefCell::new(Some(requests)),
             queue,
-            reaper,
+            pool,
             shutting_down: Cell::new(false),
             torn_down: Cell::new(false),
         });
         LIVE_ENGINES.with(|engines| engines.register(&shared));
-        // From here on a failure drops `shared`, whose Drop stops the reaper thread.
-        start_launchers(shared.config.launcher_threads, context, receiver).map_err(|source| {
-            EngineError::Io {
-                what: "start the launcher threads".into(),
-                source,
-            }
-        })?;
         glommio::spawn_local(dispatch(Rc::downgrade(&shared), doorbell)).detach();
         Ok(Self { shared })
     }
@@ -141,15 +142,7 @@ impl ProcessEngine {
             output: spec.output,
             cancelled: cell.cancel_flag.clone(),
         };
-        let sent = match shared.requests.borrow().as_ref() {
-            // The channel holds max_jobs requests and the table check above keeps fewer than
-            // that outstanding, so `Full` cannot happen; `Disconnected` means the launchers died.
-            Some(sender) => sender.try_send(request).is_ok(),
-            None => false,
-        };
-        if !sent {
-            return Err(LaunchError::ShuttingDown);
-        }
+        shared.pool.submit(request);
         shared.jobs.borrow_mut().insert(token, cell.clone());
         let limits = JobLimits {
             timeout: spec.timeout,
@@ -159,11 +152,11 @@ impl ProcessEngine {
         let task_shared = shared.clone();
         let task_cell = cell.clone();
         glommio::spawn_local(async move {
-            supervise(&task_cell, limits, &task_shared.reaper).await;
+            supervise(&task_cell, limits, &task_shared.pool).await;
             task_shared.jobs.borrow_mut().remove(&task_cell.token);
         })
         .detach();
-        Ok(Job::new(cell))
+        Ok(Job::new(cell, shared.pool.clone()))
     }
 
     /// Jobs launching or running.
@@ -185,7 +178,7 @@ impl ProcessEngine {
             .jobs
             .borrow()
             .values()
-            .map(|cell| Job::new(cell.clone()))
+            .map(|cell| Job::new(cell.clone(), self.shared.pool.clone()))
             .collect();
         for job in &jobs {
             job.cancel();
@@ -237,8 +230,7 @@ impl Shared {
             return;
         }
         let queued = self.queue.close();
-        self.requests.borrow_mut().take();
-        self.reaper.stop();
+        self.pool.stop();
         let mut orphans: Vec<Child> = launched_children(queued);
         orphans.extend(
             self.jobs
@@ -330,12 +322,17 @@ fn launched_children(batch: Vec<Completion>) -> Vec<Child> {
 }
 
 fn validate(config: &EngineConfig) -> Result<(), EngineError> {
-    if !(1..=MAX_LAUNCHER_THREADS).contains(&config.launcher_threads) {
+    if !(1..=MAX_PROCESS_THREADS).contains(&config.process_threads) {
         return Err(EngineError::Config {
             reason: format!(
-                "launcher_threads is {}, must be 1..={MAX_LAUNCHER_THREADS}",
-                config.launcher_threads
+                "process_threads is {}, must be 1..={MAX_PROCESS_THREADS}",
+                config.process_threads
             ),
+        });
+    }
+    if config.max_running == 0 {
+        return Err(EngineError::Config {
+            reason: "max_running must be at least 1".into(),
         });
     }
     if config.max_jobs == 0 {

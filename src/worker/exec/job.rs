@@ -7,9 +7,9 @@
 //! process known to have exited are single non-blocking system calls.
 
 use super::completion::{NotLaunched, Spawned};
-use super::launcher::signal_group;
+use super::launcher::{signal_group, signal_leftovers};
 use super::outcome::{Outcome, Termination, WaitStatus};
-use super::reaper::ReaperHandle;
+use super::pool::ProcessPool;
 use super::spec::Leftovers;
 use futures_lite::future;
 use nix::sys::signal::Signal;
@@ -96,7 +96,7 @@ pub(crate) struct JobCell {
     cancel_requested: Cell<bool>,
     /// Inbox: the launcher's result, taken by the supervisor.
     launched: RefCell<Option<Result<Spawned, NotLaunched>>>,
-    /// Inbox: when the reaper saw the process exit.
+    /// Inbox: when a process thread saw the process exit.
     exited: Cell<Option<(Instant, SystemTime)>>,
     wakeup: Wakeup,
     /// Owned while the process runs; taken by the supervisor to reap it, or at engine teardown.
@@ -185,6 +185,7 @@ impl JobCell {
 #[derive(Clone)]
 pub struct Job {
     cell: Rc<JobCell>,
+    pool: Arc<ProcessPool>,
 }
 
 impl std::fmt::Debug for Job {
@@ -198,8 +199,8 @@ impl std::fmt::Debug for Job {
 }
 
 impl Job {
-    pub(crate) fn new(cell: Rc<JobCell>) -> Self {
-        Self { cell }
+    pub(crate) fn new(cell: Rc<JobCell>, pool: Arc<ProcessPool>) -> Self {
+        Self { cell, pool }
     }
 
     /// The id given in the [`JobSpec`](super::JobSpec).
@@ -253,6 +254,10 @@ impl Job {
             return;
         }
         self.cell.cancel_flag.store(true, Ordering::Release);
+        if self.cell.started.get().is_none() {
+            // Possibly still queued for a process thread: let the pool complete it at once.
+            self.pool.on_cancel();
+        }
         self.cell.wakeup.fire();
     }
 
@@ -280,12 +285,12 @@ enum StopReason {
 }
 
 /// Drives one job from launch to outcome and publishes the outcome to the job's handles.
-pub(crate) async fn supervise(cell: &JobCell, limits: JobLimits, reaper: &ReaperHandle) {
-    let outcome = run_to_outcome(cell, limits, reaper).await;
+pub(crate) async fn supervise(cell: &JobCell, limits: JobLimits, pool: &ProcessPool) {
+    let outcome = run_to_outcome(cell, limits, pool).await;
     cell.publish(outcome);
 }
 
-async fn run_to_outcome(cell: &JobCell, limits: JobLimits, reaper: &ReaperHandle) -> Outcome {
+async fn run_to_outcome(cell: &JobCell, limits: JobLimits, pool: &ProcessPool) -> Outcome {
     let launched = loop {
         if let Some(result) = cell.launched.borrow_mut().take() {
             break result;
@@ -324,9 +329,9 @@ async fn run_to_outcome(cell: &JobCell, limits: JobLimits, reaper: &ReaperHandle
     };
     // The leader is a zombie now, so its pid still names the group: clean up before reaping.
     if limits.leftovers == Leftovers::Kill {
-        signal_group(pid, Signal::SIGKILL);
+        signal_leftovers(pid, Signal::SIGKILL);
     }
-    let (status, ended_at) = reap(cell, reaper).await;
+    let (status, ended_at) = reap(cell, pool).await;
     cell.pidfd.borrow_mut().take();
     let (exit_instant, ended_wall) = ended_at;
     let wait_status = status.as_ref().ok().map(wait_status_of);
@@ -372,11 +377,11 @@ async fn terminate(cell: &JobCell, pid: u32, grace: Duration) -> bool {
     false
 }
 
-/// Collects the exit status of a process the reaper reported exited. `waitpid` cannot block
+/// Collects the exit status of a process a process thread reported exited. `waitpid` cannot block
 /// here; should the status not be there yet, the pidfd is re-armed and the wait repeated.
 async fn reap(
     cell: &JobCell,
-    reaper: &ReaperHandle,
+    pool: &ProcessPool,
 ) -> (std::io::Result<ExitStatus>, (Instant, SystemTime)) {
     loop {
         let exited = cell
@@ -403,7 +408,7 @@ async fn reap(
         }
         cell.exited.set(None);
         let rearmed = match cell.pidfd.borrow().as_ref() {
-            Some(pidfd) => reaper.rearm(pidfd.as_fd(), cell.token),
+            Some(pidfd) => pool.rearm(pidfd.as_fd(), cell.token),
             None => Err(std::io::Error::other("pidfd missing")),
         };
         if let Err(error) = rearmed {

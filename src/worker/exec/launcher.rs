@@ -1,24 +1,17 @@
-//! The launcher threads: everything that blocks on the way to a running process, off the
-//! executor. Per job: create the workspace directory, resolve the program (canonicalize, stat,
-//! PATH search), write an inline script, open the log files (or socket pairs), fork/exec in a
-//! new process group, open a pidfd and register it with the reaper, then hand the child to the
-//! executor through the completion queue.
-//!
-//! Why threads of our own rather than glommio's `spawn_blocking`: its pool has one thread by
-//! default and also runs glommio's own blocking file operations; the launcher count is a knob of
-//! the engine, and a spawn never waits behind an unrelated `rename`.
+//! Launching one job, on a process thread (never the executor): create the workspace
+//! directory, resolve the program (canonicalize, stat, PATH search), write an inline script,
+//! open the log files (or socket pairs), fork/exec in a new process group, open a pidfd and
+//! register it with the pool's epoll. Also the signalling helpers shared with the supervisor.
 
-use super::completion::{Completion, CompletionQueue, NotLaunched, Spawned};
+use super::completion::{NotLaunched, Spawned};
 use super::outcome::StartError;
-use super::reaper::ReaperHandle;
 use super::resolve::{Program, Resolver};
 use super::spec::{ChildAffinity, OutputMode, STDERR_FILE, STDOUT_FILE};
 use super::sys;
-use crossbeam_channel::Receiver;
 use nix::sys::signal::Signal;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -42,62 +35,24 @@ pub(crate) struct LaunchRequest {
     pub cancelled: Arc<AtomicBool>,
 }
 
-/// What every launcher thread shares.
+/// What launching needs besides the request.
 #[derive(Debug)]
 pub(crate) struct LauncherContext {
     pub resolver: Resolver,
+    /// `/dev/null`, opened once: each job's stdin is a duplicate (cheaper than an `open`).
+    pub dev_null: File,
     /// Absolute `perm_files/`, exported to jobs as `TITAN_PERM_FILES`.
     pub perm_files: PathBuf,
-    pub reaper: Arc<ReaperHandle>,
-    pub queue: Arc<CompletionQueue>,
     pub affinity: ChildAffinity,
 }
 
-/// Starts `count` launcher threads; they exit when every sender of `requests` is gone.
-pub(crate) fn start_launchers(
-    count: usize,
-    context: Arc<LauncherContext>,
-    requests: Receiver<LaunchRequest>,
-) -> io::Result<()> {
-    for n in 0..count {
-        let context = context.clone();
-        let requests = requests.clone();
-        std::thread::Builder::new()
-            .name(format!("titan-launch-{n}"))
-            .spawn(move || run(&context, &requests))?;
-    }
-    Ok(())
-}
-
-fn run(context: &LauncherContext, requests: &Receiver<LaunchRequest>) {
-    if context.affinity == ChildAffinity::AllCpus {
-        if let Err(error) = sys::allow_all_cpus() {
-            tracing::warn!(%error, "launcher: cannot widen CPU affinity; jobs inherit the executor's");
-        }
-    }
-    while let Ok(request) = requests.recv() {
-        let token = request.token;
-        let result = launch(context, request);
-        if let Err(items) = context
-            .queue
-            .push(vec![Completion::Launched { token, result }])
-        {
-            // The engine is gone: nobody will watch this process, so end it here.
-            for item in items {
-                if let Completion::Launched {
-                    result: Ok(spawned),
-                    ..
-                } = item
-                {
-                    kill_and_reap(spawned.child);
-                }
-            }
-        }
-    }
-}
-
 /// Prepares and starts one job's process.
-fn launch(context: &LauncherContext, request: LaunchRequest) -> Result<Spawned, NotLaunched> {
+/// `epoll` is where the pidfd is registered, under the request's token.
+pub(crate) fn launch(
+    context: &LauncherContext,
+    epoll: BorrowedFd<'_>,
+    request: LaunchRequest,
+) -> Result<Spawned, NotLaunched> {
     if request.cancelled.load(Ordering::Acquire) {
         return Err(NotLaunched::Cancelled);
     }
@@ -117,7 +72,7 @@ fn launch(context: &LauncherContext, request: LaunchRequest) -> Result<Spawned, 
         .args(&plan.args)
         .current_dir(dir)
         .process_group(0)
-        .stdin(Stdio::null())
+        .stdin(dev_null(context, dir)?)
         .stdout(stdout)
         .stderr(stderr)
         .env("TITAN_JOB_ID", &request.job_id)
@@ -137,7 +92,7 @@ fn launch(context: &LauncherContext, request: LaunchRequest) -> Result<Spawned, 
     // that the reader sees EOF when the job's processes are done.
     drop(command);
     let pid = child.id();
-    let pidfd = match watch(context, pid, request.token) {
+    let pidfd = match watch(epoll, pid, request.token) {
         Ok(pidfd) => pidfd,
         Err(error) => {
             kill_and_reap(child);
@@ -157,9 +112,9 @@ fn launch(context: &LauncherContext, request: LaunchRequest) -> Result<Spawned, 
     })
 }
 
-fn watch(context: &LauncherContext, pid: u32, token: u64) -> io::Result<OwnedFd> {
+fn watch(epoll: BorrowedFd<'_>, pid: u32, token: u64) -> io::Result<OwnedFd> {
     let pidfd = sys::pidfd_open(pid)?;
-    context.reaper.watch(pidfd.as_fd(), token)?;
+    sys::epoll_watch_once(epoll, pidfd.as_fd(), token, false)?;
     Ok(pidfd)
 }
 
@@ -185,6 +140,14 @@ fn open_output(dir: &Path, mode: OutputMode) -> Result<Output, NotLaunched> {
             ))
         }
     }
+}
+
+fn dev_null(context: &LauncherContext, dir: &Path) -> Result<Stdio, NotLaunched> {
+    let null = context
+        .dev_null
+        .try_clone()
+        .map_err(|e| workspace_error(dir, e))?;
+    Ok(null.into())
 }
 
 fn create_log(path: &Path) -> Result<File, NotLaunched> {
@@ -222,8 +185,18 @@ pub(crate) fn kill_and_reap(mut child: Child) {
 /// a group of its own). Callers guarantee `pid` is an unreaped child, so neither id can have
 /// been reused. A group or process already gone is not an error.
 pub(crate) fn signal_group(pid: u32, signal: Signal) {
-    let Ok(raw) = i32::try_from(pid) else { return };
-    let pid = nix::unistd::Pid::from_raw(raw);
+    let Some(pid) = as_pid(pid) else { return };
     let _ = nix::sys::signal::killpg(pid, signal);
     let _ = nix::sys::signal::kill(pid, signal);
+}
+
+/// Sends `signal` to the rest of the process group of an exited (unreaped) leader.
+pub(crate) fn signal_leftovers(pid: u32, signal: Signal) {
+    if let Some(pid) = as_pid(pid) {
+        let _ = nix::sys::signal::killpg(pid, signal);
+    }
+}
+
+fn as_pid(pid: u32) -> Option<nix::unistd::Pid> {
+    i32::try_from(pid).ok().map(nix::unistd::Pid::from_raw)
 }

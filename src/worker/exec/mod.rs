@@ -2,10 +2,10 @@
 //! process and reports how that process ended ([`Outcome`]), without ever blocking the glommio
 //! executor that uses it.
 //!
-//! Layout: [`resolve`] decides what to execute (pure checks plus file-system lookups);
-//! `launcher` threads prepare the workspace and fork/exec each job in its own process group;
-//! the `reaper` thread learns of exits through pidfds and epoll; `completion` carries both kinds
-//! of event back to the executor, where `engine` dispatches them to each job's supervisor
+//! Layout: [`resolve`] decides what to execute (pure checks plus file-system lookups); the
+//! `pool` of process threads starts queued jobs (`launcher`: workspace, log files, fork/exec in a
+//! new process group) and learns of exits through pidfds and epoll; `completion` carries both
+//! kinds of event back to the executor, where `engine` dispatches them to each job's supervisor
 //! (`job`), which enforces timeouts and cancels (SIGTERM, then SIGKILL after a grace period) and
 //! reaps. [`probe`] holds the port checks services need.
 
@@ -14,8 +14,8 @@ mod engine;
 mod job;
 mod launcher;
 mod outcome;
+mod pool;
 pub mod probe;
-mod reaper;
 pub mod resolve;
 mod spec;
 mod sys;
@@ -27,5 +27,5 @@ pub use probe::{port_in_use, wait_port_ready, PortNotReady};
 pub use resolve::{Interpreter, LaunchPlan, Program, ResolveError, Resolver};
 pub use spec::{
     ChildAffinity, EngineConfig, JobSpec, Leftovers, OutputMode, DEFAULT_KILL_GRACE,
-    DEFAULT_LAUNCHER_THREADS, DEFAULT_MAX_JOBS, STDERR_FILE, STDOUT_FILE,
+    DEFAULT_MAX_JOBS, DEFAULT_PROCESS_THREADS, STDERR_FILE, STDOUT_FILE,
 };

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 /// How long a job's process group has between SIGTERM and SIGKILL, unless configured.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
-/// Launcher threads per engine, unless configured. Two let one slow spawn (a big binary, a
-/// loaded host) overlap with the next; the bench shows more do not raise throughput on 2 cores.
-pub const DEFAULT_LAUNCHER_THREADS: usize = 2;
-/// The most launcher threads an engine will start.
-pub const MAX_LAUNCHER_THREADS: usize = 64;
+/// Process threads per engine, unless configured (see `benches/exec.rs` for the choice).
+pub const DEFAULT_PROCESS_THREADS: usize = 2;
+/// The most process threads an engine will start.
+pub const MAX_PROCESS_THREADS: usize = 64;
 /// Jobs in flight (launching or running) per engine, unless configured. It bounds the job
 /// table, the launch queue and the completion queue.
 pub const DEFAULT_MAX_JOBS: usize = 4096;
@@ -28,7 +27,7 @@ pub const STDERR_FILE: &str = "stderr.log";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChildAffinity {
     /// On every CPU the worker may use, even when the worker's executor is pinned to one: the
-    /// launcher threads reset their affinity, and children inherit it. The default.
+    /// process threads reset their affinity, and children inherit it. The default.
     AllCpus,
     /// On whatever CPUs the thread that started the engine may use.
     Inherit,
@@ -43,8 +42,13 @@ pub struct EngineConfig {
     pub workspace: PathBuf,
     /// Where `python3`, `sh` and `java` are looked up (a `PATH`-style list).
     pub search_path: OsString,
-    /// Threads that fork/exec (see [`DEFAULT_LAUNCHER_THREADS`]).
-    pub launcher_threads: usize,
+    /// Threads that fork/exec and watch for exits (see [`DEFAULT_PROCESS_THREADS`]).
+    pub process_threads: usize,
+    /// Processes running at once; launches beyond it wait in the engine's FIFO queue, and a
+    /// process thread starts the next one as soon as a running one exits, without a round trip
+    /// through the executor. `usize::MAX` (the default) means no limit: the caller's own slots
+    /// decide. A worker with capacity C that is handed more than C jobs sets it to C.
+    pub max_running: usize,
     /// SIGTERM → SIGKILL grace, unless a job sets its own.
     pub kill_grace: Duration,
     /// Jobs in flight at most; further launches get [`LaunchError::TooManyJobs`](super::LaunchError).
@@ -60,7 +64,8 @@ impl EngineConfig {
             workspace: workspace.into(),
             search_path: std::env::var_os("PATH")
                 .unwrap_or_else(|| OsString::from(FALLBACK_SEARCH_PATH)),
-            launcher_threads: DEFAULT_LAUNCHER_THREADS,
+            process_threads: DEFAULT_PROCESS_THREADS,
+            max_running: usize::MAX,
             kill_grace: DEFAULT_KILL_GRACE,
             max_jobs: DEFAULT_MAX_JOBS,
             child_affinity: ChildAffinity::AllCpus,

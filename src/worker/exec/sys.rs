@@ -57,7 +57,7 @@ pub(crate) fn epoll_watch_once(
     Ok(())
 }
 
-/// Registers `fd` level-triggered (used for the reaper's stop eventfd).
+/// Registers `fd` level-triggered (the process pool's work eventfd).
 pub(crate) fn epoll_watch(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
     let mut event = libc::epoll_event {
         events: libc::EPOLLIN as u32,
@@ -78,18 +78,21 @@ pub(crate) fn epoll_watch(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64)
     Ok(())
 }
 
-/// Waits (blocking, without timeout) for events and returns the tokens of those that fired,
-/// at most `tokens.capacity()` of them. `EINTR` is retried.
+/// The most events one `epoll_wait` returns. Small on purpose: the process threads share one
+/// epoll, and a thread that takes few events leaves the rest to its idle siblings.
+const EPOLL_BATCH: usize = 8;
+
+/// Waits (blocking, without timeout) for events and stores the tokens of those that fired.
+/// `EINTR` is retried.
 pub(crate) fn epoll_wait(epoll: BorrowedFd<'_>, tokens: &mut Vec<u64>) -> io::Result<()> {
-    const BATCH: usize = 64;
-    let mut events = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; EPOLL_BATCH];
     loop {
-        // SAFETY: `events` is a valid writable array of BATCH entries.
+        // SAFETY: `events` is a valid writable array of EPOLL_BATCH entries.
         let ret = unsafe {
             libc::epoll_wait(
                 epoll.as_raw_fd(),
                 events.as_mut_ptr(),
-                BATCH as libc::c_int,
+                EPOLL_BATCH as libc::c_int,
                 -1,
             )
         };
@@ -112,6 +115,14 @@ pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     let fd = check(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) }.into())?;
     // SAFETY: a fresh descriptor from the kernel.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Resets an eventfd's counter (non-blocking; an already-zero counter is fine).
+pub(crate) fn eventfd_drain(fd: BorrowedFd<'_>) {
+    let mut value: u64 = 0;
+    // SAFETY: reads 8 bytes into a live u64 from an open descriptor. EAGAIN (counter already
+    // zero, another thread drained it) is the only expected error and needs no handling.
+    let _ = unsafe { libc::read(fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
 }
 
 /// Adds one to an eventfd's counter, making it readable.
@@ -144,7 +155,7 @@ pub(crate) fn send_wake_byte(socket: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Lets the calling thread run on every CPU the process may use (the kernel intersects the mask
 /// with the cpuset). Threads spawned from a pinned glommio executor inherit its single-CPU
-/// affinity, and so would every job they fork; this undoes that for the launcher threads.
+/// affinity, and so would every job they fork; this undoes that for the process threads.
 pub(crate) fn allow_all_cpus() -> io::Result<()> {
     // SAFETY: cpu_set_t is plain old data; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
