@@ -146,3 +146,58 @@ pub(crate) fn completion_channel() -> io::Result<(Arc<CompletionQueue>, Doorbell
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(token: u64) -> Completion {
+        Completion::Exited {
+            token,
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    fn queue() -> (CompletionQueue, UnixStream) {
+        let (bell, reader) = UnixStream::pair().unwrap();
+        reader.set_nonblocking(true).unwrap();
+        let queue = CompletionQueue {
+            items: Mutex::new(Some(Vec::new())),
+            wake_pending: AtomicBool::new(false),
+            bell,
+        };
+        (queue, reader)
+    }
+
+    fn rings(reader: &UnixStream) -> usize {
+        use std::io::Read;
+        let mut buf = [0u8; 16];
+        (&*reader).read(&mut buf).unwrap_or(0)
+    }
+
+    #[test]
+    fn the_doorbell_rings_once_per_drained_batch() {
+        let (queue, reader) = queue();
+        queue.push(vec![exit(1)]).unwrap();
+        queue.push(vec![exit(2), exit(3)]).unwrap();
+        queue.push(Vec::new()).unwrap();
+        assert_eq!(rings(&reader), 1, "one ring for three pushes");
+        assert_eq!(queue.drain().len(), 3);
+        queue.push(vec![exit(4)]).unwrap();
+        assert_eq!(rings(&reader), 1, "a push after a drain rings again");
+        assert_eq!(queue.drain().len(), 1);
+    }
+
+    #[test]
+    fn a_closed_queue_hands_items_back_and_the_reader_sees_eof() {
+        let (queue, reader) = queue();
+        queue.push(vec![exit(1)]).unwrap();
+        assert_eq!(queue.close().len(), 1);
+        let refused = queue.push(vec![exit(2)]).unwrap_err();
+        assert_eq!(refused.len(), 1);
+        reader.set_nonblocking(false).unwrap();
+        assert_eq!(rings(&reader), 1, "the ring sent before closing");
+        assert_eq!(rings(&reader), 0, "then EOF");
+    }
+}

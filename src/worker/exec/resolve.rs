@@ -454,6 +454,27 @@ mod tests {
         assert!(jvm.to_string().contains("no JVM"));
     }
 
+    proptest::proptest! {
+        /// Whatever a client sends, an accepted `perm_files/` name is relative and made only of
+        /// normal components, so joining it to the root cannot leave the root lexically (symlinks
+        /// are the resolver's business); an accepted file name is exactly one such component.
+        #[test]
+        fn accepted_names_stay_inside(name in "[a-z./0-9_ -]{0,40}") {
+            if check_perm_name(&name, &root()).is_ok() {
+                let joined = root().join(&name);
+                proptest::prop_assert!(joined.starts_with(root()));
+                proptest::prop_assert!(Path::new(&name)
+                    .components()
+                    .all(|c| matches!(c, Component::Normal(_))));
+            }
+            if check_file_name(&name).is_ok() {
+                proptest::prop_assert!(!name.contains('/'));
+                proptest::prop_assert!(name != "." && name != "..");
+                proptest::prop_assert!(check_perm_name(&name, &root()).is_ok());
+            }
+        }
+    }
+
     #[test]
     fn path_search_skips_empty_entries_and_finds_sh() {
         assert!(find_on_path("sh", OsStr::new("::/nonexistent:/bin:/usr/bin")).is_some());
