@@ -16,6 +16,9 @@ fn no_more_than_max_running_processes_run_at_once() {
     let dir = TestDir::new("queue-limit");
     let mut config = config(&dir);
     config.max_running = 2;
+    // One process thread, so that launch order is start order (with several, two jobs taken in
+    // order may still be forked in either order).
+    config.process_threads = 1;
     run(move || async move {
         let engine = ProcessEngine::start(config).unwrap();
         let jobs: Vec<_> = (0..6)
