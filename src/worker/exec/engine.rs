@@ -13,7 +13,7 @@ use super::launcher::{kill_and_reap, signal_group, LaunchRequest, LauncherContex
 use super::outcome::LaunchError;
 use super::pool::ProcessPool;
 use super::resolve::{check_file_name, Resolver};
-use super::spec::{EngineConfig, JobSpec, MAX_PROCESS_THREADS};
+use super::spec::{EngineConfig, JobSpec, MAX_LAUNCH_NOTICE_DELAY, MAX_PROCESS_THREADS};
 use nix::sys::signal::Signal;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -93,6 +93,7 @@ impl ProcessEngine {
         let pool = ProcessPool::start(
             config.process_threads,
             config.max_running,
+            config.launch_notice_delay,
             context,
             queue.clone(),
         )
@@ -327,6 +328,14 @@ fn validate(config: &EngineConfig) -> Result<(), EngineError> {
             reason: format!(
                 "process_threads is {}, must be 1..={MAX_PROCESS_THREADS}",
                 config.process_threads
+            ),
+        });
+    }
+    if config.launch_notice_delay > MAX_LAUNCH_NOTICE_DELAY {
+        return Err(EngineError::Config {
+            reason: format!(
+                "launch_notice_delay {:?} exceeds {MAX_LAUNCH_NOTICE_DELAY:?}",
+                config.launch_notice_delay
             ),
         });
     }

@@ -27,5 +27,6 @@ pub use probe::{port_in_use, wait_port_ready, PortNotReady};
 pub use resolve::{Interpreter, LaunchPlan, Program, ResolveError, Resolver};
 pub use spec::{
     ChildAffinity, EngineConfig, JobSpec, Leftovers, OutputMode, DEFAULT_KILL_GRACE,
-    DEFAULT_MAX_JOBS, DEFAULT_PROCESS_THREADS, STDERR_FILE, STDOUT_FILE,
+    DEFAULT_LAUNCH_NOTICE_DELAY, DEFAULT_MAX_JOBS, DEFAULT_PROCESS_THREADS, STDERR_FILE,
+    STDOUT_FILE,
 };

@@ -22,7 +22,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The epoll token of the work eventfd; job tokens count up from 1 and never reach it.
 const WORK_TOKEN: u64 = u64::MAX;
@@ -40,6 +40,8 @@ pub(crate) struct ProcessPool {
     cancels: AtomicUsize,
     state: Mutex<PoolState>,
     max_running: usize,
+    /// How long a launch notice may wait for a ring (see the completion module).
+    launch_notice_delay: Duration,
     context: LauncherContext,
     queue: Arc<CompletionQueue>,
 }
@@ -88,6 +90,7 @@ impl ProcessPool {
     pub fn start(
         threads: usize,
         max_running: usize,
+        launch_notice_delay: Duration,
         context: LauncherContext,
         queue: Arc<CompletionQueue>,
     ) -> io::Result<Arc<Self>> {
@@ -101,6 +104,7 @@ impl ProcessPool {
             cancels: AtomicUsize::new(0),
             state: Mutex::new(PoolState::default()),
             max_running,
+            launch_notice_delay,
             context,
             queue,
         });
@@ -158,9 +162,15 @@ impl ProcessPool {
                 tracing::warn!(%error, "cannot widen CPU affinity; jobs inherit the executor's");
             }
         }
+        let delay = self.launch_notice_delay;
         let mut tokens = Vec::new();
         loop {
-            if let Err(error) = sys::epoll_wait(self.epoll.as_fd(), &mut tokens) {
+            // Wake up in time to ring for launch notices nobody has rung for yet.
+            let timeout = self
+                .queue
+                .quiet_since()
+                .map(|since| (since + delay).saturating_duration_since(Instant::now()));
+            if let Err(error) = sys::epoll_wait(self.epoll.as_fd(), &mut tokens, timeout) {
                 // Only EBADF/EINVAL are possible, both programming errors.
                 tracing::error!(%error, "process thread: epoll_wait failed, thread exits");
                 return;
@@ -168,13 +178,21 @@ impl ProcessPool {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
-            self.on_events(&tokens);
-            self.start_ready_jobs();
+            let exits = self.on_events(&tokens);
+            // Fork the next queued job before ringing for the exits: the executor, once woken,
+            // competes for the CPU, and a freed slot should be refilled first.
+            let more = self.start_one();
+            // Exits own nothing: if the engine is gone they are simply dropped.
+            let _ = self.queue.push(exits);
+            if more {
+                while self.start_one() {}
+            }
+            self.queue.ring_if_due(Instant::now(), delay);
         }
     }
 
-    /// Exits free their slots and go to the executor; the work eventfd is reset.
-    fn on_events(&self, tokens: &[u64]) {
+    /// Exits free their slots and are returned for the executor; the work eventfd is reset.
+    fn on_events(&self, tokens: &[u64]) -> Vec<Completion> {
         let (at, wall) = (Instant::now(), SystemTime::now());
         let mut exits = Vec::new();
         let mut freed = 0;
@@ -196,44 +214,57 @@ impl ProcessPool {
             let mut state = self.lock();
             state.running = state.running.saturating_sub(freed);
         }
-        // Exits own nothing: if the engine is gone they are simply dropped.
-        let _ = self.queue.push(exits);
+        exits
     }
 
-    /// Starts queued jobs while slots are free, one at a time on this thread; when more could
-    /// start, the work eventfd wakes a sibling to fork in parallel.
-    fn start_ready_jobs(&self) {
-        loop {
-            let (swept, next) = {
-                let mut state = self.lock();
-                let swept = match self.cancels.swap(0, Ordering::AcqRel) {
-                    0 => Vec::new(),
-                    _ => state.sweep_cancelled(),
-                };
-                let next = state.take_startable(self.max_running);
-                if next.is_some() && state.has_startable(self.max_running) {
-                    self.signal_work();
+    /// Completes cancelled queued requests and starts the next queued job if a slot is free;
+    /// when yet more could start, the work eventfd wakes a sibling to fork in parallel. Returns
+    /// whether it did anything (so the caller loops until there is nothing left to do).
+    fn start_one(&self) -> bool {
+        let (swept, next) = {
+            let mut state = self.lock();
+            let swept = match self.cancels.swap(0, Ordering::AcqRel) {
+                0 => Vec::new(),
+                _ => {
+                    // A cancelled job may be started already, its launch notice still waiting
+                    // for a ring: ring now, so that the executor can kill it.
+                    self.queue.ring_if_due(Instant::now(), Duration::ZERO);
+                    state.sweep_cancelled()
                 }
-                (swept, next)
             };
-            let _ = self.queue.push(swept);
-            let Some(request) = next else { return };
-            if self.stop.load(Ordering::Acquire) {
-                return;
+            let next = state.take_startable(self.max_running);
+            if next.is_some() && state.has_startable(self.max_running) {
+                self.signal_work();
             }
-            let token = request.token;
-            let result = launch(&self.context, self.epoll.as_fd(), request);
-            if result.is_err() {
-                let mut state = self.lock();
-                state.running = state.running.saturating_sub(1);
-            }
-            self.hand_over(Completion::Launched { token, result });
+            (swept, next)
+        };
+        let swept_any = !swept.is_empty();
+        let _ = self.queue.push(swept);
+        let Some(request) = next else {
+            return swept_any;
+        };
+        if self.stop.load(Ordering::Acquire) {
+            return false;
         }
+        let token = request.token;
+        let result = launch(&self.context, self.epoll.as_fd(), request);
+        if result.is_err() {
+            let mut state = self.lock();
+            state.running = state.running.saturating_sub(1);
+        }
+        self.hand_over(Completion::Launched { token, result });
+        true
     }
 
-    /// Queues a launch result; if the engine is gone, ends the process here instead.
+    /// Queues a launch notice, quietly unless the delay is zero; if the engine is gone, ends
+    /// the process here instead.
     fn hand_over(&self, completion: Completion) {
-        if let Err(items) = self.queue.push(vec![completion]) {
+        let items = vec![completion];
+        let queued = match self.launch_notice_delay.is_zero() {
+            true => self.queue.push(items),
+            false => self.queue.push_quiet(items, Instant::now()),
+        };
+        if let Err(items) = queued {
             for item in items {
                 if let Completion::Launched {
                     result: Ok(spawned),

@@ -12,6 +12,11 @@ pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
 pub const DEFAULT_PROCESS_THREADS: usize = 2;
 /// The most process threads an engine will start.
 pub const MAX_PROCESS_THREADS: usize = 64;
+/// How long the news that a process started may wait before the executor is woken for it,
+/// unless configured: it usually rides along with an exit notice well before that.
+pub const DEFAULT_LAUNCH_NOTICE_DELAY: Duration = Duration::from_millis(2);
+/// The longest launch-notice delay accepted.
+pub const MAX_LAUNCH_NOTICE_DELAY: Duration = Duration::from_millis(100);
 /// Jobs in flight (launching or running) per engine, unless configured. It bounds the job
 /// table, the launch queue and the completion queue.
 pub const DEFAULT_MAX_JOBS: usize = 4096;
@@ -51,6 +56,12 @@ pub struct EngineConfig {
     pub max_running: usize,
     /// SIGTERM → SIGKILL grace, unless a job sets its own.
     pub kill_grace: Duration,
+    /// How long [`Job::started`](super::Job::started) may lag behind the real start when
+    /// nothing else wakes the executor. Waking a parked glommio executor costs tens of
+    /// microseconds of CPU, so launch notices wait for the next exit notice (or this delay)
+    /// instead of waking it on their own; zero wakes it for every launch. A cancel never waits
+    /// for it, and timeouts count from the real start.
+    pub launch_notice_delay: Duration,
     /// Jobs in flight at most; further launches get [`LaunchError::TooManyJobs`](super::LaunchError).
     pub max_jobs: usize,
     pub child_affinity: ChildAffinity,
@@ -67,6 +78,7 @@ impl EngineConfig {
             process_threads: DEFAULT_PROCESS_THREADS,
             max_running: usize::MAX,
             kill_grace: DEFAULT_KILL_GRACE,
+            launch_notice_delay: DEFAULT_LAUNCH_NOTICE_DELAY,
             max_jobs: DEFAULT_MAX_JOBS,
             child_affinity: ChildAffinity::AllCpus,
         }

@@ -82,9 +82,19 @@ pub(crate) fn epoll_watch(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64)
 /// epoll, and a thread that takes few events leaves the rest to its idle siblings.
 const EPOLL_BATCH: usize = 8;
 
-/// Waits (blocking, without timeout) for events and stores the tokens of those that fired.
-/// `EINTR` is retried.
-pub(crate) fn epoll_wait(epoll: BorrowedFd<'_>, tokens: &mut Vec<u64>) -> io::Result<()> {
+/// Waits (blocking; for at most `timeout`, rounded up to whole milliseconds, when given) for
+/// events and stores the tokens of those that fired (none after a timeout). `EINTR` is retried.
+pub(crate) fn epoll_wait(
+    epoll: BorrowedFd<'_>,
+    tokens: &mut Vec<u64>,
+    timeout: Option<std::time::Duration>,
+) -> io::Result<()> {
+    let timeout_ms = match timeout {
+        None => -1,
+        Some(t) => {
+            libc::c_int::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX)
+        }
+    };
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; EPOLL_BATCH];
     loop {
         // SAFETY: `events` is a valid writable array of EPOLL_BATCH entries.
@@ -93,7 +103,7 @@ pub(crate) fn epoll_wait(epoll: BorrowedFd<'_>, tokens: &mut Vec<u64>) -> io::Re
                 epoll.as_raw_fd(),
                 events.as_mut_ptr(),
                 EPOLL_BATCH as libc::c_int,
-                -1,
+                timeout_ms,
             )
         };
         match check(ret.into()) {
@@ -180,7 +190,7 @@ mod tests {
         let epoll = epoll_create().unwrap();
         epoll_watch_once(epoll.as_fd(), pidfd.as_fd(), 42, false).unwrap();
         let mut tokens = Vec::new();
-        epoll_wait(epoll.as_fd(), &mut tokens).unwrap();
+        epoll_wait(epoll.as_fd(), &mut tokens, None).unwrap();
         assert_eq!(tokens, vec![42]);
         assert!(
             child.try_wait().unwrap().is_some(),
@@ -195,7 +205,18 @@ mod tests {
         epoll_watch(epoll.as_fd(), efd.as_fd(), 7).unwrap();
         eventfd_signal(efd.as_fd()).unwrap();
         let mut tokens = Vec::new();
-        epoll_wait(epoll.as_fd(), &mut tokens).unwrap();
+        epoll_wait(epoll.as_fd(), &mut tokens, None).unwrap();
         assert_eq!(tokens, vec![7]);
+        sys_drain_then_timeout(&epoll, &efd);
+    }
+
+    fn sys_drain_then_timeout(epoll: &OwnedFd, efd: &OwnedFd) {
+        eventfd_drain(efd.as_fd());
+        let mut tokens = vec![1];
+        let began = std::time::Instant::now();
+        let wait = std::time::Duration::from_micros(1500);
+        epoll_wait(epoll.as_fd(), &mut tokens, Some(wait)).unwrap();
+        assert!(tokens.is_empty(), "a timeout reports no events");
+        assert!(began.elapsed() >= wait, "rounded up, never down");
     }
 }
