@@ -89,8 +89,6 @@ pub enum StartError {
         #[source]
         source: Arc<io::Error>,
     },
-    #[error("the process engine stopped before the job started")]
-    EngineStopped,
 }
 
 impl StartError {
