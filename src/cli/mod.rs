@@ -24,6 +24,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::master::{self, MasterConfig};
+use crate::worker::{self, WorkerConfig};
 
 pub use args::ClientCommand;
 pub use error::CliError;
@@ -40,6 +41,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the scheduler (TITAN_PROTO over TCP).
     Master(MasterArgs),
+    /// Run a worker: register with the master and run the jobs it sends.
+    Worker(WorkerArgs),
     #[command(flatten)]
     Client(ClientCommand),
     /// The interactive shell (`titan>`): the seed's SUBMIT, SUBMIT_DAG, STATS and more; reads
@@ -64,12 +67,59 @@ pub struct MasterArgs {
     /// Close a connection that stalls in the middle of a frame for this many milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub stall_timeout_ms: u64,
+    /// Workers heartbeat this often; five missed beats make a worker dead.
+    #[arg(long, default_value_t = 1000)]
+    pub heartbeat_ms: u64,
+    /// First retry delay of a failed job; it doubles per attempt (with jitter) up to the maximum.
+    #[arg(long, default_value_t = 1000)]
+    pub backoff_base_ms: u64,
+    /// Longest retry delay.
+    #[arg(long, default_value_t = 60_000)]
+    pub backoff_max_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Port this worker listens on and is known by in STATS (0 picks a free port).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// The master, HOST:PORT.
+    #[arg(long, env = "TITAN_MASTER", default_value = "127.0.0.1:9090")]
+    pub master: String,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 4)]
+    pub capacity: u32,
+    /// Skills advertised, comma-separated; jobs of another TYPE name a skill.
+    #[arg(long, value_delimiter = ',', default_value = "GENERAL")]
+    pub skills: Vec<String>,
+    /// Where RUN and DEPLOY files come from.
+    #[arg(long, default_value = "perm_files")]
+    pub perm_files: std::path::PathBuf,
+    /// Where each job gets its directory (cwd, stdout.log, stderr.log).
+    #[arg(long, default_value = "titan_workspace")]
+    pub workspace: std::path::PathBuf,
+    /// Milliseconds between SIGTERM and SIGKILL when a job is killed.
+    #[arg(long, default_value_t = 5000)]
+    pub kill_grace_ms: u64,
+    /// The worker that started this one (set by Inception).
+    #[arg(long)]
+    pub parent: Option<u32>,
+    /// Spawned by scaling: may be retired when idle (set by the spawning worker).
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// The master's spawn ticket this worker answers (set by the spawning worker).
+    #[arg(long)]
+    pub spawn_ticket: Option<u64>,
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Master(args) => run_master(args),
+        Command::Worker(args) => run_worker(args),
         Command::Client(command) => exit_with(commands::run(command)),
         Command::Cli(args) => exit_with(repl::run(args)),
     }
@@ -86,6 +136,28 @@ fn exit_with(status: u8) -> anyhow::Result<()> {
     std::process::exit(i32::from(status))
 }
 
+fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
+    if args.capacity == 0 {
+        bail!("--capacity must be at least 1");
+    }
+    let mut config =
+        WorkerConfig::new(std::net::SocketAddr::new(args.bind, args.port), args.master);
+    config.capacity = args.capacity;
+    config.skills = args
+        .skills
+        .iter()
+        .map(|s| s.trim().to_ascii_uppercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    config.perm_files = args.perm_files;
+    config.workspace = args.workspace;
+    config.kill_grace = Duration::from_millis(args.kill_grace_ms);
+    config.parent = args.parent;
+    config.ephemeral = args.ephemeral;
+    config.spawn_ticket = args.spawn_ticket;
+    worker::run(config).context("worker failed")
+}
+
 fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     if !args.bind.is_loopback() {
         bail!(
@@ -100,6 +172,10 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     }
     config.pin = args.pin;
     config.stall_timeout = Duration::from_millis(args.stall_timeout_ms.max(1));
+    config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(10));
+    config.core.heartbeat_timeout = config.heartbeat_interval * 5;
+    config.core.backoff_base = Duration::from_millis(args.backoff_base_ms);
+    config.core.backoff_max = Duration::from_millis(args.backoff_max_ms.max(args.backoff_base_ms));
     master::run(config).context("master failed")
 }
 

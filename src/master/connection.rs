@@ -20,8 +20,7 @@ use tracing::debug;
 
 use super::state::{ConnEntry, Shard};
 use crate::proto::limits::MAX_FRAMES_IN_FLIGHT;
-use crate::proto::message::ErrorReply;
-use crate::proto::{self, ErrorCode, Limits, OpCode, ProtoError, RecvBuf};
+use crate::proto::{self, ErrorCode, Limits, ProtoError, RecvBuf};
 use crate::runtime::outbox::Outbox;
 use crate::runtime::shutdown::Shutdown;
 use crate::runtime::stream::{self, read_some, SharedStream as Stream};
@@ -86,7 +85,7 @@ pub(crate) async fn serve(
                 "connection limit of {} reached",
                 shard.shared.config.max_connections
             );
-            outbox.reply(|out| push_error(out, ErrorCode::TooManyConnections, &msg));
+            outbox.reply(|out| proto::encode_error(out, ErrorCode::TooManyConnections, &msg));
             Closed::Shutdown
         }
         Some(key) => {
@@ -166,23 +165,9 @@ async fn read_loop(
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
-                outbox.reply(|out| push_error(out, e.code(), &e.to_string()));
+                outbox.reply(|out| proto::encode_error(out, e.code(), &e.to_string()));
                 return Closed::BadFrame(e);
             }
         }
     }
-}
-
-/// Appends an `Error` frame. Messages are cut to the named limit.
-pub(crate) fn push_error(out: &mut Vec<u8>, code: ErrorCode, message: &str) {
-    let mut end = message.len().min(proto::limits::MAX_ERROR_MESSAGE);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    let reply = ErrorReply {
-        code: code as u16,
-        message: message[..end].to_string(),
-    };
-    // An ErrorReply of at most 1 KiB always fits in a frame, so encoding cannot fail.
-    let _ = proto::encode_frame(out, OpCode::Error, &reply);
 }

@@ -83,7 +83,9 @@ impl Shard {
                 let core = self.core.borrow();
                 encode_ack(&core, ack, &mut frame);
             }
-            Err(e) => push_error(&mut frame, request_error_code(&e), &e.to_string()),
+            Err(e) => {
+                crate::proto::encode_error(&mut frame, request_error_code(&e), &e.to_string())
+            }
         }
         self.deliver(token, frame);
     }
@@ -218,7 +220,7 @@ fn encode_ack(core: &Core, ack: Ack, out: &mut Vec<u8>) {
     };
     if let Err(e) = result {
         out.clear();
-        push_error(out, ErrorCode::Internal, &e.to_string());
+        crate::proto::encode_error(out, ErrorCode::Internal, &e.to_string());
     }
 }
 
@@ -232,8 +234,4 @@ pub fn request_error_code(e: &RequestError) -> ErrorCode {
         RequestError::WrongShard { .. } => ErrorCode::Internal,
         _ => ErrorCode::Rejected,
     }
-}
-
-pub fn push_error(out: &mut Vec<u8>, code: ErrorCode, message: &str) {
-    super::connection::push_error(out, code, message);
 }

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::effects::push_error;
 use super::mesh::{Part, QueryId, Remote, ShardMsg, ShardStats};
 use super::state::Shard;
 use crate::core::{Input, JobId, JobRef, JobState, Resolved, Target};
@@ -565,14 +564,14 @@ where
     let mut frame = Vec::new();
     if let Err(e) = encode_frame(&mut frame, OpCode::Data, msg) {
         frame.clear();
-        push_error(&mut frame, ErrorCode::Internal, &e.to_string());
+        crate::proto::encode_error(&mut frame, ErrorCode::Internal, &e.to_string());
     }
     frame
 }
 
 pub fn error_frame(code: ErrorCode, message: &str) -> Vec<u8> {
     let mut frame = Vec::new();
-    push_error(&mut frame, code, message);
+    crate::proto::encode_error(&mut frame, code, message);
     frame
 }
 

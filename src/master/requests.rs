@@ -137,5 +137,5 @@ impl Shard {
 }
 
 fn reply_error(outbox: &Outbox, code: ErrorCode, message: &str) {
-    outbox.reply(|out| super::effects::push_error(out, code, message));
+    outbox.reply(|out| crate::proto::encode_error(out, code, message));
 }

@@ -140,7 +140,7 @@ impl Shard {
         let allocated = self.shared.worker_ids.lock().map(|mut ids| ids.allocate());
         let Ok(Some(id)) = allocated else {
             outbox.reply(|out| {
-                super::effects::push_error(out, ErrorCode::Unavailable, "the worker table is full")
+                crate::proto::encode_error(out, ErrorCode::Unavailable, "the worker table is full")
             });
             return Ok(());
         };

@@ -13,9 +13,10 @@ use rkyv::ser::{Positional, Writer};
 use rkyv::util::with_arena;
 use rkyv::{Portable, Serialize};
 
-use super::error::ProtoError;
+use super::error::{ErrorCode, ProtoError};
 use super::header::{Header, OpCode, HEADER_LEN};
 use super::limits::MAX_FRAME_LEN;
+use super::message::ErrorReply;
 
 /// Why a frame could not be encoded.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +106,21 @@ fn finish_frame(out: &mut Vec<u8>, header_at: usize, opcode: OpCode) -> Result<u
     let header = Header::new(opcode, len as u32).encode();
     out[header_at..header_at + HEADER_LEN].copy_from_slice(&header);
     Ok(HEADER_LEN + len)
+}
+
+/// Appends an `Error` frame with `code` and `message`, the message cut to
+/// [`MAX_ERROR_MESSAGE`](super::limits::MAX_ERROR_MESSAGE) bytes at a character boundary.
+pub fn encode_error(out: &mut Vec<u8>, code: ErrorCode, message: &str) {
+    let mut end = message.len().min(super::limits::MAX_ERROR_MESSAGE);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let reply = ErrorReply {
+        code: code as u16,
+        message: message[..end].to_string(),
+    };
+    // An ErrorReply of at most 1 KiB always fits in a frame, so encoding cannot fail.
+    let _ = encode_frame(out, OpCode::Error, &reply);
 }
 
 /// Validates `payload` as an archived `T` and returns a reference into it: the zero-copy read.

@@ -19,7 +19,7 @@ mod header;
 pub mod limits;
 pub mod message;
 
-pub use codec::{access, encode_frame, encode_raw_frame, EncodeError};
+pub use codec::{access, encode_error, encode_frame, encode_raw_frame, EncodeError};
 pub use decoder::{Frame, RecvBuf};
 pub use error::{ErrorCode, ProtoError};
 pub use header::{Header, OpCode, HEADER_LEN, VERSION};

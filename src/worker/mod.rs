@@ -1,6 +1,148 @@
-//! The worker process: registration, heartbeats, process execution and services.
+//! The worker process: registration, heartbeats, job execution, and the way back to the master.
 //!
 //! [`exec`] is the process-execution engine (command resolution, spawning off the executor
-//! thread, reaping, kill and timeout, port probes); the network shell builds on it.
+//! thread, reaping, kill and timeout, port probes). On top of it:
+//! - [`run`] starts one glommio executor, reserves the worker's port (peers may connect to it),
+//!   starts the engine, and keeps a session with the master alive, reconnecting with backoff
+//!   when the master goes away and comes back;
+//! - `session` is one connection to the master: `Register`, then heartbeats, jobs in, reports out;
+//! - `jobs` runs what the master sends (`NOOP` and `SLEEP` inside the worker, everything else as
+//!   a process through the engine) and reports how each attempt went.
+//!
+//! Jobs outlive sessions: a process keeps running while the master is unreachable. On
+//! re-registration the worker lists what it still runs; the master decides their fate.
 
 pub mod exec;
+mod jobs;
+mod peers;
+mod session;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use tracing::{error, info};
+
+use crate::runtime::shutdown::{self, Shutdown, StopFlag};
+use crate::runtime::{EXECUTOR_IO_MEMORY, EXECUTOR_RING_DEPTH};
+use exec::{EngineConfig, ProcessEngine};
+use jobs::Jobs;
+
+/// How the worker is run; the CLI fills this from `titan worker` flags.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Where the worker listens (port 0 picks a free one).
+    pub listen: SocketAddr,
+    pub master: String,
+    pub capacity: u32,
+    pub skills: Vec<String>,
+    pub perm_files: PathBuf,
+    pub workspace: PathBuf,
+    /// SIGTERM → SIGKILL grace when a job is killed.
+    pub kill_grace: Duration,
+    /// The worker that started this one (Inception), if any.
+    pub parent: Option<u32>,
+    /// Spawned by scaling: may be retired when idle.
+    pub ephemeral: bool,
+    pub spawn_ticket: Option<u64>,
+    /// First pause before reconnecting to the master; it doubles up to `reconnect_max`.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+}
+
+impl WorkerConfig {
+    pub fn new(listen: SocketAddr, master: String) -> WorkerConfig {
+        WorkerConfig {
+            listen,
+            master,
+            capacity: 4,
+            skills: vec![crate::core::GENERAL.to_string()],
+            perm_files: PathBuf::from("perm_files"),
+            workspace: PathBuf::from("titan_workspace"),
+            kill_grace: exec::DEFAULT_KILL_GRACE,
+            parent: None,
+            ephemeral: false,
+            spawn_ticket: None,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("could not set up signal handling: {0}")]
+    Signals(#[from] nix::Error),
+    #[error("could not start the worker's executor: {0}")]
+    Spawn(String),
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("could not start the process engine: {0}")]
+    Engine(#[from] exec::EngineError),
+    #[error("the worker's executor stopped unexpectedly")]
+    Lost,
+}
+
+/// Runs a worker until SIGINT/SIGTERM. Prints `titan worker ready on ADDR (worker N)` on stdout
+/// after its first registration.
+pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
+    let signals = shutdown::block_signals()?;
+    let stop = StopFlag::default();
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    let executor_stop = stop.clone();
+    let handle = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("titan-worker")
+        .io_memory(EXECUTOR_IO_MEMORY)
+        .ring_depth(EXECUTOR_RING_DEPTH)
+        .spawn(move || async move {
+            let result = serve(config, executor_stop).await;
+            let _ = done_tx.send(());
+            result
+        })
+        .map_err(|e| WorkerError::Spawn(e.to_string()))?;
+    loop {
+        if let Some(signal) = shutdown::wait_signal(&signals, shutdown::POLL_INTERVAL * 4) {
+            info!(?signal, "worker shutting down");
+            break;
+        }
+        if done_rx.try_recv().is_ok() {
+            break;
+        }
+    }
+    stop.raise();
+    handle.join().map_err(|_| WorkerError::Lost)?
+}
+
+async fn serve(config: WorkerConfig, stop: StopFlag) -> Result<(), WorkerError> {
+    let listener = glommio::net::TcpListener::bind(config.listen)
+        .and_then(|l| l.local_addr().map(|a| (l, a)))
+        .map_err(|e| WorkerError::Bind {
+            addr: config.listen,
+            source: e.into(),
+        })?;
+    let (listener, bound) = listener;
+    let mut engine_config = EngineConfig::new(&config.perm_files, &config.workspace);
+    engine_config.kill_grace = config.kill_grace;
+    engine_config.max_running = config.capacity.max(1) as usize;
+    let engine = ProcessEngine::start(engine_config)?;
+    let shutdown = Shutdown::default();
+    glommio::spawn_local(shutdown.clone().follow(stop)).detach();
+    glommio::spawn_local(peers::serve(listener, shutdown.clone())).detach();
+    let jobs = Rc::new(Jobs::new(
+        engine.clone(),
+        bound.port(),
+        config.master.clone(),
+    ));
+    session::keep_connected(&config, bound, &jobs, &shutdown).await;
+    info!("stopping: killing running jobs");
+    engine.shutdown().await;
+    if let Err(e) = std::io::Write::flush(&mut std::io::stdout()) {
+        error!(error = %e, "flushing stdout");
+    }
+    Ok(())
+}

@@ -149,3 +149,93 @@ pub fn loadgen(args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
+
+/// The repository's `perm_files/`.
+pub fn perm_files() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("perm_files")
+}
+
+/// A fresh directory for one test (under cargo's per-target temp dir, which is on the same
+/// file system as the build and much faster to create files in than /tmp on these hosts).
+pub fn scratch_dir(name: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating a scratch dir");
+    dir
+}
+
+/// A worker registered with a master, on a free port, with its own workspace.
+pub struct Worker {
+    pub proc: Proc,
+    pub addr: String,
+    pub workspace: PathBuf,
+}
+
+impl Worker {
+    pub fn start(master: &str, extra: &[&str]) -> Worker {
+        let workspace = scratch_dir("workspace");
+        let mut cmd = Command::new(titan_bin());
+        cmd.args([
+            "worker",
+            "--port",
+            "0",
+            "--master",
+            master,
+            "--kill-grace-ms",
+            "500",
+        ])
+        .arg("--perm-files")
+        .arg(perm_files())
+        .arg("--workspace")
+        .arg(&workspace)
+        .args(extra);
+        // The system interpreters: a version manager's shims on PATH can add a third of a
+        // second to every python start.
+        cmd.env("PATH", "/usr/bin:/bin").env("TITAN_LOG", "warn");
+        let mut proc = Proc::spawn(cmd);
+        let line = proc.wait_line("titan worker ready on ");
+        let addr = line
+            .split_whitespace()
+            .nth(4)
+            .unwrap_or_default()
+            .to_string();
+        Worker {
+            proc,
+            addr,
+            workspace,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("worker address has a port")
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test after [`DEADLINE`].
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether a process is gone (or a zombie nobody reaped yet).
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}

@@ -1,0 +1,381 @@
+//! Running what the master sends, and reporting how each attempt went.
+//!
+//! `NOOP` completes on the spot and `SLEEP` on a timer, both without a process (they exist to
+//! measure the scheduler). `RUN`, inline scripts and `DEPLOY` run as processes through the
+//! engine; a `DEPLOY` is reported ready once it runs and, when it has a port, once the port
+//! accepts connections. `DEPLOY` of `Worker.jar` (or `worker`) starts a child `titan worker` on
+//! the given port (Inception). Reports go to the current session's outbox; while the master is
+//! unreachable they are dropped — the master re-queued those attempts when it lost this worker,
+//! and on re-registration it is told which attempts still run.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use tracing::{debug, warn};
+
+use super::exec::{self, Job, ProcessEngine, Program, Termination};
+use crate::core::{JobKind, Outcome};
+use crate::proto::message::worker::{AttemptRef, JobFinished, JobStarted, RunJob, ServiceState};
+use crate::proto::{encode_frame, OpCode};
+use crate::runtime::outbox::{Notify, Outbox};
+
+/// How long a service with a port may take to accept connections before its deploy fails.
+pub const SERVICE_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// File names that make a `DEPLOY` start a child worker instead of a script.
+pub const INCEPTION_FILES: [&str; 2] = ["Worker.jar", "worker"];
+
+/// How an attempt is stopped early.
+enum Control {
+    Process(Job),
+    Timer(Rc<Notify>),
+}
+
+struct Running {
+    attempt: u32,
+    control: Control,
+}
+
+pub struct Jobs {
+    engine: ProcessEngine,
+    running: RefCell<HashMap<u64, Running>>,
+    link: RefCell<Option<Rc<Outbox>>>,
+    worker_id: Cell<Option<u32>>,
+    /// This worker's own port and master, passed on to child workers.
+    port: u16,
+    master: String,
+}
+
+impl Jobs {
+    pub fn new(engine: ProcessEngine, port: u16, master: String) -> Jobs {
+        Jobs {
+            engine,
+            running: RefCell::new(HashMap::new()),
+            link: RefCell::new(None),
+            worker_id: Cell::new(None),
+            port,
+            master,
+        }
+    }
+
+    /// Reports go to this outbox from now on.
+    pub fn link(&self, outbox: Rc<Outbox>, worker_id: u32) {
+        *self.link.borrow_mut() = Some(outbox);
+        self.worker_id.set(Some(worker_id));
+    }
+
+    pub fn unlink(&self) {
+        *self.link.borrow_mut() = None;
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.borrow().len()
+    }
+
+    pub fn running_attempts(&self) -> Vec<AttemptRef> {
+        let mut attempts: Vec<AttemptRef> = self
+            .running
+            .borrow()
+            .iter()
+            .map(|(&job, r)| AttemptRef {
+                job,
+                attempt: r.attempt,
+            })
+            .collect();
+        attempts.sort_by_key(|a| a.job);
+        attempts
+    }
+
+    fn send(
+        &self,
+        opcode: OpCode,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<usize, crate::proto::EncodeError>,
+    ) {
+        if let Some(outbox) = self.link.borrow().as_ref() {
+            outbox.push(|out| {
+                if let Err(e) = encode(out) {
+                    warn!(%opcode, error = %e, "could not encode a report");
+                }
+            });
+        }
+    }
+
+    fn report_finished(&self, job: u64, attempt: u32, outcome: Outcome, duration: Duration) {
+        let msg = JobFinished {
+            job,
+            attempt,
+            outcome,
+            duration_us: duration.as_micros() as u64,
+        };
+        self.send(OpCode::JobComplete, |out| {
+            encode_frame(out, OpCode::JobComplete, &msg)
+        });
+    }
+
+    /// Starts an attempt. Everything that goes wrong is reported as the attempt's outcome.
+    pub fn start(self: &Rc<Jobs>, run: RunJob) {
+        let RunJob {
+            job,
+            attempt,
+            label,
+            spec,
+        } = run;
+        if let Some(previous) = self.running.borrow().get(&job) {
+            // A new attempt of a job whose old attempt still runs here: the master gave up on
+            // the old one (it was re-queued), so it must not finish twice.
+            debug!(
+                job,
+                old = previous.attempt,
+                new = attempt,
+                "superseded attempt"
+            );
+            self.cancel_control(&previous.control);
+        }
+        let timeout = spec
+            .timeout_ms
+            .map(|ms| Duration::from_millis(u64::from(ms.get())));
+        // A service may live for ever (no timeout); `Some(port)` when it must open a port.
+        let service_port = match spec.kind {
+            JobKind::Deploy { port, .. } => Some(port),
+            _ => None,
+        };
+        let program = match spec.kind {
+            JobKind::Noop => {
+                self.report_finished(job, attempt, Outcome::Exited { code: 0 }, Duration::ZERO);
+                return;
+            }
+            JobKind::Sleep { ms } => {
+                self.start_timer(job, attempt, Duration::from_millis(u64::from(ms)));
+                return;
+            }
+            JobKind::Skill { name, .. } => {
+                let message = format!("no handler for {name} on this worker");
+                self.report_finished(
+                    job,
+                    attempt,
+                    Outcome::Error {
+                        message: message.into(),
+                    },
+                    Duration::ZERO,
+                );
+                return;
+            }
+            JobKind::Run { file, args } => Program::perm_file(
+                file.to_string(),
+                args.iter().map(|a| a.to_string()).collect(),
+            ),
+            JobKind::RunInline { name, bytes } => Program::Inline {
+                name: name.to_string(),
+                bytes: bytes.into_vec(),
+                args: Vec::new(),
+            },
+            JobKind::Deploy { ref file, port } if INCEPTION_FILES.contains(&&**file) => {
+                match port {
+                    Some(port) => self.child_worker(port),
+                    None => {
+                        let message =
+                            "a worker deploy needs a port (ID|DEPLOY|Worker.jar|PORT|...)";
+                        self.report_finished(
+                            job,
+                            attempt,
+                            Outcome::Error {
+                                message: message.into(),
+                            },
+                            Duration::ZERO,
+                        );
+                        return;
+                    }
+                }
+            }
+            JobKind::Deploy { file, .. } => Program::perm_file(file.to_string(), Vec::new()),
+        };
+        let dir = label.clone();
+        let mut exec_spec =
+            exec::JobSpec::new(label, dir, program).with_env("TITAN_ATTEMPT", attempt.to_string());
+        if let (Some(t), None) = (timeout, service_port) {
+            exec_spec = exec_spec.with_timeout(t);
+        }
+        if let Some(Some(port)) = service_port {
+            exec_spec = exec_spec
+                .with_env("TITAN_PORT", port.to_string())
+                .with_env("PORT", port.to_string());
+        }
+        match self.engine.launch(exec_spec) {
+            Ok(process) => {
+                let control = Control::Process(process.clone());
+                self.running
+                    .borrow_mut()
+                    .insert(job, Running { attempt, control });
+                glommio::spawn_local(self.clone().watch(job, attempt, process, service_port))
+                    .detach();
+            }
+            Err(e) => self.report_finished(
+                job,
+                attempt,
+                Outcome::Error {
+                    message: e.to_string().into(),
+                },
+                Duration::ZERO,
+            ),
+        }
+    }
+
+    /// `titan worker` on `port`, registering with the same master, as this worker's child.
+    fn child_worker(&self, port: u16) -> Program {
+        let exe = std::env::current_exe().unwrap_or_else(|_| "titan".into());
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "worker".into(),
+            "--port".into(),
+            port.to_string().into(),
+            "--master".into(),
+            self.master.clone().into(),
+        ];
+        if let Some(id) = self.worker_id.get() {
+            args.extend(["--parent".into(), id.to_string().into()]);
+        }
+        debug!(port, parent_port = self.port, "deploying a child worker");
+        Program::trusted(exe, args)
+    }
+
+    async fn watch(
+        self: Rc<Jobs>,
+        job: u64,
+        attempt: u32,
+        process: Job,
+        service: Option<Option<u16>>,
+    ) {
+        if let Some(started) = process.started().await {
+            let msg = JobStarted {
+                job,
+                attempt,
+                pid: started.pid,
+            };
+            self.send(OpCode::JobStarted, |out| {
+                encode_frame(out, OpCode::JobStarted, &msg)
+            });
+            if let Some(port) = service {
+                self.await_service_ready(job, attempt, &process, port).await;
+            }
+        }
+        let outcome = process.outcome().await;
+        let still_ours = self
+            .running
+            .borrow()
+            .get(&job)
+            .is_some_and(|r| r.attempt == attempt);
+        if still_ours {
+            self.running.borrow_mut().remove(&job);
+        }
+        self.report_finished(
+            job,
+            attempt,
+            outcome_of(&outcome.termination),
+            outcome.duration,
+        );
+    }
+
+    /// A service is ready when it runs and, with a port, once the port accepts connections; a
+    /// port that never opens fails the deploy clearly (the process is killed).
+    async fn await_service_ready(&self, job: u64, attempt: u32, process: &Job, port: Option<u16>) {
+        if let Some(port) = port {
+            let deadline = Instant::now() + SERVICE_READY_TIMEOUT;
+            let ready = future::or(
+                async { Some(exec::wait_port_ready(port, deadline).await) },
+                async {
+                    process.outcome().await;
+                    None
+                },
+            )
+            .await;
+            match ready {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    warn!(job, port, error = %e, "service never opened its port; killing it");
+                    process.cancel();
+                    return;
+                }
+                None => return,
+            }
+        }
+        let msg = ServiceState::Ready { job, attempt };
+        self.send(OpCode::ServiceState, |out| {
+            encode_frame(out, OpCode::ServiceState, &msg)
+        });
+    }
+
+    fn start_timer(self: &Rc<Jobs>, job: u64, attempt: u32, duration: Duration) {
+        let cancel = Rc::new(Notify::default());
+        self.running.borrow_mut().insert(
+            job,
+            Running {
+                attempt,
+                control: Control::Timer(cancel.clone()),
+            },
+        );
+        let jobs = self.clone();
+        glommio::spawn_local(async move {
+            let started = Instant::now();
+            let finished = future::or(
+                async {
+                    glommio::timer::sleep(duration).await;
+                    true
+                },
+                async {
+                    cancel.wait().await;
+                    false
+                },
+            )
+            .await;
+            let still_ours = jobs
+                .running
+                .borrow()
+                .get(&job)
+                .is_some_and(|r| r.attempt == attempt);
+            if still_ours {
+                jobs.running.borrow_mut().remove(&job);
+            }
+            let outcome = if finished {
+                Outcome::Exited { code: 0 }
+            } else {
+                Outcome::Killed
+            };
+            jobs.report_finished(job, attempt, outcome, started.elapsed());
+        })
+        .detach();
+    }
+
+    /// Kills an attempt if it still runs here; its report follows when it has stopped.
+    pub fn kill(&self, job: u64, attempt: u32) {
+        let running = self.running.borrow();
+        match running.get(&job) {
+            Some(r) if r.attempt == attempt => self.cancel_control(&r.control),
+            _ => debug!(job, attempt, "kill for an attempt that is not running here"),
+        }
+    }
+
+    fn cancel_control(&self, control: &Control) {
+        match control {
+            Control::Process(process) => process.cancel(),
+            Control::Timer(cancel) => cancel.notify(),
+        }
+    }
+}
+
+/// The core's view of how a process ended.
+fn outcome_of(termination: &Termination) -> Outcome {
+    match termination {
+        Termination::Exited { code } => Outcome::Exited { code: *code },
+        Termination::Signaled { signal } => Outcome::Signaled { signal: *signal },
+        Termination::TimedOut { .. } => Outcome::TimedOut,
+        Termination::Cancelled { .. } => Outcome::Killed,
+        Termination::FailedToStart { error } => Outcome::Error {
+            message: error.to_string().into(),
+        },
+        Termination::StatusLost { error } => Outcome::Error {
+            message: format!("exit status lost: {error}").into(),
+        },
+    }
+}
