@@ -171,9 +171,10 @@ fn a_job_on_a_worker_killed_by_sigkill_completes_on_the_other_worker_once() {
     let _survivor = Worker::start(&master.addr, &[]);
     doomed.proc.signal(nix::sys::signal::Signal::SIGKILL);
     doomed.proc.wait_exit();
-    // The job's process dies with its worker instead of finishing unsupervised.
-    eventually("the orphaned attempt to die", || {
-        process_gone(first).then_some(())
+    // The job's whole process group (the script and its `sleep`) dies with its worker instead
+    // of finishing unsupervised.
+    eventually("the orphaned attempt's group to die", || {
+        support::group_gone(first).then_some(())
     });
     let done = wait_terminal(&mut client, &job.label);
     assert_eq!(done.state, JobState::Completed);

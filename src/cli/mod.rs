@@ -43,6 +43,9 @@ pub enum Command {
     Master(MasterArgs),
     /// Run a worker: register with the master and run the jobs it sends.
     Worker(WorkerArgs),
+    /// A worker's companion that kills its jobs if the worker dies (started by the worker).
+    #[command(name = "__sentinel", hide = true)]
+    Sentinel,
     #[command(flatten)]
     Client(ClientCommand),
     /// The interactive shell (`titan>`): the seed's SUBMIT, SUBMIT_DAG, STATS and more; reads
@@ -120,6 +123,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Master(args) => run_master(args),
         Command::Worker(args) => run_worker(args),
+        Command::Sentinel => std::process::exit(worker::exec::run_sentinel()),
         Command::Client(command) => exit_with(commands::run(command)),
         Command::Cli(args) => exit_with(repl::run(args)),
     }

@@ -20,6 +20,7 @@ mod session;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
@@ -84,6 +85,8 @@ pub enum WorkerError {
     },
     #[error("could not start the process engine: {0}")]
     Engine(#[from] exec::EngineError),
+    #[error("could not start the sentinel that kills jobs if the worker dies: {0}")]
+    Sentinel(std::io::Error),
     #[error("the worker's executor stopped unexpectedly")]
     Lost,
 }
@@ -127,6 +130,7 @@ async fn serve(config: WorkerConfig, stop: StopFlag) -> Result<(), WorkerError> 
         })?;
     let (listener, bound) = listener;
     let mut engine_config = EngineConfig::new(&config.perm_files, &config.workspace);
+    engine_config.sentinel = Some(Arc::new(start_sentinel()?));
     engine_config.kill_grace = config.kill_grace;
     engine_config.max_running = config.capacity.max(1) as usize;
     let engine = ProcessEngine::start(engine_config)?;
@@ -145,4 +149,13 @@ async fn serve(config: WorkerConfig, stop: StopFlag) -> Result<(), WorkerError> 
         error!(error = %e, "flushing stdout");
     }
     Ok(())
+}
+
+/// The hidden subcommand that runs [`exec::run_sentinel`].
+pub const SENTINEL_COMMAND: &str = "__sentinel";
+
+/// Starts this binary as the worker's sentinel (see [`exec::sentinel`]).
+fn start_sentinel() -> Result<exec::Sentinel, WorkerError> {
+    let exe = std::env::current_exe().map_err(WorkerError::Sentinel)?;
+    exec::Sentinel::start(&exe, &[SENTINEL_COMMAND]).map_err(WorkerError::Sentinel)
 }

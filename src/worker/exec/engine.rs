@@ -89,6 +89,7 @@ impl ProcessEngine {
             dev_null,
             perm_files,
             affinity: config.child_affinity,
+            sentinel: config.sentinel.clone(),
         };
         let pool = ProcessPool::start(
             config.process_threads,

@@ -332,6 +332,9 @@ async fn run_to_outcome(cell: &JobCell, limits: JobLimits, pool: &ProcessPool) -
         signal_leftovers(pid, Signal::SIGKILL);
     }
     let (status, ended_at) = reap(cell, pool).await;
+    if let Some(sentinel) = pool.sentinel() {
+        sentinel.untrack(pid);
+    }
     cell.pidfd.borrow_mut().take();
     let (exit_instant, ended_wall) = ended_at;
     let wait_status = status.as_ref().ok().map(wait_status_of);

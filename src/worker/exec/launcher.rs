@@ -44,6 +44,7 @@ pub(crate) struct LauncherContext {
     /// Absolute `perm_files/`, exported to jobs as `TITAN_PERM_FILES`.
     pub perm_files: PathBuf,
     pub affinity: ChildAffinity,
+    pub sentinel: Option<std::sync::Arc<super::sentinel::Sentinel>>,
 }
 
 /// Prepares and starts one job's process.
@@ -79,7 +80,6 @@ pub(crate) fn launch(
         .env("TITAN_WORKSPACE", dir)
         .env("TITAN_PERM_FILES", &context.perm_files)
         .envs(request.env.iter().map(|(k, v)| (k, v)));
-    die_with_worker(&mut command);
     // Timestamps from just before the fork: the process may run (and the thread be preempted)
     // before `spawn` returns, and a duration must never come out shorter than the real one.
     let (started, started_wall) = (Instant::now(), SystemTime::now());
@@ -93,6 +93,9 @@ pub(crate) fn launch(
     // that the reader sees EOF when the job's processes are done.
     drop(command);
     let pid = child.id();
+    if let Some(sentinel) = &context.sentinel {
+        sentinel.track(pid);
+    }
     let pidfd = match watch(epoll, pid, request.token) {
         Ok(pidfd) => pidfd,
         Err(error) => {
@@ -200,28 +203,4 @@ pub(crate) fn signal_leftovers(pid: u32, signal: Signal) {
 
 fn as_pid(pid: u32) -> Option<nix::unistd::Pid> {
     i32::try_from(pid).ok().map(nix::unistd::Pid::from_raw)
-}
-
-/// Makes the job's main process get SIGKILL when the worker dies, so a crashed worker leaves no
-/// unsupervised job running (the master re-queues its attempts elsewhere, and the orphan would
-/// otherwise finish a second time). The death signal follows the thread that forked, and process
-/// threads live as long as the engine. It costs the vfork fast path (std must fork to run the
-/// hook): about 20% of a bare spawn, measured on this host. Children the job started in its
-/// process group are not covered; they outlive a crashed worker.
-fn die_with_worker(command: &mut Command) {
-    let worker = std::process::id() as nix::libc::pid_t;
-    // SAFETY: the hook runs in the child between fork and exec and only makes async-signal-safe
-    // system calls (prctl, getppid, _exit), touching no memory shared with the parent.
-    unsafe {
-        command.pre_exec(move || {
-            if nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The worker may have died between fork and prctl; then no signal would ever come.
-            if nix::libc::getppid() != worker {
-                nix::libc::_exit(137);
-            }
-            Ok(())
-        });
-    }
 }

@@ -17,6 +17,7 @@ mod outcome;
 mod pool;
 pub mod probe;
 pub mod resolve;
+pub mod sentinel;
 mod spec;
 mod sys;
 
@@ -25,6 +26,7 @@ pub use job::{CapturedOutput, Job, Started};
 pub use outcome::{LaunchError, Outcome, StartError, Termination, WaitStatus};
 pub use probe::{port_in_use, wait_port_ready, PortNotReady};
 pub use resolve::{Interpreter, LaunchPlan, Program, ResolveError, Resolver};
+pub use sentinel::{run_sentinel, Sentinel};
 pub use spec::{
     ChildAffinity, EngineConfig, JobSpec, Leftovers, OutputMode, DEFAULT_KILL_GRACE,
     DEFAULT_LAUNCH_NOTICE_DELAY, DEFAULT_MAX_JOBS, DEFAULT_PROCESS_THREADS, STDERR_FILE,

@@ -87,6 +87,11 @@ impl PoolState {
 
 impl ProcessPool {
     /// Starts `threads` process threads.
+    /// The sentinel recording job groups, if the engine has one.
+    pub fn sentinel(&self) -> Option<&super::sentinel::Sentinel> {
+        self.context.sentinel.as_deref()
+    }
+
     pub fn start(
         threads: usize,
         max_running: usize,

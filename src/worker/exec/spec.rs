@@ -65,6 +65,8 @@ pub struct EngineConfig {
     /// Jobs in flight at most; further launches get [`LaunchError::TooManyJobs`](super::LaunchError).
     pub max_jobs: usize,
     pub child_affinity: ChildAffinity,
+    /// Records every job's process group so they die with the worker (see [`super::sentinel`]).
+    pub sentinel: Option<std::sync::Arc<super::sentinel::Sentinel>>,
 }
 
 impl EngineConfig {
@@ -81,6 +83,7 @@ impl EngineConfig {
             launch_notice_delay: DEFAULT_LAUNCH_NOTICE_DELAY,
             max_jobs: DEFAULT_MAX_JOBS,
             child_affinity: ChildAffinity::AllCpus,
+            sentinel: None,
         }
     }
 }
