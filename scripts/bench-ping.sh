@@ -11,9 +11,10 @@ tmp=$(mktemp -d)
 cleanup() { kill "${master_pid:-}" "${echo_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-wait_addr() { # file pattern
+wait_addr() { # file
+  local found
   for _ in $(seq 200); do
-    addr=$(grep -o '127.0.0.1:[0-9]*' "$1" 2>/dev/null | head -1) && [ -n "$addr" ] && { echo "$addr"; return; }
+    found=$(grep -o '127.0.0.1:[0-9]*' "$1" 2>/dev/null | head -1) && [ -n "$found" ] && { echo "$found"; return; }
     sleep 0.05
   done
   echo "no address in $1" >&2; exit 1

@@ -257,3 +257,29 @@ fn bad_input_gets_a_clear_error_and_nothing_of_it_runs() {
         "nothing of the bad input was queued"
     );
 }
+
+#[test]
+fn stopping_a_python_service_ends_it_with_sigterm_not_the_sigkill_fallback() {
+    let master = Master::start(&["--shards", "2"]);
+    // A grace longer than the test's deadline: only a SIGTERM the job can see ends it in time.
+    let worker = Worker::start(&master.addr, &["--kill-grace-ms", "60000"]);
+    let port = support::free_port();
+    let mut client = Client::connect(&master.addr).unwrap();
+    let service = submit(&mut client, &format!("DEPLOY|server_dashboard.py|{port}"));
+    eventually("the service to be ready", || {
+        client.status(&service.label).ok().filter(|s| s.ready)
+    });
+    client.stop(&service.label).unwrap();
+    assert_eq!(
+        wait_terminal(&mut client, &service.label).state,
+        JobState::Cancelled
+    );
+    let log =
+        std::fs::read_to_string(worker.workspace.join(&service.label).join("stdout.log")).unwrap();
+    assert!(log.contains("dashboard listening"), "{log}");
+    eventually("the port to close", || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_err()
+            .then_some(())
+    });
+}

@@ -10,6 +10,9 @@ use super::client::ClientError;
 /// A failed client command. Each variant says what the user can fix.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// Starting or running a local cluster (`titan up`, `titan demo`) failed.
+    #[error("{0}")]
+    Local(String),
     /// The master could not be reached, answered with an error, or the connection broke.
     #[error(transparent)]
     Client(#[from] ClientError),

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 pub mod args;
 pub mod client;
+pub mod cluster;
 pub mod commands;
+pub mod demo;
 pub mod error;
 pub mod json;
 pub mod render;
@@ -43,6 +45,11 @@ pub enum Command {
     Master(MasterArgs),
     /// Run a worker: register with the master and run the jobs it sends.
     Worker(WorkerArgs),
+    /// A whole local cluster (a master and workers) until Ctrl-C or SIGTERM.
+    Up(demo::UpArgs),
+    /// Start a cluster on free ports, run the seed's Inception DAG and one-off jobs, print
+    /// STATS, stop everything.
+    Demo(demo::DemoArgs),
     /// A worker's companion that kills its jobs if the worker dies (started by the worker).
     #[command(name = "__sentinel", hide = true)]
     Sentinel,
@@ -123,6 +130,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Master(args) => run_master(args),
         Command::Worker(args) => run_worker(args),
+        Command::Up(args) => Ok(demo::up(args)?),
+        Command::Demo(args) => Ok(demo::demo(args)?),
         Command::Sentinel => std::process::exit(worker::exec::run_sentinel()),
         Command::Client(command) => exit_with(commands::run(command)),
         Command::Cli(args) => exit_with(repl::run(args)),

@@ -120,7 +120,7 @@ pub fn run(config: MasterConfig) -> Result<(), MasterError> {
             max: MAX_SHARDS,
         });
     }
-    let signals = shutdown::block_signals()?;
+    shutdown::install_handlers()?;
     let shared = Shared {
         stop: StopFlag::default(),
         connections: Arc::new(AtomicUsize::new(0)),
@@ -162,7 +162,7 @@ pub fn run(config: MasterConfig) -> Result<(), MasterError> {
     }
     println!("titan master ready on {addr} ({} shards)", config.shards);
     info!(%addr, shards = config.shards, "master ready");
-    let outcome = wait_for_stop(&signals, &shared, &ready_rx);
+    let outcome = wait_for_stop(&shared, &ready_rx);
     shared.stop.raise();
     join_all(handles);
     info!("master stopped");
@@ -171,12 +171,11 @@ pub fn run(config: MasterConfig) -> Result<(), MasterError> {
 
 /// Blocks until a termination signal arrives or a shard reports that it stopped on its own.
 fn wait_for_stop(
-    signals: &nix::sys::signal::SigSet,
     shared: &Shared,
     shard_events: &crossbeam_channel::Receiver<Result<SocketAddr, MasterError>>,
 ) -> Result<(), MasterError> {
     loop {
-        if let Some(signal) = shutdown::wait_signal(signals, shutdown::POLL_INTERVAL * 4) {
+        if let Some(signal) = shutdown::wait_signal(shutdown::POLL_INTERVAL * 4) {
             info!(?signal, "shutting down");
             return Ok(());
         }

@@ -1,40 +1,61 @@
 //! Process signals and the shutdown broadcast inside each shard.
 //!
-//! SIGINT and SIGTERM are blocked in every thread before any executor starts (threads inherit the
-//! mask), and the main thread collects them with `sigtimedwait`, so no executor is ever
-//! interrupted by a signal handler. The main thread then raises a process-wide flag; each shard
-//! notices it within [`POLL_INTERVAL`] and closes its local [`Shutdown`], which wakes every task
-//! waiting on it (accept loops, connections).
+//! SIGINT and SIGTERM get a handler that only records which signal arrived (an atomic store,
+//! async-signal-safe); the main thread polls for it and then raises a process-wide flag; each
+//! shard notices the flag within [`POLL_INTERVAL`] and closes its local [`Shutdown`], which wakes
+//! every task waiting on it (accept loops, connections).
+//!
+//! Signals are deliberately not blocked: a blocked mask survives `exec`, so every job a worker
+//! started would inherit SIGINT and SIGTERM blocked and could never be stopped gracefully (a
+//! Python job, which does not reset its mask the way shells do, would only die at SIGKILL).
+//! Handlers, unlike masks, are reset to the default action by `exec`.
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::sync::Semaphore;
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 /// How often a shard looks at the process-wide stop flag.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
 
-/// Blocks SIGINT and SIGTERM in the calling thread and every thread it spawns afterwards.
-pub fn block_signals() -> nix::Result<SigSet> {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.thread_block()?;
-    Ok(set)
+/// The last termination signal received (0: none).
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_termination_signal(signo: nix::libc::c_int) {
+    RECEIVED.store(signo, Ordering::SeqCst);
 }
 
-/// Waits up to `timeout` for one of the blocked signals.
-pub fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
-    let ts = nix::sys::time::TimeSpec::from_duration(timeout);
-    // SAFETY: sigtimedwait reads the set and the timespec and writes nothing we pass (null info).
-    let signo = unsafe { nix::libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), ts.as_ref()) };
-    if signo <= 0 {
-        return None;
+/// Routes SIGINT and SIGTERM to a handler that records them for [`wait_signal`].
+pub fn install_handlers() -> nix::Result<()> {
+    let action = SigAction::new(
+        SigHandler::Handler(on_termination_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only performs an atomic store, which is async-signal-safe.
+        unsafe { sigaction(signal, &action)? };
     }
-    Signal::try_from(signo).ok()
+    Ok(())
+}
+
+/// Waits up to `timeout` for SIGINT or SIGTERM (after [`install_handlers`]).
+pub fn wait_signal(timeout: Duration) -> Option<Signal> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let signo = RECEIVED.swap(0, Ordering::SeqCst);
+        if signo != 0 {
+            return Signal::try_from(signo).ok();
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(10)));
+    }
 }
 
 /// The process-wide request to stop, shared by the main thread and all shards.

@@ -10,6 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -47,10 +48,21 @@ pub struct Jobs {
     /// This worker's own port and master, passed on to child workers.
     port: u16,
     master: String,
+    /// Absolute `perm_files/` and workspace, passed on to child workers (whose cwd is a job
+    /// directory, where relative paths would point nowhere).
+    perm_files: std::path::PathBuf,
+    workspace: std::path::PathBuf,
 }
 
 impl Jobs {
-    pub fn new(engine: ProcessEngine, port: u16, master: String) -> Jobs {
+    pub fn new(
+        engine: ProcessEngine,
+        port: u16,
+        master: String,
+        perm_files: &Path,
+        workspace: &Path,
+    ) -> Jobs {
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         Jobs {
             engine,
             running: RefCell::new(HashMap::new()),
@@ -58,6 +70,8 @@ impl Jobs {
             worker_id: Cell::new(None),
             port,
             master,
+            perm_files: absolute(perm_files),
+            workspace: absolute(workspace),
         }
     }
 
@@ -232,6 +246,10 @@ impl Jobs {
             port.to_string().into(),
             "--master".into(),
             self.master.clone().into(),
+            "--perm-files".into(),
+            self.perm_files.clone().into(),
+            "--workspace".into(),
+            self.workspace.clone().into(),
         ];
         if let Some(id) = self.worker_id.get() {
             args.extend(["--parent".into(), id.to_string().into()]);

@@ -94,7 +94,7 @@ pub enum WorkerError {
 /// Runs a worker until SIGINT/SIGTERM. Prints `titan worker ready on ADDR (worker N)` on stdout
 /// after its first registration.
 pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
-    let signals = shutdown::block_signals()?;
+    shutdown::install_handlers()?;
     let stop = StopFlag::default();
     let (done_tx, done_rx) = crossbeam_channel::bounded(1);
     let executor_stop = stop.clone();
@@ -109,7 +109,7 @@ pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         })
         .map_err(|e| WorkerError::Spawn(e.to_string()))?;
     loop {
-        if let Some(signal) = shutdown::wait_signal(&signals, shutdown::POLL_INTERVAL * 4) {
+        if let Some(signal) = shutdown::wait_signal(shutdown::POLL_INTERVAL * 4) {
             info!(?signal, "worker shutting down");
             break;
         }
@@ -141,6 +141,8 @@ async fn serve(config: WorkerConfig, stop: StopFlag) -> Result<(), WorkerError> 
         engine.clone(),
         bound.port(),
         config.master.clone(),
+        &config.perm_files,
+        &config.workspace,
     ));
     session::keep_connected(&config, bound, &jobs, &shutdown).await;
     info!("stopping: killing running jobs");

@@ -258,3 +258,42 @@ pub fn group_gone(pgid: u32) -> bool {
             && fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
     })
 }
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Live processes whose command line mentions `needle` or whose working directory is under it.
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id().to_string();
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter(|e| e.file_name().to_string_lossy() != me)
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let cwd = std::fs::read_link(e.path().join("cwd"))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            (!zombie && (cmdline.contains(needle) || cwd.starts_with(needle)))
+                .then(|| format!("{cmdline} (cwd {cwd})"))
+        })
+        .collect()
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Scheduler and process-job numbers for issue 4, with their baselines, in one run:
+#   NOOP submit → completed throughput (worker capacity 4 and 16) and master CPU per job,
+#   single NOOP job latency, DAG hand-off over a 1,000-node chain,
+#   /bin/true jobs against a bare spawn-and-wait loop at the same concurrency (ext4 and tmpfs).
+# Usage: scripts/bench-jobs.sh [rounds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-2}
+cargo build --release -q
+bin=$PWD/target/release
+tmp=$(mktemp -d -p "$PWD/target")
+shm=$(mktemp -d -p /dev/shm)
+mkdir -p "$tmp/pf" && cp /bin/true "$tmp/pf/true"
+cleanup() { pkill -f "$bin/titan (master|worker)" 2>/dev/null || true; rm -rf "$tmp" "$shm"; }
+trap cleanup EXIT
+
+wait_addr() { # file
+  local found
+  for _ in $(seq 200); do
+    found=$(grep -o '127.0.0.1:[0-9]*' "$1" 2>/dev/null | head -1) && [ -n "$found" ] && { echo "$found"; return; }
+    sleep 0.05
+  done
+  echo "no address in $1" >&2; exit 1
+}
+
+# start_cluster CAPACITY WORKSPACE PERM_FILES -> sets $addr and $master_pid
+start_cluster() {
+  pkill -f "$bin/titan (master|worker)" 2>/dev/null || true
+  rm -rf "$2" && mkdir -p "$2"
+  TITAN_LOG=warn "$bin/titan" master --port 0 --shards 1 >"$tmp/master.out" 2>/dev/null &
+  master_pid=$!
+  addr=$(wait_addr "$tmp/master.out")
+  PATH=/usr/bin:/bin TITAN_LOG=warn "$bin/titan" worker --port 0 --master "$addr" --capacity "$1" \
+    --workspace "$2" --perm-files "$3" >"$tmp/worker.out" 2>/dev/null &
+  wait_addr "$tmp/worker.out" >/dev/null
+}
+
+lg() { "$bin/titan-loadgen" "$@" --json; }
+echo "machine: $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+for round in $(seq "$rounds"); do
+  start_cluster 4 "$tmp/ws" "$PWD/perm_files"
+  echo "noop-e2e cap4 r$round $(lg e2e --addr "$addr" --jobs 200000 --depth 512 --master-pid "$master_pid")"
+  echo "noop-latency r$round $(lg e2e --addr "$addr" --latency 2000)"
+  echo "dag-chain-1000 r$round $(lg dag --addr "$addr" --chain 1000)"
+  start_cluster 16 "$tmp/ws" "$PWD/perm_files"
+  echo "noop-e2e cap16 r$round $(lg e2e --addr "$addr" --jobs 300000 --depth 512 --master-pid "$master_pid")"
+  echo "bare-spawn t4 r$round $(lg spawn --count 3000 --threads 4)"
+  start_cluster 4 "$tmp/ws" "$tmp/pf"
+  echo "true-e2e cap4 ext4 r$round $(lg e2e --addr "$addr" --jobs 3000 --kind true)"
+  start_cluster 4 "$shm/ws" "$tmp/pf"
+  echo "true-e2e cap4 tmpfs r$round $(lg e2e --addr "$addr" --jobs 3000 --kind true)"
+done
