@@ -178,20 +178,16 @@ impl Worker {
     pub fn start(master: &str, extra: &[&str]) -> Worker {
         let workspace = scratch_dir("workspace");
         let mut cmd = Command::new(titan_bin());
-        cmd.args([
-            "worker",
-            "--port",
-            "0",
-            "--master",
-            master,
-            "--kill-grace-ms",
-            "500",
-        ])
-        .arg("--perm-files")
-        .arg(perm_files())
-        .arg("--workspace")
-        .arg(&workspace)
-        .args(extra);
+        cmd.args(["worker", "--port", "0", "--master", master]);
+        // A short grace keeps kill tests quick, unless the test asks for its own.
+        if !extra.contains(&"--kill-grace-ms") {
+            cmd.args(["--kill-grace-ms", "500"]);
+        }
+        cmd.arg("--perm-files")
+            .arg(perm_files())
+            .arg("--workspace")
+            .arg(&workspace)
+            .args(extra);
         // The system interpreters: a version manager's shims on PATH can add a third of a
         // second to every python start.
         cmd.env("PATH", "/usr/bin:/bin").env("TITAN_LOG", "warn");
