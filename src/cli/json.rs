@@ -205,6 +205,7 @@ mod tests {
             shards: 2,
             persistence: "memory-only".into(),
             workers: vec![],
+            scaling: vec![],
         };
         let v = stats(&s);
         assert_eq!(v["dlq"], 4);

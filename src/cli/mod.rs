@@ -86,6 +86,15 @@ pub struct MasterArgs {
     /// Longest retry delay.
     #[arg(long, default_value_t = 60_000)]
     pub backoff_max_ms: u64,
+    /// Most workers self-scaling may reach (spawned children included); default: the CPUs.
+    #[arg(long)]
+    pub max_workers: Option<u32>,
+    /// Spawn a child worker when runnable jobs found no free slot for this long.
+    #[arg(long, default_value_t = 5_000)]
+    pub scale_after_ms: u64,
+    /// Retire a spawned child worker idle for this long.
+    #[arg(long, default_value_t = 45_000)]
+    pub idle_timeout_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +198,15 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     config.core.heartbeat_timeout = config.heartbeat_interval * 5;
     config.core.backoff_base = Duration::from_millis(args.backoff_base_ms);
     config.core.backoff_max = Duration::from_millis(args.backoff_max_ms.max(args.backoff_base_ms));
+    config.core.max_workers = args
+        .max_workers
+        .unwrap_or(master::default_shards() as u32)
+        .max(1);
+    config.core.spawn_after = Duration::from_millis(args.scale_after_ms);
+    // Look for backlogs often enough that a decision comes soon after the threshold passes.
+    config.core.scaling_interval =
+        (config.core.spawn_after / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    config.core.idle_timeout = Duration::from_millis(args.idle_timeout_ms);
     master::run(config).context("master failed")
 }
 

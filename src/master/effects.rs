@@ -7,8 +7,9 @@ use super::gather::WatchToken;
 use super::mesh::{Part, ShardMsg};
 use super::state::Shard;
 use crate::core::{Ack, Core, Input, JobId, JobRef, KillReason, Output, RequestError, WorkerId};
+use crate::proto::message::client::ScalingEvent;
 use crate::proto::message::client::{Cancelled, JobLabel, Stopped, Submitted};
-use crate::proto::message::worker::{KillJob, RunJob};
+use crate::proto::message::worker::{KillJob, Retire, RunJob, SpawnChild};
 use crate::proto::{encode_frame, ErrorCode, OpCode};
 
 impl Shard {
@@ -40,11 +41,33 @@ impl Shard {
                     warn!(%worker, ?silent_for, "worker missed its heartbeats; declaring it dead");
                     self.drop_worker(worker);
                 }
-                Output::SpawnWorker { parent, reason, .. } => {
-                    warn!(%parent, ?reason, "scaling asked for a child worker; spawning workers is not built yet");
+                Output::SpawnWorker {
+                    parent,
+                    ticket,
+                    reason,
+                } => {
+                    let why = format!(
+                        "{} {} job(s) waited {:?} with no free slot",
+                        reason.queued, reason.skill, reason.waiting
+                    );
+                    info!(%parent, ticket, reason = %why, "scaling up: asking a worker to spawn a child");
+                    self.record_scaling("spawn", parent, why);
+                    let mut frame = Vec::new();
+                    if encode_frame(&mut frame, OpCode::SpawnWorker, &SpawnChild { ticket }).is_ok()
+                    {
+                        self.to_worker(parent, frame);
+                    }
                 }
                 Output::RetireWorker { worker, idle_for } => {
-                    info!(%worker, ?idle_for, "retiring idle ephemeral worker");
+                    let why = format!("idle for {idle_for:?}");
+                    info!(%worker, reason = %why, "scaling down: retiring an idle ephemeral worker");
+                    self.record_scaling("retire", worker, why.clone());
+                    let mut frame = Vec::new();
+                    if encode_frame(&mut frame, OpCode::KillWorker, &Retire { reason: why }).is_ok()
+                    {
+                        self.to_worker(worker, frame);
+                    }
+                    // Closing its connection (after the frame is written) makes every shard lose it.
                     self.drop_worker(worker);
                 }
                 Output::Wake { shards } => {
@@ -163,6 +186,22 @@ impl Shard {
         {
             self.to_worker(worker, frame);
         }
+    }
+
+    fn record_scaling(&self, action: &str, worker: WorkerId, reason: String) {
+        let worker_port = self.workers.borrow().get(&worker).map(|h| h.port);
+        let event = ScalingEvent {
+            at_us: self.clock.now().0,
+            action: action.to_string(),
+            worker: worker.0,
+            worker_port,
+            reason,
+        };
+        let mut log = self.scaling.borrow_mut();
+        if log.len() == super::gather::SCALING_EVENTS_SHOWN {
+            log.pop_front();
+        }
+        log.push_back(event);
     }
 
     /// Closes the connection of a worker that lives on this shard (or asks its home shard to).

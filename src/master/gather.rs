@@ -60,6 +60,9 @@ pub enum Then {
     Watch { query: QueryId, index: u32 },
 }
 
+/// Scaling decisions STATS shows (the most recent, all shards together).
+pub const SCALING_EVENTS_SHOWN: usize = 32;
+
 /// How STATS is answered.
 #[derive(Clone, Copy, Debug)]
 pub enum StatsForm {
@@ -365,6 +368,7 @@ impl Shard {
             dlq: stats.dlq as u64,
             totals: stats.totals,
             services,
+            scaling: self.scaling.borrow().iter().cloned().collect(),
         }
     }
 
@@ -475,6 +479,10 @@ impl Shard {
 
     fn cluster_stats(&self, acc: ShardStats) -> ClusterStats {
         let core = self.core.borrow();
+        let mut scaling = acc.scaling;
+        scaling.sort_by_key(|e| e.at_us);
+        let keep_from = scaling.len().saturating_sub(SCALING_EVENTS_SHOWN);
+        scaling.drain(..keep_from);
         let count = |s: JobState| acc.by_state[s as usize];
         let workers = core
             .workers()
@@ -509,6 +517,7 @@ impl Shard {
             shards: self.count,
             persistence: "memory-only".to_string(),
             workers,
+            scaling,
         }
     }
 }
@@ -540,6 +549,7 @@ fn merge(gather: &mut Gather, part: Part) {
             acc.totals.upstream_failed += part.totals.upstream_failed;
             acc.totals.dead += part.totals.dead;
             acc.services.extend(part.services);
+            acc.scaling.extend(part.scaling);
         }
         (Gather::Wait { done, error, .. }, Part::Watched { index, status }) => match *status {
             Ok(s) => {

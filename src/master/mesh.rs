@@ -14,7 +14,7 @@ use glommio::channels::channel_mesh::Senders;
 use glommio::{GlommioError, ResourceType};
 
 use crate::core::{Input, JobRef, JobState, Totals, WorkerId, WorkerInfo};
-use crate::proto::message::client::JobStatus;
+use crate::proto::message::client::{JobStatus, ScalingEvent};
 use crate::runtime::outbox::{Notify, SlotId};
 
 /// Messages queued per mesh channel before senders fall back to the backlog.
@@ -115,6 +115,8 @@ pub struct ShardStats {
     pub totals: Totals,
     /// (worker, service label) pairs for services this shard owns.
     pub services: Vec<(WorkerId, String)>,
+    /// This shard's recent scaling decisions.
+    pub scaling: Vec<ScalingEvent>,
 }
 
 /// Identifies a gather in progress on its origin shard.

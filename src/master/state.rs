@@ -7,7 +7,7 @@
 //! synchronous: no `RefCell` borrow is ever held across an await.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +15,7 @@ use super::gather::Gathers;
 use super::mesh::{ConnKey, Mesh, ShardMsg, Token, SLOT_MASK};
 use super::Shared;
 use crate::core::{Core, Input, Lsn, Output, ShardInfo, Time, WorkerId};
+use crate::proto::message::client::ScalingEvent;
 use crate::runtime::outbox::{Notify, Outbox};
 
 /// Wall-clock time for the core, in microseconds since the epoch, never going backwards.
@@ -115,6 +116,8 @@ pub struct Shard {
     pub workers: RefCell<HashMap<WorkerId, WorkerHome>>,
     pub mesh: Rc<Mesh>,
     pub gathers: RefCell<Gathers>,
+    /// This shard's recent scaling decisions (bounded).
+    pub scaling: RefCell<VecDeque<ScalingEvent>>,
     /// Wakes the timer task when the core's next deadline moved earlier.
     pub timer: Notify,
     armed: Cell<Option<Time>>,
@@ -139,6 +142,7 @@ impl Shard {
             workers: RefCell::new(HashMap::new()),
             mesh,
             gathers: RefCell::new(Gathers::default()),
+            scaling: RefCell::new(VecDeque::new()),
             timer: Notify::default(),
             armed: Cell::new(None),
         })

@@ -10,12 +10,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::exec::{self, Job, ProcessEngine, Program, Termination};
 use crate::core::{JobKind, Outcome};
@@ -45,33 +46,69 @@ pub struct Jobs {
     running: RefCell<HashMap<u64, Running>>,
     link: RefCell<Option<Rc<Outbox>>>,
     worker_id: Cell<Option<u32>>,
-    /// This worker's own port and master, passed on to child workers.
-    port: u16,
-    master: String,
-    /// Absolute `perm_files/` and workspace, passed on to child workers (whose cwd is a job
-    /// directory, where relative paths would point nowhere).
-    perm_files: std::path::PathBuf,
-    workspace: std::path::PathBuf,
+    children: ChildTemplate,
+    /// Ephemeral child workers spawned for scaling, by ticket.
+    scaled: RefCell<HashMap<u64, Job>>,
 }
 
-impl Jobs {
+/// What a child worker inherits from this one.
+#[derive(Clone, Debug)]
+pub struct ChildTemplate {
+    pub master: String,
+    /// Absolute: a child's cwd is a job directory, where relative paths would point nowhere.
+    pub perm_files: PathBuf,
+    pub workspace: PathBuf,
+    pub capacity: u32,
+    pub skills: Vec<String>,
+}
+
+impl ChildTemplate {
     pub fn new(
-        engine: ProcessEngine,
-        port: u16,
         master: String,
         perm_files: &Path,
         workspace: &Path,
-    ) -> Jobs {
+        capacity: u32,
+        skills: Vec<String>,
+    ) -> ChildTemplate {
         let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        ChildTemplate {
+            master,
+            perm_files: absolute(perm_files),
+            workspace: absolute(workspace),
+            capacity,
+            skills,
+        }
+    }
+
+    /// `titan worker` arguments for a child on `port`.
+    fn args(&self, port: u16, parent: Option<u32>) -> Vec<OsString> {
+        let mut args: Vec<OsString> =
+            vec!["worker".into(), "--port".into(), port.to_string().into()];
+        args.extend(["--master".into(), self.master.clone().into()]);
+        args.extend([
+            "--perm-files".into(),
+            self.perm_files.clone().into_os_string(),
+        ]);
+        args.extend([
+            "--workspace".into(),
+            self.workspace.clone().into_os_string(),
+        ]);
+        if let Some(id) = parent {
+            args.extend(["--parent".into(), id.to_string().into()]);
+        }
+        args
+    }
+}
+
+impl Jobs {
+    pub fn new(engine: ProcessEngine, children: ChildTemplate) -> Jobs {
         Jobs {
             engine,
             running: RefCell::new(HashMap::new()),
             link: RefCell::new(None),
             worker_id: Cell::new(None),
-            port,
-            master,
-            perm_files: absolute(perm_files),
-            workspace: absolute(workspace),
+            children,
+            scaled: RefCell::new(HashMap::new()),
         }
     }
 
@@ -240,22 +277,44 @@ impl Jobs {
     /// `titan worker` on `port`, registering with the same master, as this worker's child.
     fn child_worker(&self, port: u16) -> Program {
         let exe = std::env::current_exe().unwrap_or_else(|_| "titan".into());
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "worker".into(),
-            "--port".into(),
-            port.to_string().into(),
-            "--master".into(),
-            self.master.clone().into(),
-            "--perm-files".into(),
-            self.perm_files.clone().into(),
-            "--workspace".into(),
-            self.workspace.clone().into(),
-        ];
-        if let Some(id) = self.worker_id.get() {
-            args.extend(["--parent".into(), id.to_string().into()]);
+        Program::trusted(exe, self.children.args(port, self.worker_id.get()))
+    }
+
+    /// Starts an ephemeral child worker for scaling: a free port, this worker's capacity and
+    /// skills, and the master's ticket so the master can match it to its decision. It is not a
+    /// job: nothing is reported when it ends (the master sees it register and disconnect).
+    pub fn spawn_child_worker(self: &Rc<Jobs>, ticket: u64) {
+        let exe = std::env::current_exe().unwrap_or_else(|_| "titan".into());
+        let mut args = self.children.args(0, self.worker_id.get());
+        args.extend([
+            "--ephemeral".into(),
+            "--spawn-ticket".into(),
+            ticket.to_string().into(),
+        ]);
+        args.extend([
+            "--capacity".into(),
+            self.children.capacity.to_string().into(),
+        ]);
+        args.extend(["--skills".into(), self.children.skills.join(",").into()]);
+        let name = format!("scale-{ticket}");
+        match self.engine.launch(exec::JobSpec::new(
+            name.clone(),
+            name,
+            Program::trusted(exe, args),
+        )) {
+            Ok(child) => {
+                info!(ticket, "spawned a child worker for scaling");
+                self.scaled.borrow_mut().insert(ticket, child.clone());
+                let jobs = self.clone();
+                glommio::spawn_local(async move {
+                    let outcome = child.outcome().await;
+                    debug!(ticket, ?outcome.termination, "scaled child worker ended");
+                    jobs.scaled.borrow_mut().remove(&ticket);
+                })
+                .detach();
+            }
+            Err(e) => warn!(ticket, error = %e, "could not spawn a child worker"),
         }
-        debug!(port, parent_port = self.port, "deploying a child worker");
-        Program::trusted(exe, args)
     }
 
     async fn watch(

@@ -137,13 +137,14 @@ async fn serve(config: WorkerConfig, stop: StopFlag) -> Result<(), WorkerError> 
     let shutdown = Shutdown::default();
     glommio::spawn_local(shutdown.clone().follow(stop)).detach();
     glommio::spawn_local(peers::serve(listener, shutdown.clone())).detach();
-    let jobs = Rc::new(Jobs::new(
-        engine.clone(),
-        bound.port(),
+    let children = jobs::ChildTemplate::new(
         config.master.clone(),
         &config.perm_files,
         &config.workspace,
-    ));
+        config.capacity,
+        config.skills.clone(),
+    );
+    let jobs = Rc::new(Jobs::new(engine.clone(), children));
     session::keep_connected(&config, bound, &jobs, &shutdown).await;
     info!("stopping: killing running jobs");
     engine.shutdown().await;

@@ -14,7 +14,8 @@ use tracing::{info, warn};
 use super::jobs::Jobs;
 use super::WorkerConfig;
 use crate::proto::message::worker::{
-    ArchivedKillJob, ArchivedRegistered, ArchivedRunJob, Heartbeat, Register, RunJob,
+    ArchivedKillJob, ArchivedRegistered, ArchivedRetire, ArchivedRunJob, ArchivedSpawnChild,
+    Heartbeat, Register, RunJob,
 };
 use crate::proto::message::ArchivedErrorReply;
 use crate::proto::{self, encode_frame, Limits, OpCode, ProtoError, RecvBuf};
@@ -198,6 +199,20 @@ async fn serve_master(
                         Ok(run) => jobs.start(run),
                         Err(e) => failure = Some(SessionEnd::Protocol(e)),
                     }
+                }
+                OpCode::SpawnWorker => {
+                    match proto::access::<ArchivedSpawnChild>(OpCode::SpawnWorker, frame.payload) {
+                        Ok(spawn) => jobs.spawn_child_worker(spawn.ticket.to_native()),
+                        Err(e) => failure = Some(SessionEnd::Protocol(e)),
+                    }
+                }
+                OpCode::KillWorker => {
+                    let reason = proto::access::<ArchivedRetire>(OpCode::KillWorker, frame.payload)
+                        .map(|r| r.reason.as_str().to_string())
+                        .unwrap_or_else(|e| e.to_string());
+                    info!(%reason, "retired by the master; stopping");
+                    shutdown.trigger();
+                    failure = Some(SessionEnd::Stopped);
                 }
                 OpCode::KillJob => {
                     match proto::access::<ArchivedKillJob>(OpCode::KillJob, frame.payload) {

@@ -162,6 +162,21 @@ pub struct ClusterStats {
     /// How state survives a master restart: `"memory-only"` or `"wal"`.
     pub persistence: String,
     pub workers: Vec<WorkerStatus>,
+    /// The most recent scaling decisions, oldest first.
+    pub scaling: Vec<ScalingEvent>,
+}
+
+/// A decision to spawn or retire a worker, and why.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[rkyv(derive(Debug))]
+pub struct ScalingEvent {
+    pub at_us: u64,
+    /// `"spawn"` or `"retire"`.
+    pub action: String,
+    /// The worker asked to spawn a child, or the worker retired.
+    pub worker: u32,
+    pub worker_port: Option<u16>,
+    pub reason: String,
 }
 
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, serde::Serialize)]

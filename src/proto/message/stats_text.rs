@@ -104,6 +104,7 @@ mod tests {
             shards: 1,
             persistence: persistence.into(),
             workers,
+            scaling: vec![],
         }
     }
 

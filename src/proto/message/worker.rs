@@ -9,6 +9,8 @@
 //! | `JobStarted` | worker → master | [`JobStarted`] |
 //! | `JobComplete` | worker → master | [`JobFinished`] |
 //! | `ServiceState` | worker → master | [`ServiceState`] |
+//! | `SpawnWorker` | master → worker | [`SpawnChild`] (scaling: start an ephemeral child worker) |
+//! | `KillWorker` | master → worker | [`Retire`] (the worker stops its jobs and exits) |
 //!
 //! After `Register`, a connection is the worker's for its lifetime: the master pushes jobs and
 //! kills on it and the worker pushes reports, with no replies either way.
@@ -100,4 +102,19 @@ pub struct JobFinished {
 #[rkyv(derive(Debug))]
 pub enum ServiceState {
     Ready { job: u64, attempt: u32 },
+}
+
+/// Master → worker (`SpawnWorker`): start a child worker for scaling. The child registers with
+/// `spawn_ticket = ticket`, `ephemeral = true` and this worker as its parent.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct SpawnChild {
+    pub ticket: u64,
+}
+
+/// Master → worker (`KillWorker`): the worker is retired; it stops its jobs and exits.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Retire {
+    pub reason: String,
 }
