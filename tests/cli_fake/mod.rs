@@ -369,5 +369,6 @@ pub fn sample_stats() -> ClusterStats {
             worker(1 << 16, 8080, 1, &["dag-5:WORKER_A", "dag-5:START_DASH"]),
             worker(1 << 16 | 1, 8081, 0, &[]),
         ],
+        scaling: vec![],
     }
 }
