@@ -12,18 +12,25 @@
 //! (`drain`, `shipper`, `sink`) so they can be tested without sockets.
 
 pub mod datagram;
+mod drain;
 mod limits;
 mod lines;
 mod packer;
 mod ring;
+mod shipper;
+mod sink;
 mod store;
+mod sys;
 
 pub use datagram::{
     AttemptKey, Datagram, DatagramHeader, DatagramWriter, DecodeError, Entry, LineEntry, LineFlags,
     Stream, StreamKey,
 };
+pub use drain::{drain_output, DrainError, DrainReport, StreamReport};
 pub use limits::*;
 pub use lines::{LineSplitter, Record};
 pub use packer::{Packer, Sealed};
 pub use ring::{EndTotals, JobLogSummary, LinesPage, LogLine, StreamProgress};
+pub use shipper::{LogShipper, ShipperConfig, ShipperCounters, ShipperError};
+pub use sink::{LogSink, SinkConfig, SinkError};
 pub use store::{LogStore, SinkLimits, SinkStats};
