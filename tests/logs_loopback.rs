@@ -446,3 +446,59 @@ fn odd_output_is_stored_exactly_and_rebuilt_from_the_ring() {
         assert_eq!(report.stdout.records, 1 + 5 + 1 + 1 + 1);
     });
 }
+
+#[test]
+fn with_nothing_listening_the_job_runs_at_full_speed_and_the_drops_are_counted() {
+    let dir = TestDir::new("logs-nobody");
+    let engine_config = config(&dir);
+    // A port that was free a moment ago: nothing listens there.
+    let nobody = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    exec_support::run(move || async move {
+        let engine = ProcessEngine::start(engine_config).unwrap();
+        let shipper = LogShipper::new(ShipperConfig::new(nobody, WorkerId(5))).unwrap();
+        let key = AttemptKey::new(JobId(8), 0);
+        let report = run_job(
+            &engine,
+            &shipper,
+            "nobody",
+            key,
+            perm("lines.py", &["20000"]),
+        )
+        .await;
+        assert_eq!(
+            read_bytes(&engine.job_dir("nobody").join(STDOUT_FILE)),
+            numbered_lines(20_000)
+        );
+        let counters = shipper.counters();
+        assert_eq!(
+            counters.lines,
+            report.stdout.records + report.stderr.records
+        );
+        assert_eq!(
+            counters.datagrams,
+            counters.datagrams_sent + counters.datagrams_dropped
+        );
+        // Each refused send reports the port unreachable, so some datagrams are refused.
+        assert!(counters.send_errors > 0, "{counters:?}");
+
+        // Without a shipper the drain still writes the files.
+        let job = engine
+            .launch(
+                JobSpec::new("alone", "alone", perm("lines.py", &["300"]))
+                    .with_output(OutputMode::Capture),
+            )
+            .unwrap();
+        job.started().await.unwrap();
+        let output = job.take_output().unwrap();
+        let report = drain_output(output, &engine.job_dir("alone"), key, None).await;
+        assert!(job.outcome().await.succeeded());
+        assert_eq!(report.stdout.records, 300);
+        assert_eq!(
+            read_bytes(&engine.job_dir("alone").join(STDOUT_FILE)),
+            numbered_lines(300)
+        );
+    });
+}

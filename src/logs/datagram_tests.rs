@@ -222,7 +222,9 @@ fn item() -> impl Strategy<Value = Item> {
     let flags = (0u8..8).prop_map(|bits| LineFlags::from_bits(bits).unwrap_or_default());
     let bytes = prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..40),
-        proptest::collection::vec(any::<u8>(), MAX_RECORD_BYTES - 2..=MAX_RECORD_BYTES),
+        // Long records are filled with one byte: random kilobytes make the test slow, not
+        // stronger (the framing is what can go wrong).
+        (MAX_RECORD_BYTES - 2..=MAX_RECORD_BYTES, any::<u8>()).prop_map(|(n, b)| vec![b; n]),
     ];
     prop_oneof![
         8 => (stream_key(), 0u64..6, flags, bytes)
@@ -234,7 +236,7 @@ fn item() -> impl Strategy<Value = Item> {
 proptest! {
     #[test]
     fn packed_entries_come_back_unchanged(
-        items in proptest::collection::vec(item(), 0..200),
+        items in proptest::collection::vec(item(), 0..120),
         capacity in MIN_DATAGRAM_BYTES..4096usize,
     ) {
         let datagrams = pack(capacity, &items);

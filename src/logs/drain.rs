@@ -117,6 +117,9 @@ async fn drain_stream(
     let mut splitter = LineSplitter::new();
     let mut buf = vec![0u8; READ_CHUNK_BYTES];
     loop {
+        // A read of a socket with data ready completes without yielding, and without a file
+        // there is no write to yield at either: give other tasks their turn.
+        glommio::yield_if_needed().await;
         let n = match socket.read(&mut buf).await {
             Ok(0) => break,
             Ok(n) => n,
