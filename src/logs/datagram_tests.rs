@@ -1,6 +1,7 @@
 //! Tests of the datagram format: round trips, every rejection, and decoding of arbitrary bytes.
 
 use super::*;
+use crate::logs::limits::MIN_DATAGRAM_BYTES;
 use proptest::prelude::*;
 
 fn key(job: u64, attempt: u32, stream: Stream) -> StreamKey {
