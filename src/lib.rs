@@ -7,11 +7,13 @@
 //! - [`wal`]: the write-ahead log (records, segments, group commit, recovery, snapshots).
 //! - [`master`]: the glommio shell around the core: listeners, connections, WAL writes.
 //! - [`worker`]: registration, heartbeats, process execution, services.
+//! - [`logs`]: live job output over UDP: worker-side drain and shipper, master-side sink and rings.
 //! - [`cli`]: the REPL, subcommands and rendering.
 //! - [`runtime`]: glommio plumbing shared by master and worker (connections, signals).
 
 pub mod cli;
 pub mod core;
+pub mod logs;
 pub mod master;
 pub mod proto;
 pub mod runtime;

@@ -1,0 +1,207 @@
+//! Draining one job's captured output on the worker: both sockets are read to their end, every
+//! byte goes to `stdout.log` / `stderr.log` in the job's directory, and every line to the
+//! shipper.
+//!
+//! Only the disk slows the job down: a read is written (buffered, through io_uring) before the
+//! next read, so a job that outpaces the disk blocks on its full socket, while shipping is a
+//! non-blocking hand-off. A file that cannot be created or written is reported, and the drain
+//! goes on without it: a job must never block because its log cannot be stored.
+
+use super::datagram::{AttemptKey, Stream, StreamKey};
+use super::limits::READ_CHUNK_BYTES;
+use super::lines::LineSplitter;
+use super::shipper::LogShipper;
+use crate::worker::exec::{CapturedOutput, STDERR_FILE, STDOUT_FILE};
+use futures_lite::AsyncReadExt;
+use glommio::io::BufferedFile;
+use glommio::net::UnixStream;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Something that went wrong while draining one stream. The stream was still read to its end.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum DrainError {
+    #[error("cannot create {}: {source}", path.display())]
+    CreateFile {
+        path: PathBuf,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    #[error("cannot write {} at offset {offset}: {source}", path.display())]
+    WriteFile {
+        path: PathBuf,
+        offset: u64,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    #[error("cannot close {}: {source}", path.display())]
+    CloseFile {
+        path: PathBuf,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    #[error("cannot read the job's {stream:?}: {source}")]
+    Read {
+        stream: Stream,
+        #[source]
+        source: Arc<io::Error>,
+    },
+}
+
+/// How one stream's drain went.
+#[derive(Clone, Debug, Default)]
+pub struct StreamReport {
+    /// Bytes the job wrote to the stream.
+    pub bytes: u64,
+    /// Bytes written to the stream's file (equal to `bytes` unless `error` says otherwise).
+    pub file_bytes: u64,
+    /// Line records, the stream's total as announced in its end marker. Report it to the
+    /// master over TCP too ([`LogSink::on_stream_end`](super::LogSink::on_stream_end)): an end
+    /// marker can be lost, a TCP report cannot.
+    pub records: u64,
+    /// The first thing that went wrong, if anything did.
+    pub error: Option<DrainError>,
+}
+
+/// How a job's drain went.
+#[derive(Clone, Debug, Default)]
+pub struct DrainReport {
+    pub stdout: StreamReport,
+    pub stderr: StreamReport,
+}
+
+/// Drains a job's captured output until both streams reach their end (every process of the
+/// job has closed them): writes `stdout.log` and `stderr.log` in `job_dir` (which must exist;
+/// the engine creates it) byte for byte, and hands each line to `shipper` under `key`. Run it
+/// as a task beside the job's `outcome()`; it ends shortly after the job.
+pub async fn drain_output(
+    output: CapturedOutput,
+    job_dir: &Path,
+    key: AttemptKey,
+    shipper: Option<&LogShipper>,
+) -> DrainReport {
+    let stdout = drain_stream(
+        output.stdout,
+        job_dir.join(STDOUT_FILE),
+        key.stream(Stream::Stdout),
+        shipper,
+    );
+    let stderr = drain_stream(
+        output.stderr,
+        job_dir.join(STDERR_FILE),
+        key.stream(Stream::Stderr),
+        shipper,
+    );
+    let (stdout, stderr) = futures_lite::future::zip(stdout, stderr).await;
+    DrainReport { stdout, stderr }
+}
+
+async fn drain_stream(
+    mut socket: UnixStream,
+    path: PathBuf,
+    key: StreamKey,
+    shipper: Option<&LogShipper>,
+) -> StreamReport {
+    let mut report = StreamReport::default();
+    let mut file = match BufferedFile::create(&path).await {
+        Ok(file) => Some(file),
+        Err(error) => {
+            report.error = Some(DrainError::CreateFile {
+                path: path.clone(),
+                source: Arc::new(error.into()),
+            });
+            None
+        }
+    };
+    let mut splitter = LineSplitter::new();
+    let mut buf = vec![0u8; READ_CHUNK_BYTES];
+    loop {
+        // A read of a socket with data ready completes without yielding, and without a file
+        // there is no write to yield at either: give other tasks their turn.
+        glommio::yield_if_needed().await;
+        let n = match socket.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                note(
+                    &mut report,
+                    DrainError::Read {
+                        stream: key.stream,
+                        source: Arc::new(error),
+                    },
+                );
+                break;
+            }
+        };
+        let chunk = &buf[..n];
+        report.bytes += n as u64;
+        match shipper {
+            Some(shipper) => splitter.feed(chunk, |record| shipper.ship_line(key, record)),
+            None => splitter.feed(chunk, |_| {}),
+        }
+        if let Some(open) = file.as_ref() {
+            match write_all_at(open, chunk, report.file_bytes).await {
+                Ok(()) => report.file_bytes += n as u64,
+                Err(error) => {
+                    let offset = report.file_bytes;
+                    note(
+                        &mut report,
+                        DrainError::WriteFile {
+                            path: path.clone(),
+                            offset,
+                            source: Arc::new(error),
+                        },
+                    );
+                    close(file.take(), &path, &mut report).await;
+                }
+            }
+        }
+    }
+    report.records = match shipper {
+        Some(shipper) => {
+            let total = splitter.finish(|record| shipper.ship_line(key, record));
+            shipper.ship_end(key, total);
+            // The end marker goes out now rather than after the flush window, ahead of the
+            // worker's TCP report of the job's end.
+            shipper.flush();
+            total
+        }
+        None => splitter.finish(|_| {}),
+    };
+    close(file, &path, &mut report).await;
+    report
+}
+
+/// Writes all of `bytes` at `offset`, however short the individual writes.
+async fn write_all_at(file: &BufferedFile, mut bytes: &[u8], mut offset: u64) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let written = file.write_at(bytes.to_vec(), offset).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[written.min(bytes.len())..];
+        offset += written as u64;
+    }
+    Ok(())
+}
+
+async fn close(file: Option<BufferedFile>, path: &Path, report: &mut StreamReport) {
+    if let Some(file) = file {
+        if let Err(error) = file.close().await {
+            note(
+                report,
+                DrainError::CloseFile {
+                    path: path.to_owned(),
+                    source: Arc::new(error.into()),
+                },
+            );
+        }
+    }
+}
+
+/// Keeps the first error of a stream: later ones usually follow from it.
+fn note(report: &mut StreamReport, error: DrainError) {
+    report.error.get_or_insert(error);
+}
