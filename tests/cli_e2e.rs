@@ -5,8 +5,8 @@ mod support;
 
 use serde_json::{json, Value};
 use support::{
-    eventually, group_gone, job_json, process_gone, submitted_id, titan, titan_command, Master,
-    Run, Worker,
+    eventually, free_port, group_gone, job_json, process_gone, processes_in, submitted_id, titan,
+    titan_command, KillLeftovers, Master, Run, Worker,
 };
 
 /// The full ids a successful `dag` printed, one per line.
@@ -315,4 +315,83 @@ fn bad_input_names_the_line_and_reason_and_nothing_of_it_is_queued() {
         (&stats["queued"], &stats["blocked"], &stats["running"]),
         (&json!(0), &json!(0), &json!(0))
     );
+}
+
+#[test]
+#[ignore = "bug: job processes inherit the worker's signal mask with SIGINT and SIGTERM blocked \
+            (runtime::shutdown::block_signals runs before the process threads start), so a \
+            cancelled, stopped or timed-out python job never sees SIGTERM and is SIGKILLed \
+            after --kill-grace-ms"]
+fn cancel_gives_a_job_that_handles_sigterm_the_chance_to_clean_up() {
+    let master = Master::start(&["--shards", "2"]);
+    let worker = Worker::start(&master.addr, &[]);
+    let dir = support::scratch_dir("graceful");
+    std::fs::write(
+        dir.join("graceful.py"),
+        "import signal, sys, time\n\
+         def on_term(*_):\n    print('cleaning up', flush=True)\n    sys.exit(0)\n\
+         signal.signal(signal.SIGTERM, on_term)\n\
+         print('ready', flush=True)\n\
+         time.sleep(600)\n",
+    )
+    .unwrap();
+    let run = Run::from(
+        titan_command(&[
+            "submit",
+            "--file",
+            "./graceful.py",
+            "--master",
+            &master.addr,
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap(),
+    );
+    let id = submitted_id(&run);
+    let log = worker.workspace.join(&id).join("stdout.log");
+    eventually("the job to install its handler", || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|out| out.contains("ready"))
+    });
+    titan(&master.addr, &["cancel", &id]).ok();
+    eventually("the job's processes to be gone", || {
+        processes_in(&worker.workspace).is_empty().then_some(())
+    });
+    let out = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(out, "ready\ncleaning up\n", "SIGTERM never reached the job");
+}
+
+#[test]
+#[ignore = "bug: a worker's sentinel shares its worker's process group, so when that worker is \
+            itself a job (Inception) and its parent dies, the parent's sentinel kills the child \
+            worker and the child's sentinel together, and the child's own jobs (a grandchild \
+            worker here) are orphaned and keep running"]
+fn a_killed_workers_inception_grandchildren_die_with_it() {
+    let master = Master::start(&["--shards", "2"]);
+    let addr = master.addr.as_str();
+    let leftovers: KillLeftovers;
+    // Capacity 1: the child worker takes this worker's only slot, so the grandchild is deployed
+    // on the child worker.
+    let mut worker = Worker::start(addr, &["--capacity", "1"]);
+    leftovers = KillLeftovers(vec![worker.workspace.clone()]);
+    let (child_port, grandchild_port) = (free_port(), free_port());
+    let ids = dag_jobs(&titan(
+        addr,
+        &[
+            "dag",
+            &format!(
+                "CHILD|DEPLOY|Worker.jar|{child_port}|1|0|[] ; \
+                 GRANDCHILD|DEPLOY|Worker.jar|{grandchild_port}|1|0|[CHILD]"
+            ),
+        ],
+    ));
+    eventually("the grandchild worker to be up", || {
+        (job_json(addr, &ids[1])["ready"] == true).then_some(())
+    });
+    worker.proc.signal(nix::sys::signal::Signal::SIGKILL);
+    worker.proc.wait_exit();
+    eventually("every process under the killed worker to be gone", || {
+        processes_in(&leftovers.0[0]).is_empty().then_some(())
+    });
 }
