@@ -255,14 +255,6 @@ pub fn group_gone(pgid: u32) -> bool {
     })
 }
 
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// Live processes whose command line mentions `needle` or whose working directory is under it.
 pub fn processes_mentioning(needle: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -292,4 +284,234 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
                 .then(|| format!("{cmdline} (cwd {cwd})"))
         })
         .collect()
+}
+
+impl Master {
+    /// A master on a given loopback port: a restart on the port an earlier master had, so that
+    /// clients holding its address reconnect. Wait for [`port_quiet`] before reusing a port.
+    pub fn start_on(port: u16, extra: &[&str]) -> Master {
+        let mut cmd = Command::new(titan_bin());
+        cmd.args(["master", "--bind", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .args(extra);
+        cmd.env("TITAN_LOG", "warn");
+        let mut proc = Proc::spawn(cmd);
+        proc.wait_line("titan master ready on ");
+        Master {
+            proc,
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("master address has a port")
+    }
+}
+
+/// What a finished `titan` command printed and how it exited.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts a clean success: exit status 0 and nothing on stderr.
+    pub fn ok(&self) -> &Run {
+        assert_eq!(self.code, Some(0), "{self:#?}");
+        assert_eq!(self.stderr, "", "{self:#?}");
+        self
+    }
+
+    /// The one JSON value stdout holds (failing when there are none or several).
+    pub fn json(&self) -> serde_json::Value {
+        let mut values = serde_json::Deserializer::from_str(&self.stdout).into_iter();
+        let value = values
+            .next()
+            .unwrap_or_else(|| panic!("no JSON value: {self:#?}"))
+            .unwrap_or_else(|e| panic!("invalid JSON ({e}): {self:#?}"));
+        assert!(
+            values.next().is_none(),
+            "more than one JSON value: {self:#?}"
+        );
+        value
+    }
+}
+
+impl From<std::process::Output> for Run {
+    fn from(out: std::process::Output) -> Run {
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8(out.stdout).expect("UTF-8 stdout"),
+            stderr: String::from_utf8(out.stderr).expect("UTF-8 stderr"),
+        }
+    }
+}
+
+/// `titan ARGS` with no master address from the environment, no REPL history file and stdin
+/// closed; callers add `--master` or `TITAN_MASTER`.
+pub fn titan_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(titan_bin());
+    cmd.args(args)
+        .env_remove("TITAN_MASTER")
+        .env("TITAN_HISTORY", "")
+        .env("TITAN_LOG", "warn")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `titan ARGS --master ADDR` to completion.
+pub fn titan(master: &str, args: &[&str]) -> Run {
+    let out = titan_command(args)
+        .args(["--master", master])
+        .output()
+        .expect("running titan");
+    Run::from(out)
+}
+
+/// Runs a `titan` command to completion with `input` on its stdin.
+pub fn titan_with_stdin(mut cmd: Command, input: &str) -> Run {
+    use std::io::Write;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawning titan");
+    let mut stdin = child.stdin.take().expect("stdin was piped");
+    // A command that exits early closes its stdin; what it printed still tells the test why.
+    let _ = stdin.write_all(input.as_bytes());
+    drop(stdin);
+    Run::from(child.wait_with_output().expect("waiting for titan"))
+}
+
+/// A loopback address where nothing listens (a port just bound and released).
+pub fn dead_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+    let addr = listener.local_addr().expect("a bound address").to_string();
+    drop(listener);
+    addr
+}
+
+/// A loopback port free at the time of the call (bound and released), for a service to listen on.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+    listener.local_addr().expect("a bound address").port()
+}
+
+/// The live processes whose working directory is `dir` or below it: a worker runs every job (and
+/// so every process a job starts, unless it moves away) with its cwd in the job's workspace
+/// directory, so this finds what a worker left running.
+pub fn processes_in(dir: &std::path::Path) -> Vec<u32> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            // A zombie has no cwd any more, so it does not count.
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
+                && !process_gone(pid)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Whether no TCP socket on `port` still listens or carries a connection: after a master is
+/// killed its sockets are released asynchronously (io_uring holds references for a moment),
+/// and until then a new master on the port may share it with the dead one's listener, and a
+/// client may still see its old connection as open.
+pub fn port_quiet(port: u16) -> bool {
+    const LISTEN: &str = "0A";
+    const ESTABLISHED: &str = "01";
+    let hex_port = format!("{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().all(|table| {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            return true;
+        };
+        // Fields: sl local_address rem_address st ...; addresses are HEXIP:HEXPORT.
+        !text.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(remote), Some(state)) =
+                (fields.get(1), fields.get(2), fields.get(3))
+            else {
+                return false;
+            };
+            let on_port = |addr: &str| addr.rsplit(':').next() == Some(hex_port.as_str());
+            (on_port(local) && (*state == LISTEN || *state == ESTABLISHED))
+                || (on_port(remote) && *state == ESTABLISHED)
+        })
+    })
+}
+
+/// The one job id (`TSK-N`) a successful `titan submit` printed.
+pub fn submitted_id(run: &Run) -> String {
+    run.ok();
+    let id = run.stdout.trim_end_matches('\n');
+    assert!(
+        id.starts_with("TSK-") && !id.contains('\n'),
+        "not one job id: {run:?}"
+    );
+    id.to_string()
+}
+
+/// The DAG id (`dag-N`) of the full ids `dag-N:NAME` a successful `titan dag` printed, one per
+/// line, after checking they name `names` in order.
+pub fn dag_id(run: &Run, names: &[&str]) -> String {
+    run.ok();
+    let dag = run
+        .stdout
+        .lines()
+        .next()
+        .and_then(|l| l.split_once(':'))
+        .map(|(dag, _)| dag.to_string())
+        .unwrap_or_else(|| panic!("no ids: {run:?}"));
+    assert!(dag.starts_with("dag-"), "{run:?}");
+    let expected: String = names.iter().map(|n| format!("{dag}:{n}\n")).collect();
+    assert_eq!(run.stdout, expected);
+    dag
+}
+
+/// `titan status ID --json`.
+pub fn job_json(master: &str, id: &str) -> serde_json::Value {
+    titan(master, &["status", id, "--json"]).ok().json()
+}
+
+/// Waits until the first worker runs `n` jobs, as the master counts them (`titan stats --json`).
+pub fn wait_running(master: &str, n: u64) {
+    eventually(&format!("{n} running jobs"), || {
+        let stats = titan(master, &["stats", "--json"]).ok().json();
+        (stats["workers"][0]["running"] == n).then_some(())
+    });
+}
+
+/// On drop, SIGKILLs every process still working under these directories (see [`processes_in`]),
+/// again and again until none is left or [`DEADLINE`] passes: a safety net so that a failing
+/// test does not leave job processes behind (a worker's sentinel covers its own job groups, but
+/// not, for instance, processes that a job's own children started in groups of their own).
+pub struct KillLeftovers(pub Vec<PathBuf>);
+
+impl Drop for KillLeftovers {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + DEADLINE;
+        while Instant::now() < deadline {
+            let pids: Vec<u32> = self.0.iter().flat_map(|d| processes_in(d)).collect();
+            if pids.is_empty() {
+                return;
+            }
+            for pid in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
