@@ -20,7 +20,7 @@ wait_addr() { # file
   echo "no address in $1" >&2; exit 1
 }
 
-TITAN_LOG=warn "$bin/titan" master --port 0 --shards "$shards" >"$tmp/master.out" &
+TITAN_LOG=warn "$bin/titan" master --port 0 --log-port 0 --shards "$shards" >"$tmp/master.out" &
 master_pid=$!
 "$bin/titan-loadgen" echo >"$tmp/echo.out" &
 echo_pid=$!

@@ -318,10 +318,6 @@ fn bad_input_names_the_line_and_reason_and_nothing_of_it_is_queued() {
 }
 
 #[test]
-#[ignore = "bug: job processes inherit the worker's signal mask with SIGINT and SIGTERM blocked \
-            (runtime::shutdown::block_signals runs before the process threads start), so a \
-            cancelled, stopped or timed-out python job never sees SIGTERM and is SIGKILLed \
-            after --kill-grace-ms"]
 fn cancel_gives_a_job_that_handles_sigterm_the_chance_to_clean_up() {
     let master = Master::start(&["--shards", "2"]);
     let worker = Worker::start(&master.addr, &[]);
@@ -363,10 +359,6 @@ fn cancel_gives_a_job_that_handles_sigterm_the_chance_to_clean_up() {
 }
 
 #[test]
-#[ignore = "bug: a worker's sentinel shares its worker's process group, so when that worker is \
-            itself a job (Inception) and its parent dies, the parent's sentinel kills the child \
-            worker and the child's sentinel together, and the child's own jobs (a grandchild \
-            worker here) are orphaned and keep running"]
 fn a_killed_workers_inception_grandchildren_die_with_it() {
     let master = Master::start(&["--shards", "2"]);
     let addr = master.addr.as_str();

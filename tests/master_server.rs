@@ -113,7 +113,15 @@ fn a_port_in_use_is_a_clear_error() {
     let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = blocker.local_addr().unwrap().port().to_string();
     let out = std::process::Command::new(support::titan_bin())
-        .args(["master", "--port", &port, "--shards", "1"])
+        .args([
+            "master",
+            "--port",
+            &port,
+            "--shards",
+            "1",
+            "--log-port",
+            "0",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -43,6 +43,8 @@ pub enum ClientCommand {
     /// Wait until jobs finish. Exit status: 0 when every job COMPLETED, 1 when any ended
     /// otherwise, 2 on timeout or error.
     Wait(WaitArgs),
+    /// Print a job's output (its latest attempt); -f follows it live until the job ends.
+    Logs(super::logs::LogsArgs),
 }
 
 impl ClientCommand {
@@ -57,6 +59,7 @@ impl ClientCommand {
             }
             ClientCommand::Jobs(a) => &a.master,
             ClientCommand::Wait(a) => &a.master,
+            ClientCommand::Logs(a) => &a.master,
         }
     }
 }

@@ -17,6 +17,7 @@ use rkyv::{Archive, Deserialize};
 use crate::core::model::{JobState, Submission};
 use crate::proto::codec::FrameSerializer;
 use crate::proto::message::client::*;
+use crate::proto::message::logs::{FileChunk, FileRequest, LogsReply, LogsRequest};
 use crate::proto::message::ArchivedErrorReply;
 use crate::proto::{self, EncodeError, ErrorCode, Header, Limits, OpCode, ProtoError, RecvBuf};
 
@@ -284,5 +285,37 @@ fn server_error(payload: &[u8]) -> ClientError {
             message: e.message.as_str().to_string(),
         },
         Err(e) => ClientError::Protocol(e),
+    }
+}
+
+impl Client {
+    /// A page of a job's output from the master (see [`LogsRequest`]).
+    pub fn logs(&mut self, request: &LogsRequest) -> Result<LogsReply, ClientError> {
+        self.call(OpCode::GetLogs, request, OpCode::Data)
+    }
+}
+
+/// Largest piece of a file asked for at once.
+pub const FILE_CHUNK: u32 = 1024 * 1024;
+
+/// Reads one of a job's output files (`stream` 1 = stdout, 2 = stderr) from the worker that
+/// ran it, whole, in pieces.
+pub fn fetch_output_file(worker: &str, job_dir: &str, stream: u8) -> Result<Vec<u8>, ClientError> {
+    let mut client = Client::connect(worker)?;
+    let mut bytes = Vec::new();
+    loop {
+        let request = FileRequest {
+            job_dir: job_dir.to_string(),
+            stream,
+            offset: bytes.len() as u64,
+            max_bytes: FILE_CHUNK,
+        };
+        let chunk: FileChunk = client.call(OpCode::GetLogs, &request, OpCode::Data)?;
+        let done =
+            chunk.bytes.is_empty() || bytes.len() as u64 + chunk.bytes.len() as u64 >= chunk.size;
+        bytes.extend_from_slice(&chunk.bytes);
+        if done {
+            return Ok(bytes);
+        }
     }
 }

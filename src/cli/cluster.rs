@@ -51,7 +51,7 @@ impl LocalCluster {
             .map_err(|e| CliError::Local(format!("cannot find this program: {e}")))?;
         let mut master_cmd = Command::new(&exe);
         master_cmd
-            .args(["master", "--port", "0"])
+            .args(["master", "--port", "0", "--log-port", "0"])
             .args(&layout.master_flags);
         let master = spawn_member("master", master_cmd, "titan master ready on ")?;
         let mut cluster = LocalCluster {

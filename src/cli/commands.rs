@@ -62,6 +62,9 @@ fn execute(session: &mut Session, command: ClientCommand) -> Result<(String, u8)
         ClientCommand::Stop(args) => stop(session, &args.id, args.json),
         ClientCommand::Workers(args) => workers(session, args.json),
         ClientCommand::Wait(args) => return run_wait(session, &args),
+        ClientCommand::Logs(args) => {
+            return super::logs::run(session, &args).map(|status| (String::new(), status))
+        }
     }?;
     Ok((text, EXIT_OK))
 }

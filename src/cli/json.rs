@@ -206,6 +206,7 @@ mod tests {
             persistence: "memory-only".into(),
             workers: vec![],
             scaling: vec![],
+            logs: Default::default(),
         };
         let v = stats(&s);
         assert_eq!(v["dlq"], 4);

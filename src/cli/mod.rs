@@ -17,6 +17,7 @@ pub mod commands;
 pub mod demo;
 pub mod error;
 pub mod json;
+pub mod logs;
 pub mod render;
 pub mod repl;
 pub mod session;
@@ -95,6 +96,9 @@ pub struct MasterArgs {
     /// Retire a spawned child worker idle for this long.
     #[arg(long, default_value_t = 45_000)]
     pub idle_timeout_ms: u64,
+    /// UDP port where workers stream job output (0 picks a free port; the ready line shows it).
+    #[arg(long, default_value_t = master::DEFAULT_LOG_PORT)]
+    pub log_port: u16,
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +206,7 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
         .max_workers
         .unwrap_or(master::default_shards() as u32)
         .max(1);
+    config.log_port = args.log_port;
     config.core.spawn_after = Duration::from_millis(args.scale_after_ms);
     // Look for backlogs often enough that a decision comes soon after the threshold passes.
     config.core.scaling_interval =

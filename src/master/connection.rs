@@ -75,6 +75,7 @@ pub(crate) async fn serve(
     } else {
         shard.conns.borrow_mut().insert(ConnEntry {
             outbox: outbox.clone(),
+            peer,
             worker: None,
         })
     };

@@ -54,6 +54,7 @@ impl WatchToken {
 /// What to do with a job once its bare name is resolved.
 #[derive(Clone, Copy, Debug)]
 pub enum Then {
+    Logs(super::logs::LogsParams),
     Status,
     Cancel,
     Stop,
@@ -144,6 +145,7 @@ impl Shard {
             }
         };
         let (request, query) = match then {
+            Then::Logs(params) => (Remote::Logs { job, params }, None),
             Then::Status => (Remote::Status(job), None),
             Then::Cancel => (Remote::Cancel(job), None),
             Then::Stop => (Remote::Stop(job), None),
@@ -327,6 +329,10 @@ impl Shard {
                 let stats = self.shard_stats();
                 self.answer(query, Part::Stats(Box::new(stats)));
             }
+            Remote::Logs { job, params } => match self.resolve_job(&job) {
+                Ok(id) => self.logs_for(token, id, params),
+                Err(frame) => self.deliver(token, frame),
+            },
         }
     }
 
@@ -369,6 +375,7 @@ impl Shard {
             totals: stats.totals,
             services,
             scaling: self.scaling.borrow().iter().cloned().collect(),
+            logs: self.logs.as_ref().map(|l| l.totals()),
         }
     }
 
@@ -518,6 +525,7 @@ impl Shard {
             persistence: "memory-only".to_string(),
             workers,
             scaling,
+            logs: acc.logs.unwrap_or_default(),
         }
     }
 }
@@ -550,6 +558,9 @@ fn merge(gather: &mut Gather, part: Part) {
             acc.totals.dead += part.totals.dead;
             acc.services.extend(part.services);
             acc.scaling.extend(part.scaling);
+            if part.logs.is_some() {
+                acc.logs = part.logs;
+            }
         }
         (Gather::Wait { done, error, .. }, Part::Watched { index, status }) => match *status {
             Ok(s) => {

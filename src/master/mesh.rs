@@ -14,7 +14,7 @@ use glommio::channels::channel_mesh::Senders;
 use glommio::{GlommioError, ResourceType};
 
 use crate::core::{Input, JobRef, JobState, Totals, WorkerId, WorkerInfo};
-use crate::proto::message::client::{JobStatus, ScalingEvent};
+use crate::proto::message::client::{JobStatus, LogTotals, ScalingEvent};
 use crate::runtime::outbox::{Notify, SlotId};
 
 /// Messages queued per mesh channel before senders fall back to the backlog.
@@ -87,6 +87,11 @@ pub enum Remote {
     ListJobs { state: Option<JobState>, limit: u32 },
     /// Counts and hosted services of this shard.
     Stats,
+    /// The job's output (this shard owns the job; shard 0 holds the lines).
+    Logs {
+        job: JobRef,
+        params: super::logs::LogsParams,
+    },
 }
 
 /// One shard's answer to a gathered query.
@@ -117,6 +122,8 @@ pub struct ShardStats {
     pub services: Vec<(WorkerId, String)>,
     /// This shard's recent scaling decisions.
     pub scaling: Vec<ScalingEvent>,
+    /// The log sink's counters (shard 0 only).
+    pub logs: Option<LogTotals>,
 }
 
 /// Identifies a gather in progress on its origin shard.
@@ -132,7 +139,11 @@ pub enum ShardMsg {
     /// Feed this input to your core (worker reports, losses, ticks).
     Input(Input),
     /// A worker registered on `home_shard`.
-    WorkerUp { info: WorkerInfo, home_shard: u32 },
+    WorkerUp {
+        info: WorkerInfo,
+        home_shard: u32,
+        addr: std::net::SocketAddr,
+    },
     /// Write this frame to the worker's connection, which lives on your shard.
     ToWorker { worker: WorkerId, frame: Vec<u8> },
     /// Disconnect this worker (its home is your shard).
@@ -147,6 +158,20 @@ pub enum ShardMsg {
     },
     /// A part of a gathered answer.
     Part { query: QueryId, part: Part },
+    /// To shard 0: an attempt's line totals and the worker that has its files.
+    LogEnd {
+        job: crate::core::JobId,
+        attempt: u32,
+        stdout: u64,
+        stderr: u64,
+        worker: std::net::SocketAddr,
+    },
+    /// To shard 0: answer a `GetLogs` (the owner resolved the job).
+    LogsRead {
+        token: u64,
+        params: super::logs::LogsParams,
+        info: Box<super::logs::LogsInfo>,
+    },
 }
 
 /// This shard's ends of the mesh.

@@ -8,6 +8,7 @@
 mod connection;
 mod effects;
 mod gather;
+mod logs;
 mod mesh;
 mod requests;
 mod shard;
@@ -47,6 +48,8 @@ pub struct MasterConfig {
     pub core: CoreConfig,
     /// Seeds the cores' random number generators (retry jitter).
     pub seed: u64,
+    /// UDP port of the log sink (0 picks a free one).
+    pub log_port: u16,
 }
 
 impl MasterConfig {
@@ -64,9 +67,13 @@ impl MasterConfig {
                 ..CoreConfig::default()
             },
             seed: std::process::id() as u64,
+            log_port: DEFAULT_LOG_PORT,
         }
     }
 }
+
+/// The log sink's UDP port unless configured.
+pub const DEFAULT_LOG_PORT: u16 = 9091;
 
 /// Workers heartbeat about once a second; five missed beats make a worker dead.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
@@ -86,6 +93,8 @@ pub enum MasterError {
     Signals(#[from] nix::Error),
     #[error("could not start shard {shard}: {reason}")]
     Spawn { shard: usize, reason: String },
+    #[error("could not open the log port {addr} (UDP): {reason}")]
+    LogBind { addr: SocketAddr, reason: String },
     #[error("shard {shard} could not listen on {addr}: {source}")]
     Bind {
         shard: usize,
@@ -109,6 +118,14 @@ pub(crate) struct Shared {
     pub config: Arc<MasterConfig>,
     pub load: Arc<LoadTable>,
     pub worker_ids: Arc<Mutex<WorkerIdAllocator>>,
+    /// The log sink's actual UDP port, set by shard 0 before any shard serves (0: none yet).
+    pub log_port: Arc<std::sync::atomic::AtomicU16>,
+}
+
+impl Shared {
+    pub fn log_port(&self) -> u16 {
+        self.log_port.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// Runs a master until SIGINT/SIGTERM. Prints `titan master ready on ADDR (N shards)` on stdout
@@ -127,6 +144,7 @@ pub fn run(config: MasterConfig) -> Result<(), MasterError> {
         config: Arc::new(config.clone()),
         load: Arc::new(LoadTable::new()),
         worker_ids: Arc::new(Mutex::new(WorkerIdAllocator::new())),
+        log_port: Arc::new(std::sync::atomic::AtomicU16::new(0)),
     };
     let mesh = (config.shards > 1).then(|| MeshBuilder::full(config.shards, MESH_CHANNEL_CAPACITY));
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
@@ -160,7 +178,12 @@ pub fn run(config: MasterConfig) -> Result<(), MasterError> {
             Err(_) => return Err(MasterError::ShardLost { shard: index }),
         }
     }
-    println!("titan master ready on {addr} ({} shards)", config.shards);
+    println!(
+        "titan master ready on {addr} ({} shards, logs on udp {}:{})",
+        config.shards,
+        addr.ip(),
+        shared.log_port()
+    );
     info!(%addr, shards = config.shards, "master ready");
     let outcome = wait_for_stop(&shared, &ready_rx);
     shared.stop.raise();

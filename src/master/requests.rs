@@ -15,6 +15,7 @@ use crate::core::{Input, JobRef, Submission};
 use crate::proto::message::client::{
     ArchivedJobQuery, ArchivedListJobsRequest, ArchivedSubmitRequest, ArchivedWaitRequest,
 };
+use crate::proto::message::logs::ArchivedLogsRequest;
 use crate::proto::message::ArchivedPing;
 use crate::proto::{self, ErrorCode, Frame, OpCode, ProtoError};
 use crate::runtime::outbox::Outbox;
@@ -116,6 +117,19 @@ impl Shard {
                 }
                 let timeout = Duration::from_millis(request.timeout_ms.to_native()).min(MAX_WAIT);
                 self.gather_wait(slot_token(), jobs, timeout);
+            }
+            OpCode::GetLogs => {
+                let request = proto::access::<ArchivedLogsRequest>(opcode, payload)?;
+                let params = super::logs::LogsParams {
+                    attempt: request.attempt.to_native(),
+                    cursor: request.cursor.to_native(),
+                    max_lines: request.max_lines.to_native(),
+                    wait_ms: request.wait_ms.to_native(),
+                };
+                match request.job.as_str().parse::<JobRef>() {
+                    Ok(job) => self.route(slot_token(), job, Then::Logs(params)),
+                    Err(e) => reply_error(outbox, ErrorCode::Rejected, &e.to_string()),
+                }
             }
             OpCode::Stats => self.gather_stats(slot_token(), StatsForm::Text),
             OpCode::StatsJson => self.gather_stats(slot_token(), StatsForm::Json),

@@ -11,9 +11,11 @@ use glommio::net::TcpListener;
 use tracing::{debug, error, warn};
 
 use super::connection::{self, ConnectionGuard};
+use super::logs::LogSide;
 use super::mesh::{Mesh, ShardMsg};
 use super::state::Shard;
 use super::{MasterError, Shared};
+use crate::logs::{LogSink, SinkConfig};
 use crate::runtime::shutdown::Shutdown;
 
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again, so the loop
@@ -28,10 +30,7 @@ pub(crate) async fn serve(
     events: crossbeam_channel::Sender<Result<SocketAddr, MasterError>>,
 ) {
     let listener = match TcpListener::bind(addr).and_then(|l| l.local_addr().map(|a| (l, a))) {
-        Ok((listener, bound)) => {
-            let _ = events.send(Ok(bound));
-            listener
-        }
+        Ok((listener, _)) => listener,
         Err(e) => {
             let _ = events.send(Err(MasterError::Bind {
                 shard: index,
@@ -41,8 +40,41 @@ pub(crate) async fn serve(
             return;
         }
     };
-    // Joining waits for every shard, so it comes after this shard reported its address (the
-    // next shard is only started once this one is bound).
+    let bound = match listener.local_addr() {
+        Ok(bound) => bound,
+        Err(e) => {
+            let _ = events.send(Err(MasterError::Bind {
+                shard: index,
+                addr,
+                source: e.into(),
+            }));
+            return;
+        }
+    };
+    // Shard 0 owns the log sink; its port is published before any shard serves workers.
+    let logs = if index == 0 {
+        let log_addr = std::net::SocketAddr::new(addr.ip(), shared.config.log_port);
+        match LogSink::bind(log_addr, SinkConfig::default()) {
+            Ok(sink) => {
+                shared.log_port.store(
+                    sink.local_addr().port(),
+                    std::sync::atomic::Ordering::Release,
+                );
+                Some(LogSide::new(sink))
+            }
+            Err(e) => {
+                let _ = events.send(Err(MasterError::LogBind {
+                    addr: log_addr,
+                    reason: e.to_string(),
+                }));
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    let _ = events.send(Ok(bound)); // Joining waits for every shard, so it comes after this shard reported its address (the
+                                    // next shard is only started once this one is bound).
     let (senders, receivers) = match mesh {
         Some(builder) => match builder.join().await {
             Ok((senders, receivers)) if senders.peer_id() == index => {
@@ -67,7 +99,16 @@ pub(crate) async fn serve(
     };
     let mesh = Mesh::new(senders, shared.config.shards);
     let seed = shared.config.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let shard = Shard::new(index as u32, shared.clone(), mesh.clone(), seed);
+    let shard = Shard::new(index as u32, shared.clone(), mesh.clone(), seed, logs);
+    if let Some(logs) = &shard.logs {
+        let sink = logs.sink.clone();
+        glommio::spawn_local(async move {
+            if let Err(e) = sink.serve().await {
+                error!(error = %e, "the log sink stopped");
+            }
+        })
+        .detach();
+    }
     let shutdown = Shutdown::default();
     glommio::spawn_local(shutdown.clone().follow(shared.stop.clone())).detach();
     glommio::spawn_local(mesh.flush_backlog()).detach();

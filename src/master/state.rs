@@ -38,6 +38,8 @@ impl Clock {
 /// A connection known to the shard.
 pub struct ConnEntry {
     pub outbox: Rc<Outbox>,
+    /// The peer's address.
+    pub peer: Option<std::net::SocketAddr>,
     /// Set once the peer registered as a worker.
     pub worker: Option<WorkerId>,
 }
@@ -101,11 +103,16 @@ impl Conns {
 pub struct WorkerHome {
     pub shard: u32,
     pub port: u16,
+    /// Where the worker listens (its connection's peer address, with its registered port):
+    /// clients fetch job output files from there.
+    pub addr: std::net::SocketAddr,
     /// Its connection, when it lives on this shard.
     pub conn: Option<ConnKey>,
 }
 
 pub struct Shard {
+    /// This shard itself, for tasks spawned from `&self` methods.
+    me: std::rc::Weak<Shard>,
     pub index: u32,
     pub count: u32,
     pub shared: Shared,
@@ -116,6 +123,8 @@ pub struct Shard {
     pub workers: RefCell<HashMap<WorkerId, WorkerHome>>,
     pub mesh: Rc<Mesh>,
     pub gathers: RefCell<Gathers>,
+    /// The log sink and its index (shard 0 only).
+    pub logs: Option<super::logs::LogSide>,
     /// This shard's recent scaling decisions (bounded).
     pub scaling: RefCell<VecDeque<ScalingEvent>>,
     /// Wakes the timer task when the core's next deadline moved earlier.
@@ -124,7 +133,13 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn new(index: u32, shared: Shared, mesh: Rc<Mesh>, seed: u64) -> Rc<Shard> {
+    pub fn new(
+        index: u32,
+        shared: Shared,
+        mesh: Rc<Mesh>,
+        seed: u64,
+        logs: Option<super::logs::LogSide>,
+    ) -> Rc<Shard> {
         let count = shared.config.shards as u32;
         let core = Core::new(
             shared.config.core.clone(),
@@ -132,7 +147,8 @@ impl Shard {
             shared.load.clone(),
             seed,
         );
-        Rc::new(Shard {
+        Rc::new_cyclic(|me| Shard {
+            me: me.clone(),
             index,
             count,
             shared,
@@ -142,10 +158,19 @@ impl Shard {
             workers: RefCell::new(HashMap::new()),
             mesh,
             gathers: RefCell::new(Gathers::default()),
+            logs,
             scaling: RefCell::new(VecDeque::new()),
             timer: Notify::default(),
             armed: Cell::new(None),
         })
+    }
+
+    /// An owning handle to this shard (for spawning tasks).
+    pub fn rc(&self) -> Rc<Shard> {
+        // The shard's executor holds the only strong references; none of its tasks outlive it.
+        self.me
+            .upgrade()
+            .expect("a shard outlives the tasks that use it")
     }
 
     /// Feeds one input to the core and carries out everything it decided.
@@ -272,7 +297,11 @@ impl Shard {
     pub fn on_shard_msg(&self, msg: ShardMsg) {
         match msg {
             ShardMsg::Input(input) => self.on_remote_input(input),
-            ShardMsg::WorkerUp { info, home_shard } => self.on_remote_worker_up(info, home_shard),
+            ShardMsg::WorkerUp {
+                info,
+                home_shard,
+                addr,
+            } => self.on_remote_worker_up(info, home_shard, addr),
             ShardMsg::ToWorker { worker, frame } => self.to_worker(worker, frame),
             ShardMsg::DropWorker { worker } => self.drop_worker(worker),
             ShardMsg::Reply { token, frame } => self.deliver(token, frame),
@@ -282,6 +311,18 @@ impl Shard {
                 request,
             } => self.on_remote_request(token, query, request),
             ShardMsg::Part { query, part } => self.on_part(query, part),
+            ShardMsg::LogEnd {
+                job,
+                attempt,
+                stdout,
+                stderr,
+                worker,
+            } => self.on_log_end(job, attempt, stdout, stderr, worker),
+            ShardMsg::LogsRead {
+                token,
+                params,
+                info,
+            } => self.read_logs(token, params, *info),
         }
     }
 }

@@ -67,6 +67,11 @@ impl Shard {
                     })?;
                 let job = JobId(m.job.to_native());
                 let duration = Duration::from_micros(m.duration_us.to_native());
+                let worker_addr = self.workers.borrow().get(&worker).map(|h| h.addr);
+                if let Some(addr) = worker_addr {
+                    let lines = (m.stdout_lines.to_native(), m.stderr_lines.to_native());
+                    self.on_attempt_output_end(job, m.attempt.to_native(), lines, addr);
+                }
                 self.to_owner(
                     job,
                     Input::JobFinished {
@@ -160,12 +165,20 @@ impl Shard {
             spawn_ticket: m.spawn_ticket.as_ref().map(|t| t.to_native()),
         };
         info!(worker = %id, port = info.port, capacity = info.capacity, skills = ?info.skills, shard = self.index, "worker registered");
-        if let Some(entry) = self.conns.borrow_mut().get_mut(conn) {
-            entry.worker = Some(id);
-        }
+        let peer_ip = {
+            let mut conns = self.conns.borrow_mut();
+            let entry = conns.get_mut(conn);
+            let ip = entry.as_ref().and_then(|e| e.peer).map(|p| p.ip());
+            if let Some(entry) = entry {
+                entry.worker = Some(id);
+            }
+            ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        };
+        let addr = std::net::SocketAddr::new(peer_ip, info.port);
         let home = WorkerHome {
             shard: self.index,
             port: info.port,
+            addr,
             conn: Some(conn),
         };
         self.workers.borrow_mut().insert(id, home);
@@ -177,6 +190,7 @@ impl Shard {
                 &Registered {
                     worker: id.0,
                     heartbeat_ms,
+                    log_port: self.shared.log_port(),
                 },
             );
         });
@@ -200,16 +214,23 @@ impl Shard {
         self.broadcast(|| ShardMsg::WorkerUp {
             info: remote.clone(),
             home_shard: shard,
+            addr,
         });
         self.handle(Input::WorkerUp(info));
         Ok(())
     }
 
     /// Another shard registered a worker.
-    pub(super) fn on_remote_worker_up(&self, info: WorkerInfo, home_shard: u32) {
+    pub(super) fn on_remote_worker_up(
+        &self,
+        info: WorkerInfo,
+        home_shard: u32,
+        addr: std::net::SocketAddr,
+    ) {
         let home = WorkerHome {
             shard: home_shard,
             port: info.port,
+            addr,
             conn: None,
         };
         self.workers.borrow_mut().insert(info.id, home);

@@ -11,15 +11,18 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
+use glommio::{Latency, Shares, TaskQueueHandle};
 use tracing::{debug, info, warn};
 
-use super::exec::{self, Job, ProcessEngine, Program, Termination};
-use crate::core::{JobKind, Outcome};
+use super::exec::{self, Job, OutputMode, ProcessEngine, Program, Termination};
+use crate::core::{JobId, JobKind, Outcome, WorkerId};
+use crate::logs::{drain_output, AttemptKey, LogShipper, ShipperConfig};
 use crate::proto::message::worker::{AttemptRef, JobFinished, JobStarted, RunJob, ServiceState};
 use crate::proto::{encode_frame, OpCode};
 use crate::runtime::outbox::{Notify, Outbox};
@@ -49,7 +52,15 @@ pub struct Jobs {
     children: ChildTemplate,
     /// Ephemeral child workers spawned for scaling, by ticket.
     scaled: RefCell<HashMap<u64, Job>>,
+    /// Streams job output lines to the master (once registered, when it takes logs).
+    shipper: RefCell<Option<LogShipper>>,
+    /// Where job output is drained: below the default queue's shares, so a job printing a flood
+    /// of output never delays job reports and new jobs.
+    drains: TaskQueueHandle,
 }
+
+/// Shares of the output-draining task queue (the default queue has 1000).
+const DRAIN_SHARES: usize = 250;
 
 /// What a child worker inherits from this one.
 #[derive(Clone, Debug)]
@@ -109,13 +120,32 @@ impl Jobs {
             worker_id: Cell::new(None),
             children,
             scaled: RefCell::new(HashMap::new()),
+            shipper: RefCell::new(None),
+            drains: glommio::executor().create_task_queue(
+                Shares::Static(DRAIN_SHARES),
+                Latency::NotImportant,
+                "job-output",
+            ),
         }
     }
 
-    /// Reports go to this outbox from now on.
-    pub fn link(&self, outbox: Rc<Outbox>, worker_id: u32) {
+    /// Reports go to this outbox from now on, and output lines to the master's log port.
+    pub fn link(&self, outbox: Rc<Outbox>, worker_id: u32, log_addr: Option<SocketAddr>) {
         *self.link.borrow_mut() = Some(outbox);
         self.worker_id.set(Some(worker_id));
+        let mut shipper = self.shipper.borrow_mut();
+        match (log_addr, shipper.as_ref()) {
+            (Some(_), Some(existing)) => existing.set_worker(WorkerId(worker_id)),
+            (Some(addr), None) => {
+                match LogShipper::new(ShipperConfig::new(addr, WorkerId(worker_id))) {
+                    Ok(new) => *shipper = Some(new),
+                    Err(e) => {
+                        warn!(error = %e, "cannot stream job output to the master; files only")
+                    }
+                }
+            }
+            (None, _) => *shipper = None,
+        }
     }
 
     pub fn unlink(&self) {
@@ -154,12 +184,26 @@ impl Jobs {
         }
     }
 
+    /// Reports an attempt that produced no output (no process, or it never started).
     fn report_finished(&self, job: u64, attempt: u32, outcome: Outcome, duration: Duration) {
+        self.report_finished_with_lines(job, attempt, outcome, duration, (0, 0));
+    }
+
+    fn report_finished_with_lines(
+        &self,
+        job: u64,
+        attempt: u32,
+        outcome: Outcome,
+        duration: Duration,
+        lines: (u64, u64),
+    ) {
         let msg = JobFinished {
             job,
             attempt,
             outcome,
             duration_us: duration.as_micros() as u64,
+            stdout_lines: lines.0,
+            stderr_lines: lines.1,
         };
         self.send(OpCode::JobComplete, |out| {
             encode_frame(out, OpCode::JobComplete, &msg)
@@ -244,8 +288,9 @@ impl Jobs {
             JobKind::Deploy { file, .. } => Program::perm_file(file.to_string(), Vec::new()),
         };
         let dir = label.clone();
-        let mut exec_spec =
-            exec::JobSpec::new(label, dir, program).with_env("TITAN_ATTEMPT", attempt.to_string());
+        let mut exec_spec = exec::JobSpec::new(label, dir.clone(), program)
+            .with_env("TITAN_ATTEMPT", attempt.to_string())
+            .with_output(OutputMode::Capture);
         if let (Some(t), None) = (timeout, service_port) {
             exec_spec = exec_spec.with_timeout(t);
         }
@@ -260,7 +305,7 @@ impl Jobs {
                 self.running
                     .borrow_mut()
                     .insert(job, Running { attempt, control });
-                glommio::spawn_local(self.clone().watch(job, attempt, process, service_port))
+                glommio::spawn_local(self.clone().watch(job, attempt, process, dir, service_port))
                     .detach();
             }
             Err(e) => self.report_finished(
@@ -322,9 +367,15 @@ impl Jobs {
         job: u64,
         attempt: u32,
         process: Job,
+        dir: String,
         service: Option<Option<u16>>,
     ) {
+        let mut drain = None;
         if let Some(started) = process.started().await {
+            // The job blocks once a socket buffer fills: start draining before anything else.
+            if let Some(output) = process.take_output() {
+                drain = Some(self.drain(output, &dir, JobId(job), attempt));
+            }
             let msg = JobStarted {
                 job,
                 attempt,
@@ -338,6 +389,10 @@ impl Jobs {
             }
         }
         let outcome = process.outcome().await;
+        let lines = match drain {
+            Some(task) => task.await.unwrap_or_default(),
+            None => (0, 0),
+        };
         let still_ours = self
             .running
             .borrow()
@@ -346,12 +401,40 @@ impl Jobs {
         if still_ours {
             self.running.borrow_mut().remove(&job);
         }
-        self.report_finished(
+        self.report_finished_with_lines(
             job,
             attempt,
             outcome_of(&outcome.termination),
             outcome.duration,
+            lines,
         );
+    }
+
+    /// Drains a job's output into its files and the shipper; resolves to the lines of each
+    /// stream once every process of the job closed them.
+    fn drain(
+        &self,
+        output: exec::CapturedOutput,
+        dir: &str,
+        job: JobId,
+        attempt: u32,
+    ) -> glommio::task::JoinHandle<(u64, u64)> {
+        let dir = self.engine.job_dir(dir);
+        let shipper = self.shipper.borrow().clone();
+        let task = async move {
+            let key = AttemptKey::new(job, attempt);
+            let report = drain_output(output, &dir, key, shipper.as_ref()).await;
+            for (stream, r) in [("stdout", &report.stdout), ("stderr", &report.stderr)] {
+                if let Some(e) = &r.error {
+                    warn!(%job, stream, error = %e, "job output could not be fully saved");
+                }
+            }
+            (report.stdout.records, report.stderr.records)
+        };
+        match glommio::spawn_local_into(task, self.drains) {
+            Ok(handle) => handle.detach(),
+            Err(e) => unreachable!("the drain queue belongs to this executor: {e}"),
+        }
     }
 
     /// A service is ready when it runs and, with a port, once the port accepts connections; a

@@ -136,7 +136,10 @@ async fn serve(config: WorkerConfig, stop: StopFlag) -> Result<(), WorkerError> 
     let engine = ProcessEngine::start(engine_config)?;
     let shutdown = Shutdown::default();
     glommio::spawn_local(shutdown.clone().follow(stop)).detach();
-    glommio::spawn_local(peers::serve(listener, shutdown.clone())).detach();
+    let workspace = Rc::new(
+        std::path::absolute(&config.workspace).unwrap_or_else(|_| config.workspace.clone()),
+    );
+    glommio::spawn_local(peers::serve(listener, shutdown.clone(), workspace)).detach();
     let children = jobs::ChildTemplate::new(
         config.master.clone(),
         &config.perm_files,

@@ -26,6 +26,13 @@ use crate::runtime::stream::{self, read_some, SharedStream};
 /// How long connecting to the master may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The two addresses of a session: the master's, and the one this worker listens on.
+#[derive(Clone, Copy, Debug)]
+struct Ends {
+    master: SocketAddr,
+    bound: SocketAddr,
+}
+
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
 enum SessionEnd {
@@ -113,8 +120,12 @@ async fn session(
         // A registration is a few hundred bytes; it always fits in a frame.
         let _ = encode_frame(out, OpCode::Register, &register);
     });
+    let ends = Ends {
+        master: addr,
+        bound,
+    };
     let end = serve_master(
-        &stream, &outbox, jobs, shutdown, bound, config, registered, announced,
+        &stream, &outbox, jobs, shutdown, ends, config, registered, announced,
     )
     .await;
     jobs.unlink();
@@ -130,11 +141,12 @@ async fn serve_master(
     outbox: &Rc<Outbox>,
     jobs: &Rc<Jobs>,
     shutdown: &Shutdown,
-    bound: SocketAddr,
+    ends: Ends,
     config: &WorkerConfig,
     registered: &mut bool,
     announced: &mut bool,
 ) -> SessionEnd {
+    let Ends { master, bound } = ends;
     let mut recv = RecvBuf::new(Limits::default());
     let mut heartbeat: Option<glommio::task::JoinHandle<()>> = None;
     let end = loop {
@@ -173,7 +185,10 @@ async fn serve_master(
                             let interval = Duration::from_millis(u64::from(
                                 r.heartbeat_ms.to_native().max(10),
                             ));
-                            jobs.link(outbox.clone(), worker);
+                            let log_port = r.log_port.to_native();
+                            let log_addr =
+                                (log_port != 0).then(|| SocketAddr::new(master.ip(), log_port));
+                            jobs.link(outbox.clone(), worker, log_addr);
                             heartbeat = Some(
                                 glommio::spawn_local(heartbeats(
                                     outbox.clone(),

@@ -124,8 +124,16 @@ pub struct Master {
 impl Master {
     pub fn start(extra: &[&str]) -> Master {
         let mut cmd = Command::new(titan_bin());
-        cmd.args(["master", "--port", "0", "--bind", "127.0.0.1"])
-            .args(extra);
+        cmd.args([
+            "master",
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--log-port",
+            "0",
+        ])
+        .args(extra);
         cmd.env("TITAN_LOG", "warn");
         let mut proc = Proc::spawn(cmd);
         let line = proc.wait_line("titan master ready on ");
@@ -291,7 +299,7 @@ impl Master {
     /// clients holding its address reconnect. Wait for [`port_quiet`] before reusing a port.
     pub fn start_on(port: u16, extra: &[&str]) -> Master {
         let mut cmd = Command::new(titan_bin());
-        cmd.args(["master", "--bind", "127.0.0.1", "--port"])
+        cmd.args(["master", "--bind", "127.0.0.1", "--log-port", "0", "--port"])
             .arg(port.to_string())
             .args(extra);
         cmd.env("TITAN_LOG", "warn");
@@ -514,4 +522,15 @@ impl Drop for KillLeftovers {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// Resident set size of a process in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

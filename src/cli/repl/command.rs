@@ -33,6 +33,8 @@ pub enum ReplCommand {
     Cancel(JobRef),
     /// `STOP ID`
     Stop(JobRef),
+    /// `LOGS ID`
+    Logs(JobRef),
     /// `WORKERS`
     Workers,
     /// `HELP`
@@ -87,6 +89,11 @@ pub const COMMANDS: &[CommandHelp] = &[
         word: "STOP",
         args: "ID",
         about: "stop a service (DEPLOY job) for good",
+    },
+    CommandHelp {
+        word: "LOGS",
+        args: "ID",
+        about: "a job's output (its latest attempt)",
     },
     CommandHelp {
         word: "WORKERS",
@@ -182,6 +189,7 @@ pub fn parse_line(line: &str) -> Result<Option<ReplCommand>, ReplError> {
         "JOBS" => parse_jobs(rest)?,
         "CANCEL" => ReplCommand::Cancel(one_ref(rest, "CANCEL")?),
         "STOP" => ReplCommand::Stop(one_ref(rest, "STOP")?),
+        "LOGS" => ReplCommand::Logs(one_ref(rest, "LOGS")?),
         "WORKERS" => no_args(rest, "WORKERS", ReplCommand::Workers)?,
         "HELP" | "?" => ReplCommand::Help,
         "EXIT" | "QUIT" => no_args(rest, "EXIT", ReplCommand::Exit)?,

@@ -74,6 +74,15 @@ pub fn execute(session: &mut Session, command: ReplCommand) -> Result<(String, F
         ReplCommand::Jobs { state, limit } => commands::jobs(session, state, limit, false)?,
         ReplCommand::Cancel(id) => commands::cancel(session, &id, false)?,
         ReplCommand::Stop(id) => commands::stop(session, &id, false)?,
+        ReplCommand::Logs(id) => {
+            let output = super::logs::collect(session, &id)?;
+            let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&output.stderr));
+            for note in &output.notes {
+                text.push_str(&format!("note: {note}\n"));
+            }
+            text
+        }
         ReplCommand::Workers => commands::workers(session, false)?,
         ReplCommand::Help => help_text(),
         ReplCommand::Exit => return Ok((String::new(), Flow::Exit)),

@@ -164,6 +164,25 @@ pub struct ClusterStats {
     pub workers: Vec<WorkerStatus>,
     /// The most recent scaling decisions, oldest first.
     pub scaling: Vec<ScalingEvent>,
+    /// Output lines streamed from workers, and what was lost on the way.
+    pub logs: LogTotals,
+}
+
+/// The log sink's counters: loss is reported, never silent.
+#[derive(
+    Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, serde::Serialize,
+)]
+#[rkyv(derive(Debug))]
+pub struct LogTotals {
+    pub lines: u64,
+    /// Lines that never arrived (a datagram lost on the way or dropped by a full buffer).
+    pub lines_lost: u64,
+    pub datagrams_lost: u64,
+    /// Lines dropped from the master's rings to bound memory (the workers' files keep them).
+    pub lines_evicted: u64,
+    pub invalid_datagrams: u64,
+    pub jobs_tracked: u64,
+    pub bytes_held: u64,
 }
 
 /// A decision to spawn or retire a worker, and why.

@@ -7,6 +7,7 @@
 //! rather than a parallel copy of it. Ids travel as their raw integers.
 
 pub mod client;
+pub mod logs;
 pub mod stats_text;
 pub mod worker;
 

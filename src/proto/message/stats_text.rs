@@ -105,6 +105,7 @@ mod tests {
             persistence: persistence.into(),
             workers,
             scaling: vec![],
+            logs: Default::default(),
         }
     }
 

@@ -52,6 +52,8 @@ pub struct Registered {
     pub worker: u32,
     /// How often the master expects a heartbeat.
     pub heartbeat_ms: u32,
+    /// The master's UDP log port (on the master's address); 0 when it takes no logs.
+    pub log_port: u16,
 }
 
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -94,6 +96,10 @@ pub struct JobFinished {
     pub attempt: u32,
     pub outcome: Outcome,
     pub duration_us: u64,
+    /// Lines the attempt printed on stdout and stderr, as shipped over UDP: the master learns
+    /// how many to expect even when the end-of-stream datagrams are lost.
+    pub stdout_lines: u64,
+    pub stderr_lines: u64,
 }
 
 /// A service's news. Only `Ready` exists so far: the process runs and its port (if any) accepts

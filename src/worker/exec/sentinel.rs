@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -47,8 +48,11 @@ impl Sentinel {
         // The worker must never block on the sentinel; a full pipe means a record is lost (and
         // said so), not that a job waits.
         fcntl(write.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+        // Its own process group: when this worker is itself a job (an Inception child), its
+        // parent kills the worker's group, and the sentinel must outlive that to kill the jobs.
         let child = Command::new(program)
             .args(args)
+            .process_group(0)
             .stdin(Stdio::from(File::from(read)))
             .stdout(Stdio::null())
             .spawn()?;
