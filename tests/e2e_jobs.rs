@@ -283,3 +283,19 @@ fn stopping_a_python_service_ends_it_with_sigterm_not_the_sigkill_fallback() {
             .then_some(())
     });
 }
+
+#[test]
+fn job_nice_lowers_the_priority_of_job_processes() {
+    let master = Master::start(&["--shards", "1"]);
+    let worker = Worker::start(&master.addr, &["--job-nice", "7"]);
+    let mut client = Client::connect(&master.addr).unwrap();
+    let script = "#!/bin/sh\nawk '{print $19}' /proc/$$/stat\n";
+    let spec = titan::core::JobSpec::new(titan::core::JobKind::RunInline {
+        name: "nice.sh".into(),
+        bytes: script.as_bytes().into(),
+    });
+    let job = client.submit(Submission::OneOff(spec)).unwrap().label;
+    assert_eq!(wait_terminal(&mut client, &job).state, JobState::Completed);
+    let out = std::fs::read_to_string(worker.workspace.join(&job).join("stdout.log")).unwrap();
+    assert_eq!(out.trim(), "7");
+}

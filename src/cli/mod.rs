@@ -136,6 +136,10 @@ pub struct WorkerArgs {
     /// The master's spawn ticket this worker answers (set by the spawning worker).
     #[arg(long)]
     pub spawn_ticket: Option<u64>,
+    /// Run jobs at this niceness (0 to 19): when jobs saturate the host, the master and the
+    /// workers keep the CPU they need to schedule. 0 leaves jobs at the worker's own priority.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub job_nice: i32,
 }
 
 /// Runs the parsed command.
@@ -181,6 +185,7 @@ fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     config.parent = args.parent;
     config.ephemeral = args.ephemeral;
     config.spawn_ticket = args.spawn_ticket;
+    config.job_nice = args.job_nice;
     worker::run(config).context("worker failed")
 }
 

@@ -38,6 +38,14 @@ pub const DEFAULT_DATAGRAM_BYTES: usize = 1400;
 /// How long the first line of a batch may wait for company before the batch is sent.
 pub const DEFAULT_FLUSH_WINDOW: Duration = Duration::from_millis(5);
 
+/// Lines per second a worker streams at most, over all its jobs, unless configured. Streaming
+/// is for people watching; the job's files are the complete record. A job printing millions of
+/// lines a second would otherwise spend as much CPU on the worker and the master shipping them
+/// as it spends printing them, and slow scheduling on a small host. Lines over the budget are
+/// not sent; the master counts them like lines lost on the way, and `titan logs` fetches the
+/// files.
+pub const DEFAULT_MAX_LINES_PER_SEC: u32 = 250_000;
+
 /// The longest flush window accepted (a live view that lags more is not live).
 pub const MAX_FLUSH_WINDOW: Duration = Duration::from_secs(1);
 

@@ -10,8 +10,8 @@
 
 use super::datagram::StreamKey;
 use super::limits::{
-    DEFAULT_DATAGRAM_BYTES, DEFAULT_FLUSH_WINDOW, MAX_DATAGRAM_BYTES, MAX_FLUSH_WINDOW,
-    MIN_DATAGRAM_BYTES,
+    DEFAULT_DATAGRAM_BYTES, DEFAULT_FLUSH_WINDOW, DEFAULT_MAX_LINES_PER_SEC, MAX_DATAGRAM_BYTES,
+    MAX_FLUSH_WINDOW, MIN_DATAGRAM_BYTES,
 };
 use super::lines::Record;
 use super::packer::{Packer, Sealed};
@@ -39,6 +39,9 @@ pub struct ShipperConfig {
     pub flush_window: Duration,
     /// A socket send buffer to ask for; `None` keeps the system default.
     pub send_buffer_bytes: Option<usize>,
+    /// Lines streamed per second at most (a token bucket holding a tenth of a second's
+    /// worth); `None` streams everything.
+    pub max_lines_per_sec: Option<u32>,
 }
 
 impl ShipperConfig {
@@ -50,6 +53,7 @@ impl ShipperConfig {
             datagram_bytes: DEFAULT_DATAGRAM_BYTES,
             flush_window: DEFAULT_FLUSH_WINDOW,
             send_buffer_bytes: None,
+            max_lines_per_sec: Some(DEFAULT_MAX_LINES_PER_SEC),
         }
     }
 }
@@ -86,6 +90,45 @@ pub struct ShipperCounters {
     /// Of the dropped datagrams, those refused for another reason than a full buffer
     /// (e.g. nothing listens on the master's log port).
     pub send_errors: u64,
+    /// Line records not sent because the worker was over its streaming budget.
+    pub lines_throttled: u64,
+}
+
+/// A token bucket of lines. Time is read only when the tokens run out, so a line costs a
+/// decrement while the budget lasts.
+struct Budget {
+    rate: f64,
+    burst: f64,
+    tokens: Cell<f64>,
+    refilled: Cell<Instant>,
+}
+
+impl Budget {
+    fn new(lines_per_sec: u32) -> Budget {
+        let rate = f64::from(lines_per_sec.max(1));
+        let burst = (rate / 10.0).max(1.0);
+        Budget {
+            rate,
+            burst,
+            tokens: Cell::new(burst),
+            refilled: Cell::new(Instant::now()),
+        }
+    }
+
+    fn take(&self) -> bool {
+        if self.tokens.get() < 1.0 {
+            let now = Instant::now();
+            let earned = now.duration_since(self.refilled.get()).as_secs_f64() * self.rate;
+            self.refilled.set(now);
+            self.tokens
+                .set((self.tokens.get() + earned).min(self.burst));
+            if self.tokens.get() < 1.0 {
+                return false;
+            }
+        }
+        self.tokens.set(self.tokens.get() - 1.0);
+        true
+    }
 }
 
 /// The worker's log shipper. Cheap to clone; every clone shares one socket and one batch.
@@ -96,6 +139,7 @@ pub struct LogShipper {
 }
 
 struct Inner {
+    budget: Option<Budget>,
     socket: UdpSocket,
     packer: RefCell<Packer>,
     counters: Cell<ShipperCounters>,
@@ -112,6 +156,7 @@ impl LogShipper {
         let socket = open_socket(&config)?;
         let signal = Rc::new(FlushSignal::default());
         let inner = Rc::new(Inner {
+            budget: config.max_lines_per_sec.map(Budget::new),
             socket,
             packer: RefCell::new(Packer::new(
                 config.worker,
@@ -130,6 +175,11 @@ impl LogShipper {
     pub fn ship_line(&self, key: StreamKey, record: Record<'_>) {
         let inner = &*self.inner;
         inner.bump(|c| c.lines += 1);
+        if inner.budget.as_ref().is_some_and(|b| !b.take()) {
+            // Its sequence number is skipped: the master counts the gap.
+            inner.bump(|c| c.lines_throttled += 1);
+            return;
+        }
         let sealed = {
             let mut packer = inner.packer.borrow_mut();
             let before = packer.sealed();

@@ -18,6 +18,9 @@ use super::{MasterError, Shared};
 use crate::logs::{LogSink, SinkConfig};
 use crate::runtime::shutdown::Shutdown;
 
+/// Shares of the log sink's task queue (request handling runs in the default queue, 1000).
+const LOG_SINK_SHARES: usize = 100;
+
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again, so the loop
 /// does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
@@ -101,13 +104,25 @@ pub(crate) async fn serve(
     let seed = shared.config.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let shard = Shard::new(index as u32, shared.clone(), mesh.clone(), seed, logs);
     if let Some(logs) = &shard.logs {
+        // Below scheduling: under a flood of output the sink falls behind (and counts what the
+        // full socket buffer drops) rather than slowing jobs down.
+        let queue = glommio::executor().create_task_queue(
+            glommio::Shares::Static(LOG_SINK_SHARES),
+            glommio::Latency::NotImportant,
+            "log-sink",
+        );
         let sink = logs.sink.clone();
-        glommio::spawn_local(async move {
+        let serve = async move {
             if let Err(e) = sink.serve().await {
                 error!(error = %e, "the log sink stopped");
             }
-        })
-        .detach();
+        };
+        match glommio::spawn_local_into(serve, queue) {
+            Ok(task) => {
+                task.detach();
+            }
+            Err(e) => error!(error = %e, "could not start the log sink"),
+        }
     }
     let shutdown = Shutdown::default();
     glommio::spawn_local(shutdown.clone().follow(shared.stop.clone())).detach();

@@ -68,8 +68,9 @@ impl Shard {
                 let job = JobId(m.job.to_native());
                 let duration = Duration::from_micros(m.duration_us.to_native());
                 let worker_addr = self.workers.borrow().get(&worker).map(|h| h.addr);
-                if let Some(addr) = worker_addr {
-                    let lines = (m.stdout_lines.to_native(), m.stderr_lines.to_native());
+                let lines = (m.stdout_lines.to_native(), m.stderr_lines.to_native());
+                // An attempt that printed nothing (every NOOP) needs no entry in the sink.
+                if let (Some(addr), true) = (worker_addr, lines.0 + lines.1 > 0) {
                     self.on_attempt_output_end(job, m.attempt.to_native(), lines, addr);
                 }
                 self.to_owner(

@@ -60,7 +60,7 @@ pub struct Jobs {
 }
 
 /// Shares of the output-draining task queue (the default queue has 1000).
-const DRAIN_SHARES: usize = 250;
+const DRAIN_SHARES: usize = 100;
 
 /// What a child worker inherits from this one.
 #[derive(Clone, Debug)]

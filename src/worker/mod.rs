@@ -48,6 +48,8 @@ pub struct WorkerConfig {
     /// Spawned by scaling: may be retired when idle.
     pub ephemeral: bool,
     pub spawn_ticket: Option<u64>,
+    /// Niceness of job processes (0: unchanged).
+    pub job_nice: i32,
     /// First pause before reconnecting to the master; it doubles up to `reconnect_max`.
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
@@ -66,6 +68,7 @@ impl WorkerConfig {
             parent: None,
             ephemeral: false,
             spawn_ticket: None,
+            job_nice: 0,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(2),
         }
@@ -132,6 +135,7 @@ async fn serve(config: WorkerConfig, stop: StopFlag) -> Result<(), WorkerError> 
     let mut engine_config = EngineConfig::new(&config.perm_files, &config.workspace);
     engine_config.sentinel = Some(Arc::new(start_sentinel()?));
     engine_config.kill_grace = config.kill_grace;
+    engine_config.job_nice = config.job_nice;
     engine_config.max_running = config.capacity.max(1) as usize;
     let engine = ProcessEngine::start(engine_config)?;
     let shutdown = Shutdown::default();

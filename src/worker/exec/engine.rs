@@ -90,6 +90,7 @@ impl ProcessEngine {
             perm_files,
             affinity: config.child_affinity,
             sentinel: config.sentinel.clone(),
+            job_nice: config.job_nice,
         };
         let pool = ProcessPool::start(
             config.process_threads,

@@ -45,6 +45,7 @@ pub(crate) struct LauncherContext {
     pub perm_files: PathBuf,
     pub affinity: ChildAffinity,
     pub sentinel: Option<std::sync::Arc<super::sentinel::Sentinel>>,
+    pub job_nice: i32,
 }
 
 /// Prepares and starts one job's process.
@@ -95,6 +96,15 @@ pub(crate) fn launch(
     let pid = child.id();
     if let Some(sentinel) = &context.sentinel {
         sentinel.track(pid);
+    }
+    if context.job_nice != 0 {
+        // Set from outside right after the spawn (a hook in the child would cost the vfork
+        // path); processes the job starts later inherit it.
+        // SAFETY: setpriority reads its integer arguments only.
+        let set = unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, pid, context.job_nice) };
+        if set != 0 {
+            tracing::debug!(pid, nice = context.job_nice, error = %io::Error::last_os_error(), "could not renice a job");
+        }
     }
     let pidfd = match watch(epoll, pid, request.token) {
         Ok(pidfd) => pidfd,

@@ -67,6 +67,9 @@ pub struct EngineConfig {
     pub child_affinity: ChildAffinity,
     /// Records every job's process group so they die with the worker (see [`super::sentinel`]).
     pub sentinel: Option<std::sync::Arc<super::sentinel::Sentinel>>,
+    /// Niceness job processes start with (0: the worker's own). A positive value lets the
+    /// master and worker keep the CPU they need when jobs saturate a small host.
+    pub job_nice: i32,
 }
 
 impl EngineConfig {
@@ -84,6 +87,7 @@ impl EngineConfig {
             max_jobs: DEFAULT_MAX_JOBS,
             child_affinity: ChildAffinity::AllCpus,
             sentinel: None,
+            job_nice: 0,
         }
     }
 }
