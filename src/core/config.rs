@@ -44,6 +44,9 @@ pub struct CoreConfig {
     pub max_live_jobs: usize,
     /// Most parked `Watch` requests on this shard.
     pub max_watchers: usize,
+    /// After recovery, how long attempts that were RUNNING wait for their worker to re-register and
+    /// report them (`Input::Adopt`) before they are re-queued as lost. Zero re-queues them at once.
+    pub adopt_grace: Duration,
 }
 
 impl Default for CoreConfig {
@@ -67,6 +70,7 @@ impl Default for CoreConfig {
             dlq_limit: 10_000,
             max_live_jobs: 4_000_000,
             max_watchers: 100_000,
+            adopt_grace: Duration::from_secs(10),
         }
     }
 }

@@ -72,6 +72,7 @@
 //! The grammar of the seed's text syntax lives in [`grammar`]; the seeded cluster simulator that
 //! checks the core's invariants under faults lives in [`sim`].
 
+mod adopt;
 pub mod base64;
 mod config;
 pub mod dag;
@@ -90,8 +91,10 @@ mod queues;
 pub mod record;
 mod replay;
 mod requests;
+mod restore;
 mod scaling;
 pub mod sim;
+pub mod snapshot;
 mod store;
 mod workers;
 
@@ -103,8 +106,10 @@ pub use load::{Load, LoadTable, WorkerIdAllocator};
 pub use machine::Core;
 pub use model::*;
 pub use query::{DagView, JobView, NameHit, Resolved, Stats, WorkerView};
-pub use record::{EndCause, Next, Record};
+pub use record::{DecodeError, EncodeError, EndCause, Next, Record};
 pub use replay::ReplayError;
+pub use restore::{Absorbed, RestoreError};
+pub use snapshot::{Snapshot, SnapshotDecodeError, SNAPSHOT_FORMAT};
 
 #[cfg(test)]
 mod tests;

@@ -176,6 +176,11 @@ impl Timers {
     pub fn pop(&mut self) -> Option<TimerEntry> {
         self.heap.pop().map(|r| r.0)
     }
+
+    /// Every entry, stale ones included, in no particular order (snapshots filter and sort).
+    pub fn iter(&self) -> impl Iterator<Item = &TimerEntry> {
+        self.heap.iter().map(|r| &r.0)
+    }
 }
 
 /// Interns skill names to small ids (`GENERAL` is always 0). Bounded by [`MAX_SKILLS`].
@@ -215,6 +220,11 @@ impl Skills {
 
     pub fn name(&self, id: SkillId) -> &str {
         &self.names[usize::from(id.0)]
+    }
+
+    /// Interned names in id order (`GENERAL` first).
+    pub fn names(&self) -> &[Box<str>] {
+        &self.names
     }
 }
 

@@ -152,8 +152,7 @@ impl Core {
                 let n = jobs.len();
                 let mut slots = Vec::with_capacity(n);
                 for (i, j) in jobs.into_iter().enumerate() {
-                    let id = dag.job(i as u32);
-                    self.names.insert(j.name, id);
+                    self.index_name(j.name, dag.job(i as u32), now);
                     slots.push(
                         self.jobs
                             .insert(new_job(i as u32, j.spec, skills[i], false)),
@@ -181,6 +180,19 @@ impl Core {
                 unreachable!("a DAG submission always has a validated graph")
             }
         }
+    }
+
+    /// Indexes `name` for lookups unless a retained job of a newer submission holds it already
+    /// (newest by `(submitted, dag)`, the order the master uses across shards). Live submissions are
+    /// always the newest; recovery may meet submissions of several old shards in any order.
+    pub(super) fn index_name(&mut self, name: Box<str>, id: super::ids::JobId, submitted: Time) {
+        if let Some(&old) = self.names.get(&name) {
+            let held = self.jobs.slot_of(old).map(|s| self.jobs.at(s).submitted);
+            if held.is_some_and(|t| (t, old.dag()) > (submitted, id.dag())) {
+                return;
+            }
+        }
+        self.names.insert(name, id);
     }
 
     // ---- cancel, stop, watch -------------------------------------------------------------------
