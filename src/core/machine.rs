@@ -301,9 +301,13 @@ impl Core {
         job.since = self.now;
     }
 
-    /// QUEUED now: into its skill's ready queue.
+    /// QUEUED now: into its skill's ready queue. Replay only sets the state; `finish_recovery`
+    /// builds the queues once from every QUEUED job (cheaper, and no stale duplicates).
     pub(super) fn enqueue(&mut self, slot: u32) {
         self.set_state(slot, JobState::Queued);
+        if self.replaying {
+            return;
+        }
         let job = self.jobs.at(slot);
         let (skill, entry) = (
             job.skill,

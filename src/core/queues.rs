@@ -82,6 +82,21 @@ impl ReadyQueues {
         self.mark_dirty(skill);
     }
 
+    /// Pushes many entries of one skill at once (recovery), rebuilding the heap in linear time.
+    pub fn push_many(
+        &mut self,
+        skill: SkillId,
+        entries: impl ExactSizeIterator<Item = ReadyEntry>,
+    ) {
+        self.ensure(skill);
+        let n = entries.len();
+        let q = &mut self.queues[usize::from(skill.0)];
+        q.heap.extend(entries);
+        q.live += n;
+        self.total_live += n;
+        self.mark_dirty(skill);
+    }
+
     /// A QUEUED job left the queue without being popped (cancelled); its entry is now stale.
     pub fn forget(&mut self, skill: SkillId) {
         let q = &mut self.queues[usize::from(skill.0)];

@@ -22,9 +22,9 @@ use super::ids::{DagId, JobId, Time, WorkerId};
 use super::io::RequestError;
 use super::machine::Core;
 use super::model::JobState;
-use super::queues::{TimerEntry, TimerKind};
+use super::queues::{ReadyEntry, TimerEntry, TimerKind};
 use super::record::{DecodeError, EndCause, Next, Record};
-use super::store::flags;
+use super::store::{flags, SkillId};
 
 /// A journal record that does not fit the state rebuilt so far (a corrupt, misrouted or misordered
 /// journal). None of them is retryable: the journal itself is wrong.
@@ -124,6 +124,7 @@ impl Core {
         self.fire_replayed_deadlines();
         self.replaying = false;
         self.live = true;
+        self.build_ready_queues();
         let mut running: Vec<(JobId, u32)> = self
             .jobs
             .iter()
@@ -135,6 +136,31 @@ impl Core {
             self.await_adoption(slot);
         }
         self.prune_history();
+    }
+
+    /// Puts every QUEUED job into its skill's queue (replay and restore only set states).
+    fn build_ready_queues(&mut self) {
+        let mut queued: Vec<(SkillId, ReadyEntry)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state == JobState::Queued)
+            .map(|(slot, j)| {
+                let priority = j.spec.priority;
+                (
+                    j.skill,
+                    ReadyEntry {
+                        priority,
+                        slot,
+                        id: j.id,
+                    },
+                )
+            })
+            .collect();
+        queued.sort_unstable_by_key(|(skill, e)| (*skill, e.id));
+        for chunk in queued.chunk_by(|a, b| a.0 == b.0) {
+            self.ready
+                .push_many(chunk[0].0, chunk.iter().map(|(_, e)| *e));
+        }
     }
 
     /// A recovered RUNNING attempt: no worker until one reports it; its timeout still counts.
@@ -234,7 +260,6 @@ impl Core {
                 attempt,
             });
         }
-        self.ready.forget(self.jobs.at(slot).skill);
         self.set_state(slot, JobState::Running);
         let j = self.jobs.at_mut(slot);
         j.attempt = attempt;

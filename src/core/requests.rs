@@ -274,7 +274,8 @@ impl Core {
         let job = self.jobs.at(slot);
         match job.state {
             JobState::Running => self.kill_attempt(slot, reason),
-            JobState::Queued => self.ready.forget(job.skill),
+            // Replay keeps QUEUED jobs out of the queues until recovery ends.
+            JobState::Queued if !self.replaying => self.ready.forget(job.skill),
             _ => {}
         }
         self.set_state(slot, JobState::Cancelled);

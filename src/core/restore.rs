@@ -22,7 +22,7 @@ use super::limits::{MAX_DAG_JOBS, MAX_SHARDS, MAX_SKILLS};
 use super::load::LoadTable;
 use super::machine::Core;
 use super::model::JobState;
-use super::queues::{ReadyEntry, TimerEntry, TimerKind};
+use super::queues::{TimerEntry, TimerKind};
 use super::snapshot::{Snapshot, SubmissionImage, SNAPSHOT_FORMAT};
 use super::store::{flags, DagState, Job, SkillId};
 use super::CoreConfig;
@@ -420,15 +420,12 @@ impl Core {
         self.next_k = self.next_k.max(dag.0 / u64::from(self.shard.count) + 1);
     }
 
-    /// Puts a restored job back where its state waits: a ready queue or a timer.
+    /// Puts a restored PENDING or FAILED job back on its timer.
     fn wake_up(&mut self, slot: u32, wake: Option<Time>) {
         let j = self.jobs.at(slot);
-        let (id, skill, attempt) = (j.id, j.skill, j.attempt);
+        let (id, attempt) = (j.id, j.attempt);
         let kind = match j.state {
-            JobState::Queued => {
-                let priority = j.spec.priority;
-                return self.ready.push(skill, ReadyEntry { priority, slot, id });
-            }
+            // QUEUED jobs enter their queues when recovery ends (`finish_recovery`).
             JobState::Pending => TimerKind::Delay,
             JobState::Failed => TimerKind::Backoff,
             _ => return,

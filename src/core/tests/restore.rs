@@ -111,9 +111,9 @@ fn a_restored_core_answers_like_the_original() {
     let snap = h.core.snapshot();
     assert_eq!(snap.last_lsn, h.core.last_lsn());
     let mut back = restore(&snap);
+    back.finish_recovery(h.now);
     same_jobs(&h.core, &back, &jobs);
     assert_eq!(back.lookup_name("RUN_CALC"), h.core.lookup_name("RUN_CALC"));
-    back.finish_recovery(h.now);
     assert!(
         back.job(jobs[0]).unwrap().adopting,
         "services wait for their worker"
