@@ -10,7 +10,9 @@
 //! A report the core cannot account for — the job finished, was cancelled or re-queued meanwhile,
 //! another worker holds that attempt, or the job is unknown — is answered with `Output::Kill`
 //! ([`KillReason::Orphaned`]): a process the core does not count must not run. An orphan's number
-//! is never handed out again, so a worker never sees two attempts with the same number.
+//! (which the core never heard of when its dispatch record was lost) is never handed out again: it
+//! becomes the job's attempt floor, so a worker never sees two attempts with the same number once
+//! it has reported one.
 //!
 //! Reports may arrive before the shard has seen the worker's `WorkerUp`; they are parked until it
 //! does (then applied before the dispatch pass, so no new work takes the adopted slots on this
@@ -24,7 +26,7 @@ use super::limits::MAX_PARKED_ADOPTS;
 use super::machine::Core;
 use super::model::JobState;
 use super::record::EndCause;
-use super::store::flags;
+use super::store::{flags, IdMap};
 
 /// Recovered attempts waiting for their workers, and parked reports.
 #[derive(Debug, Default)]
@@ -36,6 +38,18 @@ pub struct Adoption {
     pub parked_count: usize,
     /// When the waiting attempts are re-queued and the parked reports killed.
     pub deadline: Option<Time>,
+    /// Attempt numbers orphans reported beyond a job's counter: its next dispatch goes past them.
+    pub floors: IdMap<JobId, u32>,
+}
+
+impl Adoption {
+    /// Removes and returns `job`'s attempt floor (0 when none; free when no orphan was reported).
+    pub fn take_floor(&mut self, job: JobId) -> u32 {
+        if self.floors.is_empty() {
+            return 0;
+        }
+        self.floors.remove(&job).unwrap_or(0)
+    }
 }
 
 impl Core {
@@ -77,6 +91,11 @@ impl Core {
     /// A registered worker reports `(job, attempt)`: adopt it, accept a duplicate, or kill it.
     fn adopt(&mut self, worker: WorkerId, job: JobId, attempt: u32) {
         let Some(slot) = self.jobs.slot_of(job) else {
+            let k = job.dag().0 / u64::from(self.shard.count);
+            if self.shard.owns(job.dag()) && k >= self.next_k {
+                // A submission whose record was lost: its id must never name another one.
+                self.next_k = k + 1;
+            }
             return self.orphan(worker, job, attempt);
         };
         let j = self.jobs.at(slot);
@@ -98,15 +117,11 @@ impl Core {
             self.end_attempt(slot, EndCause::WorkerLost, None);
             return self.orphan(worker, job, attempt);
         }
-        let j = self.jobs.at_mut(slot);
-        if attempt > j.attempt
-            && matches!(
-                j.state,
-                JobState::Queued | JobState::Pending | JobState::Blocked
-            )
-        {
+        let j = self.jobs.at(slot);
+        if attempt > j.attempt && !j.state.is_terminal() {
             // The record of this dispatch was lost; the next dispatch must use a fresh number.
-            j.attempt = attempt;
+            let floor = self.adoption.floors.entry(job).or_default();
+            *floor = (*floor).max(attempt);
         }
         self.orphan(worker, job, attempt);
     }

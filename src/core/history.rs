@@ -102,6 +102,7 @@ impl Core {
             );
             self.counts[job.state as usize] -= 1;
             self.errors.remove(&job.id);
+            self.adoption.take_floor(job.id);
             self.history_jobs -= 1;
             self.totals.pruned += 1;
         }

@@ -133,8 +133,9 @@ impl Core {
     /// Applies one input at time `now` (earlier times than already seen are treated as the latest).
     pub fn handle(&mut self, now: Time, input: Input) {
         if !self.live {
-            // A shell that replayed the journal and forgot to say so must not run silently.
-            self.finish_recovery(now);
+            // A fresh core starts here; a shell that replayed the journal and forgot to say so
+            // must not run silently either.
+            self.end_recovery(now, self.replaying);
         }
         self.now = self.now.max(now);
         // Deadlines that passed come first, so an input sees the state the clock says (and replay,
@@ -440,8 +441,9 @@ impl Core {
     /// Sends the job in `slot` to `worker`, whose slot is already reserved.
     pub(super) fn start_attempt(&mut self, slot: u32, worker: WorkerId) {
         self.set_state(slot, JobState::Running);
+        let floor = self.adoption.take_floor(self.jobs.at(slot).id);
         let job = self.jobs.at_mut(slot);
-        job.attempt += 1;
+        job.attempt = job.attempt.max(floor) + 1;
         job.worker = Some(worker);
         job.started_at = self.now;
         job.flags &= !(flags::READY | flags::STARTED);

@@ -113,15 +113,26 @@ impl Core {
         self.replay(Record::decode(payload)?)
     }
 
-    /// Ends recovery at `now`: attempts that were running wait for their workers for
-    /// `adopt_grace` (or are re-queued at once when it is zero), and normal operation resumes.
-    /// Idempotent; `handle` calls it on the first live input if the shell did not.
+    /// Ends recovery at `now` after a restart (call it whenever a WAL existed, even an empty one):
+    /// attempts that were running wait for their workers for `adopt_grace` (or are re-queued at
+    /// once when it is zero), `recovery_dag_skip` DagIds are skipped, and normal operation resumes.
+    /// Idempotent. A core that never recovered needs no call: its first input starts it.
     pub fn finish_recovery(&mut self, now: Time) {
+        self.end_recovery(now, true);
+    }
+
+    /// `skip`: jump past DagIds a crash may have lost (always after a restart; when `handle` ends
+    /// recovery implicitly, only if something was replayed).
+    pub(super) fn end_recovery(&mut self, now: Time, skip: bool) {
         if self.live {
             return;
         }
         self.now = self.now.max(self.replay_clock).max(now);
         self.fire_replayed_deadlines();
+        if skip {
+            // Ids handed out after the last durable record are unknown, and may still be in use.
+            self.next_k = self.next_k.saturating_add(self.cfg.recovery_dag_skip);
+        }
         self.replaying = false;
         self.live = true;
         self.build_ready_queues();
@@ -206,7 +217,12 @@ impl Core {
             Record::Submitted {
                 dag, submission, ..
             } => {
-                if self.dags.contains_key(&dag) || self.jobs.slot_of(dag.job(0)).is_some() {
+                // Ids at or past `next_dag_k` cannot exist yet (the common, in-order case); older
+                // ones are looked up (interleaved old shards, or a duplicated record).
+                let fresh = dag.0 / u64::from(self.shard.count) >= self.next_k;
+                if !fresh
+                    && (self.dags.contains_key(&dag) || self.jobs.slot_of(dag.job(0)).is_some())
+                {
                     return Err(ReplayError::DuplicateDag { dag });
                 }
                 self.submit(submission, Some(dag))?;

@@ -22,6 +22,9 @@ pub struct Harness {
     next_token: u64,
 }
 
+/// DagIds skipped after a recovery in these tests.
+pub const SKIP: u64 = 1000;
+
 pub fn config() -> CoreConfig {
     CoreConfig {
         backoff_base: Duration::from_millis(100),
@@ -29,6 +32,7 @@ pub fn config() -> CoreConfig {
         backoff_jitter_percent: 0,
         // Tests jump through time without heartbeating; the heartbeat tests set their own timeout.
         heartbeat_timeout: Duration::from_secs(24 * 3600),
+        recovery_dag_skip: SKIP,
         ..CoreConfig::default()
     }
 }
