@@ -207,16 +207,19 @@ pub struct Skills {
 
 impl Skills {
     pub fn new() -> Skills {
-        let mut s = Skills {
-            names: Vec::new(),
-            ids: HashMap::new(),
-        };
-        let _ = s.intern(super::model::GENERAL);
-        s
+        let general: Box<str> = super::model::GENERAL.into();
+        Skills {
+            names: vec![general.clone()],
+            ids: HashMap::from([(general, SkillId(0))]),
+        }
     }
 
     /// The id of `name`, interning it; `None` when [`MAX_SKILLS`] are interned already.
     pub fn intern(&mut self, name: &str) -> Option<SkillId> {
+        if name == super::model::GENERAL {
+            // Every built-in job needs it: skip hashing for the common case.
+            return Some(SkillId(0));
+        }
         if let Some(&id) = self.ids.get(name) {
             return Some(id);
         }

@@ -85,7 +85,21 @@ impl Core {
                 Some(dag::validate(jobs).map_err(GrammarError::Dag)?)
             }
         };
-        let skills = self.intern_skills(&submission)?;
+        // One-offs (most submissions) intern without allocating a list.
+        let (one, many);
+        let skills: &[SkillId] = match &submission {
+            Submission::OneOff(spec) => {
+                one = [self.intern_skill(spec.skill())?];
+                &one
+            }
+            Submission::Dag(jobs) => {
+                many = jobs
+                    .iter()
+                    .map(|j| self.intern_skill(j.spec.skill()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                &many
+            }
+        };
         let dag = match replay_id {
             Some(d) => {
                 self.next_k = self.next_k.max(d.0 / u64::from(self.shard.count) + 1);
@@ -102,22 +116,16 @@ impl Core {
                 d
             }
         };
-        self.store_submission(dag, submission, graph, &skills);
+        self.store_submission(dag, submission, graph, skills);
         // n <= MAX_DAG_JOBS, which fits a u32.
         Ok((dag, n as u32))
     }
 
-    fn intern_skills(&mut self, submission: &Submission) -> Result<Vec<SkillId>, RequestError> {
+    fn intern_skill(&mut self, name: &str) -> Result<SkillId, RequestError> {
         let max = super::limits::MAX_SKILLS;
-        let mut intern = |name: &str| {
-            self.skills
-                .intern(name)
-                .ok_or(RequestError::TooManySkills { max })
-        };
-        match submission {
-            Submission::OneOff(spec) => Ok(vec![intern(spec.skill())?]),
-            Submission::Dag(jobs) => jobs.iter().map(|j| intern(j.spec.skill())).collect(),
-        }
+        self.skills
+            .intern(name)
+            .ok_or(RequestError::TooManySkills { max })
     }
 
     fn store_submission(
