@@ -310,3 +310,31 @@ fn replay_accepts_interleaved_submissions_at_their_own_times() {
     assert_eq!(core.state(db), Some(JobState::Queued));
     assert!(core.next_dag_k() >= 2, "past both recovered ids");
 }
+
+#[test]
+fn an_orphan_ahead_of_a_waiting_attempt_raises_the_next_number() {
+    // Attempt 1 is durable; attempt 2 was dispatched (and the loss of 1 recorded) but not persisted.
+    let (records, job, now) = crashed_with_one_running();
+    let mut h = Harness::recovered(config(), records, now);
+    let w = h.worker(1, 2, &["GENERAL"]);
+    assert_eq!(
+        kills(&h.adopt(w, job, 2)),
+        vec![(job, KillReason::Orphaned)]
+    );
+    assert_eq!(
+        h.core.job(job).unwrap().attempts,
+        1,
+        "the waiting attempt is untouched"
+    );
+    let outs = h.advance(GRACE);
+    assert_eq!(
+        dispatches(&outs),
+        vec![(w, job, 3)],
+        "past the orphan's number"
+    );
+    // The floor is not journaled, but the record of attempt 3 replays after attempt 1.
+    let mut all = h.journal();
+    all.splice(0..0, crashed_with_one_running().0);
+    let again = Harness::recovered(config(), all, h.now);
+    assert_eq!(again.core.job(job).unwrap().attempts, 3);
+}
