@@ -30,6 +30,9 @@ use super::CoreConfig;
 /// A snapshot that cannot be restored. Nothing is retryable: the snapshot itself is wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreError {
+    /// The bytes are not a valid snapshot (from [`Snapshot::decode`]).
+    #[error(transparent)]
+    Decode(#[from] super::snapshot::SnapshotDecodeError),
     /// Written by a build with another format.
     #[error("snapshot format {found}; this build reads {expected}")]
     Format {
