@@ -397,6 +397,25 @@ fn recovery(c: &mut Criterion) {
         .iter()
         .map(|r| r.encode().expect("encodes"))
         .collect();
+    let mut mix = [0usize; 4];
+    for r in &records {
+        mix[match r {
+            Record::Submitted { .. } => 0,
+            Record::Dispatched { .. } => 1,
+            Record::AttemptEnded { .. } => 2,
+            _ => 3,
+        }] += 1;
+    }
+    let bytes: usize = payloads.iter().map(Vec::len).sum();
+    println!(
+        "journal: {} records ({} submitted, {} dispatched, {} attempt ends, {} other), {} payload bytes",
+        records.len(),
+        mix[0],
+        mix[1],
+        mix[2],
+        mix[3],
+        bytes
+    );
     let end = records.last().map_or(T0, Record::at);
     let fresh = || {
         Core::new(

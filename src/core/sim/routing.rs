@@ -77,7 +77,10 @@ impl World {
                         self.adoptable.remove(&(job, attempt));
                     } else {
                         self.report.orphaned += 1;
-                        if self.adoptable.contains_key(&(job, attempt)) {
+                        // Two workers may hold the same attempt when a dispatch record was lost
+                        // and the number reused; the claimant that was not adopted must die.
+                        let holder = self.adoptable.get(&(job, attempt));
+                        if holder.is_some() && holder == self.by_id.get(&worker) {
                             return Err(self.fail(format!(
                                 "{job} attempt {attempt} on a live worker was killed as an orphan"
                             )));
