@@ -443,7 +443,8 @@ impl Core {
         self.set_state(slot, JobState::Running);
         let floor = self.adoption.take_floor(self.jobs.at(slot).id);
         let job = self.jobs.at_mut(slot);
-        job.attempt = job.attempt.max(floor) + 1;
+        // Saturating: a corrupt journal may carry any number, and must not make this panic.
+        job.attempt = job.attempt.max(floor).saturating_add(1);
         job.worker = Some(worker);
         job.started_at = self.now;
         job.flags &= !(flags::READY | flags::STARTED);
