@@ -37,8 +37,12 @@ static GLOBAL: MiMalloc = MiMalloc;
 const T0: Time = Time::from_millis(1_700_000_000_000);
 
 fn core_with_workers(count: u16, capacity: u32) -> Core {
+    core_with_workers_cfg(CoreConfig::default(), count, capacity)
+}
+
+fn core_with_workers_cfg(cfg: CoreConfig, count: u16, capacity: u32) -> Core {
     let load = Arc::new(LoadTable::new());
-    let mut core = Core::new(CoreConfig::default(), ShardInfo::SINGLE, load, 1);
+    let mut core = Core::new(cfg, ShardInfo::SINGLE, load, 1);
     for slot in 0..count {
         let id = WorkerId::new(slot, 1).expect("valid id");
         let skills = vec!["GENERAL".into()];
@@ -333,7 +337,12 @@ fn mixed_dag(i: u64) -> Submission {
 
 /// Runs a live core (64 workers) until it has journaled `n` records; returns them.
 fn journal_of_a_busy_core(n: usize) -> Vec<Record> {
-    let mut core = core_with_workers(64, 64);
+    // The run spans minutes of virtual time without heartbeats: keep the workers alive.
+    let cfg = CoreConfig {
+        heartbeat_timeout: Duration::from_secs(24 * 3600),
+        ..CoreConfig::default()
+    };
+    let mut core = core_with_workers_cfg(cfg, 64, 64);
     let mut records = Vec::with_capacity(n + 10_000);
     let mut now = T0;
     let mut token = 0u64;
