@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example sim -- --seed 42
 //! cargo run --release --example sim -- --seed 7 --big-dag 100000
+//! cargo run --release --example sim -- --seed 3 --master-crashes 3 --reshard true --snapshot-every-ms 700
 //! ```
 //!
 //! Without flags beyond `--seed` it runs `SimConfig::small(seed)` (with `--big-dag N`,
@@ -63,6 +64,15 @@ struct Args {
     /// Check priority order on every dispatch (scans queues).
     #[arg(long)]
     check_priority: Option<bool>,
+    /// Master crashes to inject (each followed by a recovery).
+    #[arg(long)]
+    master_crashes: Option<u32>,
+    /// Whether a recovery may change the shard count.
+    #[arg(long)]
+    reshard: Option<bool>,
+    /// Snapshot every shard this often, in milliseconds.
+    #[arg(long)]
+    snapshot_every_ms: Option<u64>,
 }
 
 fn config(a: &Args) -> SimConfig {
@@ -86,6 +96,11 @@ fn config(a: &Args) -> SimConfig {
         .map_or(c.max_persist_lag, Duration::from_micros);
     c.max_workers = a.max_workers.unwrap_or(c.max_workers);
     c.check_priority = a.check_priority.unwrap_or(c.check_priority);
+    c.master_crashes = a.master_crashes.unwrap_or(c.master_crashes);
+    c.reshard = a.reshard.unwrap_or(c.reshard);
+    if let Some(ms) = a.snapshot_every_ms {
+        c.snapshot_every = Some(Duration::from_millis(ms));
+    }
     c
 }
 

@@ -2,7 +2,11 @@
 //! worker arrivals and losses, reports, cancels, stops, time, partial persistence):
 //! - no successful reply leaves before the record it acknowledges is persisted;
 //! - no job completes twice, and a child never starts before its parents completed (or are ready);
-//! - replaying the journal into a fresh core rebuilds the same job states (running attempts re-queued);
+//! - replaying the journal into a fresh core rebuilds the same observable state (running attempts
+//!   stay RUNNING, waiting for their workers), and so does restoring a snapshot taken at a random
+//!   point and replaying the rest of the journal;
+//! - the journals (and snapshots) of several shards, split across another shard count and replayed
+//!   interleaved, rebuild every job on its new owner, and new DagIds pass every old one;
 //! - when everything has ended, the load counters are back to zero.
 
 use std::collections::{BTreeMap, HashSet};
@@ -93,8 +97,12 @@ fn spec(kind: u8, priority: i32, delay_ms: u32) -> JobSpec {
     }
 }
 
+/// DagIds a recovered core skips (ids a crash may have lost).
+const SKIP: u64 = 100;
+
 fn config() -> CoreConfig {
     CoreConfig {
+        recovery_dag_skip: SKIP,
         backoff_base: Duration::from_millis(10),
         backoff_max: Duration::from_millis(100),
         heartbeat_timeout: Duration::from_secs(24 * 3600),
@@ -121,9 +129,9 @@ struct Driver {
 }
 
 impl Driver {
-    fn new() -> Driver {
+    fn new(shard: ShardInfo) -> Driver {
         Driver {
-            core: Core::new(config(), ShardInfo::SINGLE, Arc::new(LoadTable::new()), 5),
+            core: Core::new(config(), shard, Arc::new(LoadTable::new()), 5),
             now: Time::from_millis(1_000_000),
             journal: Vec::new(),
             last_lsn: Lsn(0),
@@ -368,43 +376,221 @@ impl Driver {
     }
 }
 
+/// The observable state of `job` must agree between the core that never stopped and a recovered
+/// one (where attempts that were running wait for their workers).
+fn same_job(live: &Core, back: &Core, job: JobId) -> Result<(), TestCaseError> {
+    let a = live.job(job).expect("retained");
+    let b = back
+        .job(job)
+        .ok_or_else(|| TestCaseError::fail(format!("{job} lost")))?;
+    prop_assert_eq!(
+        (
+            a.state,
+            a.attempts,
+            a.failures,
+            a.crashes,
+            a.ready,
+            a.started_at
+        ),
+        (
+            b.state,
+            b.attempts,
+            b.failures,
+            b.crashes,
+            b.ready,
+            b.started_at
+        ),
+        "{}",
+        job
+    );
+    prop_assert_eq!(
+        (a.last_error, a.submitted, &a.label, &a.deps),
+        (b.last_error, b.submitted, &b.label, &b.deps)
+    );
+    prop_assert_eq!(b.adopting, a.state == JobState::Running, "{}", job);
+    Ok(())
+}
+
+/// Whole-core agreement: every job, counts, queues in order, the DLQ, names, the next DagId.
+fn same_core(live: &Core, back: &Core, jobs: &[JobId]) -> Result<(), TestCaseError> {
+    for &job in jobs {
+        same_job(live, back, job)?;
+    }
+    let (a, b) = (live.stats(), back.stats());
+    let totals = |t: Totals| {
+        (
+            t.completed,
+            t.dead,
+            t.cancelled,
+            t.upstream_failed,
+            t.requeued_on_loss,
+        )
+    };
+    prop_assert_eq!(
+        (a.by_state, a.dlq, a.history),
+        (b.by_state, b.dlq, b.history)
+    );
+    prop_assert_eq!(totals(a.totals), totals(b.totals));
+    prop_assert!(live.dead_letters().eq(back.dead_letters()));
+    for skill in ["GENERAL", "GPU"] {
+        prop_assert_eq!(
+            live.queued(skill, usize::MAX),
+            back.queued(skill, usize::MAX)
+        );
+    }
+    for i in 0..6 {
+        let name = format!("J{i}");
+        prop_assert_eq!(live.lookup_name(&name), back.lookup_name(&name));
+    }
+    prop_assert_eq!(live.next_dag_k() + SKIP, back.next_dag_k());
+    Ok(())
+}
+
+/// Applies `ops`, taking a snapshot (through its bytes) after `cut` of them; returns it with the
+/// number of journal records it covers.
+fn run_with_snapshot(
+    d: &mut Driver,
+    ops: Vec<Op>,
+    cut: usize,
+) -> Result<(Snapshot, usize), TestCaseError> {
+    let mut snap = None;
+    for (i, op) in ops.into_iter().enumerate() {
+        if i == cut {
+            snap = Some((d.core.snapshot(), d.journal.len()));
+        }
+        d.apply(op)?;
+    }
+    let (snap, covered) = snap.unwrap_or_else(|| (d.core.snapshot(), d.journal.len()));
+    let bytes = snap
+        .encode()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let back = Snapshot::decode(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(&back, &snap);
+    Ok((back, covered))
+}
+
+fn replay_all(core: &mut Core, records: &[Record]) -> Result<(), TestCaseError> {
+    for r in records {
+        if let Err(e) = core.replay(r.clone()) {
+            prop_assert!(false, "replay of {:?} failed: {}", r, e);
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn random_operations_keep_the_core_consistent(ops in prop::collection::vec(arb_op(), 1..120)) {
-        let mut d = Driver::new();
+        let mut d = Driver::new(ShardInfo::SINGLE);
         for op in ops {
             d.apply(op)?;
         }
         // Recovery: a fresh core fed the journal holds the same jobs in the same states.
-        let end = d.now;
         d.step(Input::Tick)?;
         let mut fresh = Core::new(config(), ShardInfo::SINGLE, Arc::new(LoadTable::new()), 99);
-        for r in &d.journal {
-            if let Err(e) = fresh.replay(r) {
-                prop_assert!(false, "replay of {:?} failed: {}", r, e);
+        replay_all(&mut fresh, &d.journal)?;
+        fresh.finish_recovery(d.now);
+        same_core(&d.core, &fresh, &d.jobs)?;
+    }
+
+    #[test]
+    fn a_snapshot_plus_the_rest_of_the_journal_rebuilds_the_same_state(
+        ops in prop::collection::vec(arb_op(), 1..120),
+        cut in 0.0f64..1.0,
+    ) {
+        let mut d = Driver::new(ShardInfo::SINGLE);
+        let at = (ops.len() as f64 * cut) as usize;
+        let (snap, covered) = run_with_snapshot(&mut d, ops, at)?;
+        prop_assert_eq!(snap.last_lsn, Lsn(covered as u64));
+        d.step(Input::Tick)?;
+        let load = Arc::new(LoadTable::new());
+        let mut back = match Core::restore(config(), ShardInfo::SINGLE, load, 99, snap) {
+            Ok(core) => core,
+            Err(e) => return Err(TestCaseError::fail(format!("restore failed: {e}"))),
+        };
+        replay_all(&mut back, &d.journal[covered..])?;
+        back.finish_recovery(d.now);
+        same_core(&d.core, &back, &d.jobs)?;
+    }
+
+    #[test]
+    fn shards_split_across_a_new_count_with_interleaved_replay(
+        ops in prop::collection::vec((any::<bool>(), arb_op()), 1..150),
+        cuts in (0.0f64..1.0, 0.0f64..1.0),
+        snapshots in any::<bool>(),
+        count in 1u32..=4,
+        interleave in any::<u64>(),
+    ) {
+        let mut old: Vec<Driver> = (0..2).map(|index| Driver::new(ShardInfo { index, count: 2 })).collect();
+        let mut per: [Vec<Op>; 2] = [Vec::new(), Vec::new()];
+        for (second, op) in ops {
+            per[usize::from(second)].push(op);
+        }
+        let mut snaps = Vec::new();
+        let mut covered = Vec::new();
+        for (i, (d, ops)) in old.iter_mut().zip(per).enumerate() {
+            let cut = if i == 0 { cuts.0 } else { cuts.1 };
+            let at = if snapshots { (ops.len() as f64 * cut) as usize } else { usize::MAX };
+            let (snap, upto) = run_with_snapshot(d, ops, at)?;
+            covered.push(if snapshots { upto } else { 0 });
+            if snapshots {
+                snaps.push(snap);
             }
         }
-        fresh.finish_recovery(end);
-        for &job in &d.jobs {
-            let live = d.core.job(job).expect("retained");
-            let back = fresh.job(job).expect("replayed");
-            let expected = if live.state == JobState::Running { JobState::Queued } else { live.state };
-            prop_assert_eq!(back.state, expected, "{}", job);
-            prop_assert_eq!((back.attempts, back.failures, back.crashes), (live.attempts, live.failures, live.crashes));
+        // Both old shards reach the same time, which the new cores recover at.
+        let end = old.iter().map(|d| d.now).max().unwrap_or_default();
+        for d in old.iter_mut() {
+            d.now = end;
+            d.step(Input::Tick)?;
         }
-        let (a, b) = (d.core.stats(), fresh.stats());
-        prop_assert_eq!(
-            (a.totals.completed, a.totals.dead, a.totals.cancelled, a.totals.upstream_failed, a.dlq),
-            (b.totals.completed, b.totals.dead, b.totals.cancelled, b.totals.upstream_failed, b.dlq)
-        );
-        prop_assert_eq!(fresh.next_dag_k(), d.core.next_dag_k());
+        let tails: Vec<Vec<Record>> = old.iter().zip(&covered).map(|(d, &c)| d.journal[c..].to_vec()).collect();
+        // One interleaving of both shards' records, each shard's in order.
+        let mut rng = interleave;
+        let mut merged = Vec::new();
+        let (mut a, mut b) = (tails[0].iter().peekable(), tails[1].iter().peekable());
+        while a.peek().is_some() || b.peek().is_some() {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let take_a = b.peek().is_none() || (a.peek().is_some() && rng >> 63 == 0);
+            merged.extend(if take_a { a.next() } else { b.next() });
+        }
+        let mut new = Vec::new();
+        for index in 0..count {
+            let shard = ShardInfo { index, count };
+            let mut core = Core::new(config(), shard, Arc::new(LoadTable::new()), 1);
+            for s in &snaps {
+                if let Err(e) = core.absorb(s.clone()) {
+                    return Err(TestCaseError::fail(format!("absorb failed: {e}")));
+                }
+            }
+            let mine: Vec<Record> = merged.iter().filter(|r| shard.owns(r.dag())).map(|r| (*r).clone()).collect();
+            replay_all(&mut core, &mine)?;
+            core.finish_recovery(end);
+            new.push(core);
+        }
+        let mut highest = vec![None; count as usize];
+        for d in &old {
+            for &job in &d.jobs {
+                let owner = job.dag().owner(count) as usize;
+                same_job(&d.core, &new[owner], job)?;
+                for (i, other) in new.iter().enumerate() {
+                    prop_assert!(i == owner || other.job(job).is_none(), "{} on two shards", job);
+                }
+                highest[owner] = highest[owner].max(Some(job.dag()));
+            }
+        }
+        // A shard allocates increasing ids of its own residue: starting past every recovered id
+        // it owns means none is ever reused.
+        for (index, core) in new.iter().enumerate() {
+            let next = ShardInfo { index: index as u32, count }.dag_id(core.next_dag_k());
+            prop_assert!(highest[index].is_none_or(|h| next > h), "shard {} would reuse {}", index, next);
+        }
     }
 
     #[test]
     fn load_counters_return_to_zero_when_everything_ends(ops in prop::collection::vec(arb_op(), 1..80)) {
-        let mut d = Driver::new();
+        let mut d = Driver::new(ShardInfo::SINGLE);
         for op in ops {
             d.apply(op)?;
         }

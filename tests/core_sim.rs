@@ -1,6 +1,6 @@
 //! Seeded simulations of whole clusters around the real cores (see `titan::core::sim`): many seeds
-//! of the small faulty profile, a proptest over cluster shapes and fault rates, and the
-//! 100,000-node DAG. Every failure message carries the seed and the command that replays it.
+//! of the small faulty profile, the same with master crashes and recoveries, a proptest over
+//! cluster shapes and fault rates, and the 100,000-node DAG. Every failure message carries the seed and the command that replays it.
 
 use std::time::Duration;
 
@@ -39,6 +39,29 @@ fn small_faulty_clusters_keep_every_invariant() {
 }
 
 #[test]
+fn master_crashes_lose_no_acknowledged_job_and_rerun_only_lost_attempts() {
+    let mut totals = (0, 0, 0, 0, 0);
+    for seed in 0..48 {
+        let r = check(&SimConfig::restarts(seed));
+        assert_eq!(
+            r.jobs,
+            r.completed + r.dead + r.cancelled + r.upstream_failed,
+            "seed {seed}"
+        );
+        totals.0 += r.master_crashes;
+        totals.1 += r.reshards;
+        totals.2 += r.adopted;
+        totals.3 += r.orphaned;
+        totals.4 += r.snapshots;
+    }
+    // The profile must exercise restarts, new shard counts, adoption, orphans and snapshots.
+    assert!(
+        totals.0 > 0 && totals.1 > 0 && totals.2 > 0 && totals.3 > 0 && totals.4 > 0,
+        "{totals:?}"
+    );
+}
+
+#[test]
 fn starved_clusters_scale_and_still_finish() {
     let mut spawned = 0;
     for seed in 0..8 {
@@ -72,9 +95,22 @@ fn arb_config() -> impl Strategy<Value = SimConfig> {
         0u32..=6,
         0u64..=20,
         0u32..=8,
+        (0u32..=3, any::<bool>(), prop::option::of(100u64..2000)),
     )
         .prop_map(
-            |(seed, shards, workers, capacity, fail, cancel, crashes, lag_ms, max_workers)| {
+            |(
+                seed,
+                shards,
+                workers,
+                capacity,
+                fail,
+                cancel,
+                crashes,
+                lag_ms,
+                max_workers,
+                restarts,
+            )| {
+                let (master_crashes, reshard, snapshot_ms) = restarts;
                 let mut cfg = SimConfig::small(seed);
                 cfg.shards = shards;
                 cfg.workers = workers;
@@ -86,6 +122,9 @@ fn arb_config() -> impl Strategy<Value = SimConfig> {
                 cfg.max_workers = max_workers;
                 cfg.workload.one_offs = 20;
                 cfg.workload.dags = 4;
+                cfg.master_crashes = master_crashes;
+                cfg.reshard = reshard;
+                cfg.snapshot_every = snapshot_ms.map(Duration::from_millis);
                 cfg
             },
         )
@@ -95,7 +134,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Random workloads (DAGs, delays, priorities, services) with random failures, cancels, worker
-    /// deaths and persistence lag: every invariant of the simulator holds.
+    /// deaths, persistence lag, master crashes (with snapshots and new shard counts): every
+    /// invariant of the simulator holds.
     #[test]
     fn random_clusters_keep_every_invariant(cfg in arb_config()) {
         if let Err(failure) = sim::run(&cfg) {

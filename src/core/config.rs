@@ -44,6 +44,14 @@ pub struct CoreConfig {
     pub max_live_jobs: usize,
     /// Most parked `Watch` requests on this shard.
     pub max_watchers: usize,
+    /// After recovery, how long attempts that were RUNNING wait for their worker to re-register and
+    /// report them (`Input::Adopt`) before they are re-queued as lost. Zero re-queues them at once.
+    pub adopt_grace: Duration,
+    /// DagIds (per shard, in units of `k`) skipped when recovery ends. A submission whose record
+    /// was lost in the crash was never acknowledged, but it may have been dispatched, and workers
+    /// may still run it under its id: the id must not name another submission. Must exceed the
+    /// submissions one shard accepts before their records are durable (the WAL's pending bound).
+    pub recovery_dag_skip: u64,
 }
 
 impl Default for CoreConfig {
@@ -67,6 +75,8 @@ impl Default for CoreConfig {
             dlq_limit: 10_000,
             max_live_jobs: 4_000_000,
             max_watchers: 100_000,
+            adopt_grace: Duration::from_secs(10),
+            recovery_dag_skip: 1 << 18,
         }
     }
 }

@@ -133,6 +133,87 @@ impl DagGraph {
     pub fn edges(&self) -> usize {
         self.parents.len()
     }
+
+    /// The dependency edges in compressed form: the parents of job `i` are
+    /// `parents[parent_start[i]..parent_start[i + 1]]` (what snapshots store).
+    pub fn parent_csr(&self) -> (&[u32], &[u32]) {
+        (&self.parent_start, &self.parents)
+    }
+
+    /// Rebuilds a graph from names and compressed parent edges (as stored by a snapshot), checking
+    /// what indexing relies on and that the edges form no cycle.
+    pub fn from_parts(
+        names: Box<[Box<str>]>,
+        parent_start: Box<[u32]>,
+        parents: Box<[u32]>,
+    ) -> Result<DagGraph, GraphProblem> {
+        let n = names.len();
+        if n == 0 || n > MAX_DAG_JOBS {
+            return Err(GraphProblem::Size { jobs: n });
+        }
+        if parents.len() > MAX_DAG_EDGES {
+            return Err(GraphProblem::TooManyEdges {
+                edges: parents.len(),
+            });
+        }
+        let bounds_ok = parent_start.len() == n + 1
+            && parent_start[0] == 0
+            && parent_start[n] as usize == parents.len()
+            && parent_start.windows(2).all(|w| w[0] <= w[1]);
+        if !bounds_ok {
+            return Err(GraphProblem::BadOffsets);
+        }
+        for i in 0..n {
+            let ps = &parents[parent_start[i] as usize..parent_start[i + 1] as usize];
+            if ps.iter().any(|&p| p as usize >= n || p as usize == i) {
+                return Err(GraphProblem::BadEdge { job: i });
+            }
+        }
+        let (child_start, children) = invert(n, &parent_start, &parents);
+        let graph = DagGraph {
+            names,
+            parent_start,
+            parents,
+            child_start,
+            children,
+        };
+        match find_cycle(&graph) {
+            Some(ids) => Err(GraphProblem::Cycle { ids }),
+            None => Ok(graph),
+        }
+    }
+}
+
+/// Why stored graph parts do not form a valid DAG.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GraphProblem {
+    /// No jobs, or more than [`MAX_DAG_JOBS`].
+    #[error("{jobs} jobs (1 to {max} allowed)", max = MAX_DAG_JOBS)]
+    Size {
+        /// Jobs stored.
+        jobs: usize,
+    },
+    /// More than [`MAX_DAG_EDGES`] edges.
+    #[error("{edges} edges (at most {max} allowed)", max = MAX_DAG_EDGES)]
+    TooManyEdges {
+        /// Edges stored.
+        edges: usize,
+    },
+    /// The edge offsets do not delimit the edge list.
+    #[error("edge offsets out of order or out of range")]
+    BadOffsets,
+    /// A parent index outside the DAG, or a job depending on itself.
+    #[error("job {job} has a parent outside the DAG or itself")]
+    BadEdge {
+        /// The job's index.
+        job: usize,
+    },
+    /// The edges form a cycle.
+    #[error("dependency cycle through {ids:?}")]
+    Cycle {
+        /// The jobs on it.
+        ids: Vec<String>,
+    },
 }
 
 /// Validates a DAG submission and builds its graph, or rejects it whole.
@@ -358,6 +439,31 @@ mod tests {
         assert_eq!(ids.len(), 3);
         assert!(["A", "B", "C"].iter().all(|n| ids.iter().any(|i| i == n)));
         assert!(err.to_string().starts_with("dependency cycle: "));
+    }
+
+    #[test]
+    fn stored_parts_round_trip_and_bad_parts_are_refused() {
+        let g = validate(&[job("C", &["A", "B"]), job("A", &[]), job("B", &["A"])]).unwrap();
+        let (start, parents) = g.parent_csr();
+        let back = DagGraph::from_parts(g.names.clone(), start.into(), parents.into()).unwrap();
+        assert_eq!(back, g);
+        let names: Box<[Box<str>]> = vec!["A".into(), "B".into()].into();
+        let part = |s: &[u32], p: &[u32]| DagGraph::from_parts(names.clone(), s.into(), p.into());
+        assert_eq!(part(&[0, 0], &[]), Err(GraphProblem::BadOffsets));
+        assert_eq!(
+            part(&[0, 1, 1], &[5]),
+            Err(GraphProblem::BadEdge { job: 0 })
+        );
+        assert_eq!(
+            part(&[0, 1, 1], &[0]),
+            Err(GraphProblem::BadEdge { job: 0 })
+        );
+        assert_eq!(part(&[0, 2, 1], &[1, 1]), Err(GraphProblem::BadOffsets));
+        assert!(matches!(
+            part(&[0, 1, 2], &[1, 0]),
+            Err(GraphProblem::Cycle { .. })
+        ));
+        assert!(part(&[0, 0, 1], &[0]).is_ok());
     }
 
     #[test]

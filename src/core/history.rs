@@ -16,7 +16,8 @@ pub struct Finished {
 }
 
 /// One dead-letter entry; it outlives the job's history entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
 pub struct DeadLetter {
     /// The dead job.
     pub job: JobId,
@@ -28,8 +29,11 @@ pub struct DeadLetter {
     pub error: Box<str>,
 }
 
-/// Monotonic counters since the core started.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Monotonic counters since the core started (carried by snapshots of the same shard layout).
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+#[rkyv(derive(Debug))]
 pub struct Totals {
     /// Jobs that completed.
     pub completed: u64,
@@ -47,6 +51,10 @@ pub struct Totals {
     pub dlq_evicted: u64,
     /// Jobs pruned from history.
     pub pruned: u64,
+    /// Recovered attempts a re-registered worker reported and kept running.
+    pub adopted: u64,
+    /// Reported attempts the core could not account for and asked the worker to kill.
+    pub orphaned: u64,
 }
 
 impl Totals {
@@ -94,6 +102,7 @@ impl Core {
             );
             self.counts[job.state as usize] -= 1;
             self.errors.remove(&job.id);
+            self.adoption.take_floor(job.id);
             self.history_jobs -= 1;
             self.totals.pruned += 1;
         }

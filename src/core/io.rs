@@ -30,6 +30,16 @@ pub enum Target {
     Dag(DagId),
 }
 
+impl Target {
+    /// The submission the target belongs to.
+    pub fn dag(self) -> DagId {
+        match self {
+            Target::Job(job) => job.dag(),
+            Target::Dag(dag) => dag,
+        }
+    }
+}
+
 /// A worker's registration, broadcast by the shell to every shard.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerInfo {
@@ -125,6 +135,20 @@ pub enum Input {
         /// The reporting worker.
         worker: WorkerId,
     },
+    /// A worker reports an attempt it is running, after (re-)registering: typically after a master
+    /// restart, for every attempt the worker lists. Send it to the shard that owns `job.dag()`,
+    /// before or after that shard's `WorkerUp` for the worker (before is better: the attempt's slot is
+    /// then reserved before any new work is placed there). The attempt becomes live again on
+    /// `worker` without a new dispatch or attempt number if the core considers it running and
+    /// unclaimed; otherwise the core answers `Output::Kill` with [`KillReason::Orphaned`].
+    Adopt {
+        /// The reporting worker (its id from this registration).
+        worker: WorkerId,
+        /// The job.
+        job: JobId,
+        /// The attempt from the original `Dispatch`.
+        attempt: u32,
+    },
     /// Every journal record up to `lsn` is durable.
     Persisted {
         /// The highest durable LSN.
@@ -156,6 +180,9 @@ pub enum KillReason {
     Stopped,
     /// The job ran past its timeout.
     TimedOut,
+    /// A worker reported an attempt the core does not consider running there (finished, cancelled,
+    /// re-queued or unknown, typically after a master restart): it must not keep running.
+    Orphaned,
 }
 
 /// A successful answer to a mutation, sent only once its journal records are durable.

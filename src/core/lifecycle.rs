@@ -106,7 +106,10 @@ impl Core {
         let service = job.spec.is_service();
         let success = matches!(&cause, EndCause::Reported(o) if o.is_success()) && !service;
         match &cause {
-            EndCause::WorkerLost => job.crashes = job.crashes.saturating_add(1),
+            EndCause::WorkerLost => {
+                job.crashes = job.crashes.saturating_add(1);
+                self.totals.requeued_on_loss += 1;
+            }
             _ if success => {}
             _ => {
                 if service && job.has(flags::READY) && now.since(job.since) >= stable {

@@ -43,6 +43,10 @@ pub const MAX_INLINE_BYTES: usize = 8 * 1024 * 1024;
 /// Longest delay a job may ask for: 30 days, in milliseconds (fits a `u32`).
 pub const MAX_DELAY_MS: u32 = 30 * 24 * 3600 * 1000;
 
+/// Most `Adopt` reports one core holds for workers it has not seen register yet (every attempt
+/// the whole cluster can run); beyond it a report is answered with an orphan kill.
+pub const MAX_PARKED_ADOPTS: usize = LOAD_TABLE_SLOTS * MAX_WORKER_CAPACITY as usize;
+
 /// Most placement attempts for one job in one pass when compare-and-swap keeps losing races.
 pub const MAX_PLACEMENT_RACES: usize = 8;
 

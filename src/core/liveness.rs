@@ -56,6 +56,9 @@ impl Core {
             };
             self.dir.insert(id, entry, self.cfg.heartbeat_timeout);
         }
+        // Attempts it reported before this shard saw it register take their slots before any new
+        // work is placed (the dispatch pass runs after this input).
+        self.adopt_parked(id);
         for s in skills {
             self.ready.ensure(s);
             self.ready.mark_dirty(s);
@@ -77,6 +80,7 @@ impl Core {
 
     /// Forgets `worker`: releases this shard's reservations on it and re-queues its live attempts.
     pub(super) fn on_worker_lost(&mut self, worker: WorkerId) {
+        self.drop_parked(worker);
         let Some(entry) = self.dir.remove(worker) else {
             return;
         };
@@ -90,7 +94,6 @@ impl Core {
             };
             let j = self.jobs.at(slot);
             if j.state == JobState::Running && j.attempt == attempt && j.worker == Some(worker) {
-                self.totals.requeued_on_loss += 1;
                 self.end_attempt(slot, EndCause::WorkerLost, None);
             }
         }

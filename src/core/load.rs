@@ -218,6 +218,23 @@ impl LoadTable {
         done
     }
 
+    /// Reserves one slot on `w` for an attempt it already runs (adoption after a master restart),
+    /// even past its capacity: the process exists, so the count must include it. Fails only when
+    /// `w` is not this alive generation or the counter is saturated.
+    pub fn adopt(&self, w: WorkerId, now: Time) -> bool {
+        let g = w.generation();
+        let done = self
+            .update(w, |s| {
+                (s.generation() == g && s.alive() && u64::from(s.running()) < RUNNING_MASK)
+                    .then(|| s.with_running(s.running() + 1))
+            })
+            .is_some();
+        if done {
+            self.slot(w).last_active_us.fetch_max(now.0, SeqCst);
+        }
+        done
+    }
+
     /// Releases one reservation on `w` (alive or not); a no-op for a stale generation.
     pub fn release(&self, w: WorkerId, now: Time) {
         let g = w.generation();
@@ -382,6 +399,18 @@ mod tests {
         assert_eq!(t.load(w(3, 2)).unwrap().running, 0);
         assert_eq!(t.load(w(3, 1)), None);
         assert_eq!(t.alive_workers(), 1);
+    }
+
+    #[test]
+    fn adoption_reserves_past_capacity_but_only_on_the_alive_generation() {
+        let t = LoadTable::new();
+        assert!(!t.adopt(w(0, 1), Time(1)), "not alive yet");
+        t.activate(w(0, 1), 1, Time(1));
+        assert!(t.reserve(w(0, 1), Time(1)));
+        assert!(t.adopt(w(0, 1), Time(2)), "the process exists: count it");
+        assert_eq!(t.load(w(0, 1)).unwrap().running, 2);
+        assert!(!t.reserve(w(0, 1), Time(3)), "still no new placements");
+        assert!(!t.adopt(w(0, 2), Time(3)), "another generation");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
+use super::adopt::Adoption;
 use super::config::CoreConfig;
 use super::history::{DeadLetter, Finished, Totals};
 use super::ids::{DagId, JobId, Lsn, ShardInfo, Time, WorkerId};
@@ -63,6 +64,12 @@ pub struct Core {
     pub(super) hungry: bool,
     /// Applying journal records: no outputs, no reservations.
     pub(super) replaying: bool,
+    /// Recovery ended (or live input arrived): journal records may no longer be replayed.
+    pub(super) live: bool,
+    /// The latest record time seen by replay (records of several old shards may interleave).
+    pub(super) replay_clock: Time,
+    /// Recovered attempts waiting for their workers, and reports from unregistered workers.
+    pub(super) adoption: Adoption,
 }
 
 impl std::fmt::Debug for Core {
@@ -117,14 +124,18 @@ impl Core {
             freed: false,
             hungry: false,
             replaying: false,
+            live: false,
+            replay_clock: Time::ZERO,
+            adoption: Adoption::default(),
         }
     }
 
     /// Applies one input at time `now` (earlier times than already seen are treated as the latest).
     pub fn handle(&mut self, now: Time, input: Input) {
-        if self.replaying {
-            // A shell that replayed the journal and forgot to say so must not run silently.
-            self.finish_recovery(now);
+        if !self.live {
+            // A fresh core starts here; a shell that replayed the journal and forgot to say so
+            // must not run silently either.
+            self.end_recovery(now, self.replaying);
         }
         self.now = self.now.max(now);
         // Deadlines that passed come first, so an input sees the state the clock says (and replay,
@@ -155,6 +166,11 @@ impl Core {
                 attempt,
                 worker,
             } => self.on_service_ready(job, attempt, worker),
+            Input::Adopt {
+                worker,
+                job,
+                attempt,
+            } => self.on_adopt(worker, job, attempt),
             Input::Persisted { lsn } => self.on_persisted(lsn),
             Input::Tick => self.ready.mark_all_waiting(),
         }
@@ -186,6 +202,7 @@ impl Core {
             self.history
                 .front()
                 .map(|f| f.at + self.cfg.history_max_age),
+            self.adoption.deadline,
         ];
         candidates.into_iter().flatten().min()
     }
@@ -217,6 +234,9 @@ impl Core {
 
     fn advance(&mut self) {
         self.fire_timers();
+        if self.adoption.deadline.is_some_and(|t| t <= self.now) {
+            self.end_adoption_grace();
+        }
         self.fire_heartbeats();
         if self.scaling.next_check.is_some_and(|t| t <= self.now) {
             self.scaling_check();
@@ -282,9 +302,13 @@ impl Core {
         job.since = self.now;
     }
 
-    /// QUEUED now: into its skill's ready queue.
+    /// QUEUED now: into its skill's ready queue. Replay only sets the state; `finish_recovery`
+    /// builds the queues once from every QUEUED job (cheaper, and no stale duplicates).
     pub(super) fn enqueue(&mut self, slot: u32) {
         self.set_state(slot, JobState::Queued);
+        if self.replaying {
+            return;
+        }
         let job = self.jobs.at(slot);
         let (skill, entry) = (
             job.skill,
@@ -417,8 +441,10 @@ impl Core {
     /// Sends the job in `slot` to `worker`, whose slot is already reserved.
     pub(super) fn start_attempt(&mut self, slot: u32, worker: WorkerId) {
         self.set_state(slot, JobState::Running);
+        let floor = self.adoption.take_floor(self.jobs.at(slot).id);
         let job = self.jobs.at_mut(slot);
-        job.attempt += 1;
+        // Saturating: a corrupt journal may carry any number, and must not make this panic.
+        job.attempt = job.attempt.max(floor).saturating_add(1);
         job.worker = Some(worker);
         job.started_at = self.now;
         job.flags &= !(flags::READY | flags::STARTED);

@@ -28,14 +28,38 @@
 //!
 //! # Durability
 //! Every state change a core needs to rebuild itself is an [`Output::Journal`] record ([`Record`],
-//! rkyv) with a strictly increasing [`Lsn`]. Replies and watch notifications are held until
-//! `Input::Persisted { lsn }` covers every record emitted before them (raft's `Ready`), so no
-//! acknowledgement precedes its fsync and replies leave in request order. Dispatches are not held:
-//! a job that runs before its submission is durable is harmless (the client was never told it
-//! exists; after a crash it is gone, like a request lost in flight), while an acknowledged job is
-//! never lost. Without a WAL the shell feeds `Persisted` back at once. Recovery replays the records
-//! into a fresh core ([`Core::replay`], then [`Core::finish_recovery`], which re-queues attempts that
-//! were running).
+//! an rkyv archive: [`Record::encode`] / [`Record::decode`]) with a strictly increasing [`Lsn`].
+//! Replies and watch notifications are held until `Input::Persisted { lsn }` covers every record
+//! emitted before them (raft's `Ready`), so no acknowledgement precedes its fsync and replies leave
+//! in request order. Dispatches are not held: a job that runs before its submission is durable is
+//! harmless (the client was never told it exists; after a crash it is gone, like a request lost in
+//! flight), while an acknowledged job is never lost. Without a WAL the shell feeds `Persisted` back
+//! at once.
+//!
+//! [`Core::snapshot`] is an image of the live state (jobs with specs, states, attempts and due
+//! times, DAG graphs, history, DLQ, names, counters, `next_dag_k`, the last LSN; not workers) as a
+//! [`Snapshot`] ([`Snapshot::encode`] / [`Snapshot::decode`]). Recovery after a restart is:
+//!
+//! ```text
+//! let mut core = Core::restore(config, shard, load, seed, snapshot)?;   // or Core::new(..)
+//! for record in records_after_the_snapshot { core.replay(record)?; }     // or replay_bytes(payload)
+//! core.finish_recovery(now);
+//! ```
+//!
+//! Records are applied at their own times, each submission's in order; records of different
+//! submissions may come in any order, so a master restarted with another `--shards` feeds every old
+//! shard's records to their new owners (`record.dag().owner(count)`) interleaved, after giving every
+//! new core every old snapshot ([`Core::absorb`] keeps what it owns). A bad record or snapshot is a
+//! typed [`ReplayError`] / [`RestoreError`], never a panic. New DagIds pass every id recovered or
+//! ever handed out before a snapshot, plus `recovery_dag_skip` for ids a crash may have lost.
+//!
+//! Attempts that were RUNNING stay RUNNING without a worker for `adopt_grace`: workers keep their
+//! processes, re-register (new [`WorkerId`]s) and report each attempt with `Input::Adopt`; a report
+//! the core holds makes the attempt live on that worker with its slot reserved, no new dispatch;
+//! one it cannot account for gets `Output::Kill` with [`KillReason::Orphaned`]; attempts nobody
+//! reported are re-queued as lost when the grace ends. A job runs twice only when its worker (or
+//! the master's unpersisted record of it) really lost it. See `adopt.rs`, `replay.rs`,
+//! `snapshot.rs`, `restore.rs`.
 //!
 //! # Decisions (see the module docs of each file for more)
 //! - States follow DESIGN.md: PENDING (delay), BLOCKED (dependencies), QUEUED, RUNNING, COMPLETED,
@@ -70,8 +94,9 @@
 //!   directories are `BTreeMap`s and listings are sorted.
 //!
 //! The grammar of the seed's text syntax lives in [`grammar`]; the seeded cluster simulator that
-//! checks the core's invariants under faults lives in [`sim`].
+//! checks the core's invariants under faults (worker and master crashes included) lives in [`sim`].
 
+mod adopt;
 pub mod base64;
 mod config;
 pub mod dag;
@@ -90,8 +115,10 @@ mod queues;
 pub mod record;
 mod replay;
 mod requests;
+mod restore;
 mod scaling;
 pub mod sim;
+pub mod snapshot;
 mod store;
 mod workers;
 
@@ -103,8 +130,10 @@ pub use load::{Load, LoadTable, WorkerIdAllocator};
 pub use machine::Core;
 pub use model::*;
 pub use query::{DagView, JobView, NameHit, Resolved, Stats, WorkerView};
-pub use record::{EndCause, Next, Record};
+pub use record::{DecodeError, EncodeError, EndCause, Next, Record};
 pub use replay::ReplayError;
+pub use restore::{Absorbed, RestoreError};
+pub use snapshot::{Snapshot, SnapshotDecodeError, SNAPSHOT_FORMAT};
 
 #[cfg(test)]
 mod tests;

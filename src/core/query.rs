@@ -57,6 +57,8 @@ pub struct JobView<'a> {
     pub crashes: u8,
     /// The worker of the live attempt.
     pub worker: Option<WorkerId>,
+    /// RUNNING after a master restart, waiting for its worker to report it (`Input::Adopt`).
+    pub adopting: bool,
     /// Whether the worker confirmed the live attempt started.
     pub started: bool,
     /// For a service: whether the live attempt is ready.
@@ -281,6 +283,7 @@ impl Core {
             failures: job.failures,
             crashes: job.crashes,
             worker: job.worker,
+            adopting: job.state == JobState::Running && job.worker.is_none(),
             started: job.has(flags::STARTED),
             ready: job.has(flags::READY),
             submitted: job.submitted,

@@ -82,6 +82,21 @@ impl ReadyQueues {
         self.mark_dirty(skill);
     }
 
+    /// Pushes many entries of one skill at once (recovery), rebuilding the heap in linear time.
+    pub fn push_many(
+        &mut self,
+        skill: SkillId,
+        entries: impl ExactSizeIterator<Item = ReadyEntry>,
+    ) {
+        self.ensure(skill);
+        let n = entries.len();
+        let q = &mut self.queues[usize::from(skill.0)];
+        q.heap.extend(entries);
+        q.live += n;
+        self.total_live += n;
+        self.mark_dirty(skill);
+    }
+
     /// A QUEUED job left the queue without being popped (cancelled); its entry is now stale.
     pub fn forget(&mut self, skill: SkillId) {
         let q = &mut self.queues[usize::from(skill.0)];
@@ -176,6 +191,11 @@ impl Timers {
     pub fn pop(&mut self) -> Option<TimerEntry> {
         self.heap.pop().map(|r| r.0)
     }
+
+    /// Every entry, stale ones included, in no particular order (snapshots filter and sort).
+    pub fn iter(&self) -> impl Iterator<Item = &TimerEntry> {
+        self.heap.iter().map(|r| &r.0)
+    }
 }
 
 /// Interns skill names to small ids (`GENERAL` is always 0). Bounded by [`MAX_SKILLS`].
@@ -187,16 +207,19 @@ pub struct Skills {
 
 impl Skills {
     pub fn new() -> Skills {
-        let mut s = Skills {
-            names: Vec::new(),
-            ids: HashMap::new(),
-        };
-        let _ = s.intern(super::model::GENERAL);
-        s
+        let general: Box<str> = super::model::GENERAL.into();
+        Skills {
+            names: vec![general.clone()],
+            ids: HashMap::from([(general, SkillId(0))]),
+        }
     }
 
     /// The id of `name`, interning it; `None` when [`MAX_SKILLS`] are interned already.
     pub fn intern(&mut self, name: &str) -> Option<SkillId> {
+        if name == super::model::GENERAL {
+            // Every built-in job needs it: skip hashing for the common case.
+            return Some(SkillId(0));
+        }
         if let Some(&id) = self.ids.get(name) {
             return Some(id);
         }
@@ -215,6 +238,11 @@ impl Skills {
 
     pub fn name(&self, id: SkillId) -> &str {
         &self.names[usize::from(id.0)]
+    }
+
+    /// Interned names in id order (`GENERAL` first).
+    pub fn names(&self) -> &[Box<str>] {
+        &self.names
     }
 }
 

@@ -85,7 +85,21 @@ impl Core {
                 Some(dag::validate(jobs).map_err(GrammarError::Dag)?)
             }
         };
-        let skills = self.intern_skills(&submission)?;
+        // One-offs (most submissions) intern without allocating a list.
+        let (one, many);
+        let skills: &[SkillId] = match &submission {
+            Submission::OneOff(spec) => {
+                one = [self.intern_skill(spec.skill())?];
+                &one
+            }
+            Submission::Dag(jobs) => {
+                many = jobs
+                    .iter()
+                    .map(|j| self.intern_skill(j.spec.skill()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                &many
+            }
+        };
         let dag = match replay_id {
             Some(d) => {
                 self.next_k = self.next_k.max(d.0 / u64::from(self.shard.count) + 1);
@@ -102,22 +116,16 @@ impl Core {
                 d
             }
         };
-        self.store_submission(dag, submission, graph, &skills);
+        self.store_submission(dag, submission, graph, skills);
         // n <= MAX_DAG_JOBS, which fits a u32.
         Ok((dag, n as u32))
     }
 
-    fn intern_skills(&mut self, submission: &Submission) -> Result<Vec<SkillId>, RequestError> {
+    fn intern_skill(&mut self, name: &str) -> Result<SkillId, RequestError> {
         let max = super::limits::MAX_SKILLS;
-        let mut intern = |name: &str| {
-            self.skills
-                .intern(name)
-                .ok_or(RequestError::TooManySkills { max })
-        };
-        match submission {
-            Submission::OneOff(spec) => Ok(vec![intern(spec.skill())?]),
-            Submission::Dag(jobs) => jobs.iter().map(|j| intern(j.spec.skill())).collect(),
-        }
+        self.skills
+            .intern(name)
+            .ok_or(RequestError::TooManySkills { max })
     }
 
     fn store_submission(
@@ -152,8 +160,7 @@ impl Core {
                 let n = jobs.len();
                 let mut slots = Vec::with_capacity(n);
                 for (i, j) in jobs.into_iter().enumerate() {
-                    let id = dag.job(i as u32);
-                    self.names.insert(j.name, id);
+                    self.index_name(j.name, dag.job(i as u32), now);
                     slots.push(
                         self.jobs
                             .insert(new_job(i as u32, j.spec, skills[i], false)),
@@ -181,6 +188,19 @@ impl Core {
                 unreachable!("a DAG submission always has a validated graph")
             }
         }
+    }
+
+    /// Indexes `name` for lookups unless a retained job of a newer submission holds it already
+    /// (newest by `(submitted, dag)`, the order the master uses across shards). Live submissions are
+    /// always the newest; recovery may meet submissions of several old shards in any order.
+    pub(super) fn index_name(&mut self, name: Box<str>, id: super::ids::JobId, submitted: Time) {
+        if let Some(&old) = self.names.get(&name) {
+            let held = self.jobs.slot_of(old).map(|s| self.jobs.at(s).submitted);
+            if held.is_some_and(|t| (t, old.dag()) > (submitted, id.dag())) {
+                return;
+            }
+        }
+        self.names.insert(name, id);
     }
 
     // ---- cancel, stop, watch -------------------------------------------------------------------
@@ -262,7 +282,8 @@ impl Core {
         let job = self.jobs.at(slot);
         match job.state {
             JobState::Running => self.kill_attempt(slot, reason),
-            JobState::Queued => self.ready.forget(job.skill),
+            // Replay keeps QUEUED jobs out of the queues until recovery ends.
+            JobState::Queued if !self.replaying => self.ready.forget(job.skill),
             _ => {}
         }
         self.set_state(slot, JobState::Cancelled);

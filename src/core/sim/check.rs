@@ -1,4 +1,6 @@
 //! The simulator's invariant checker, fed with every journal record and acknowledgement a core emits.
+//! A second checker follows only the durable records; after a master crash the live checker starts
+//! over from a copy of it (what was not durable never happened).
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,7 +10,7 @@ use crate::core::io::Target;
 use crate::core::model::Submission;
 use crate::core::record::{Next, Record};
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Checker {
     /// Parents (by index) of every job of every accepted DAG.
     parents: HashMap<DagId, Vec<Vec<u32>>>,
@@ -53,6 +55,24 @@ impl Checker {
             self.required.insert(token, lsn);
             self.request = None;
         }
+        self.track(lsn, record)
+    }
+
+    /// A checker for a new master life of `start.len()` shards whose LSNs continue after `start`,
+    /// knowing what this (durable) checker knows about jobs.
+    pub fn for_new_epoch(&self, start: &[Lsn]) -> Checker {
+        Checker {
+            max_journal: start.to_vec(),
+            persisted: start.to_vec(),
+            request: None,
+            required: HashMap::new(),
+            terminal_lsn: HashMap::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Follows one record's effect on jobs and checks it (no LSN or request bookkeeping).
+    pub fn track(&mut self, lsn: Lsn, record: &Record) -> Result<(), String> {
         match record {
             Record::Submitted {
                 dag,

@@ -2,7 +2,11 @@
 //! [`Core`](crate::core::Core)s: several shards sharing one [`LoadTable`](crate::core::LoadTable),
 //! many workers, virtual time, random job failures, cancels, services with random lifetimes,
 //! worker crashes (disconnects and silent deaths caught by missed heartbeats), replacement workers,
-//! scaling (spawns and retirements) and a WAL that persists records after a random lag. Pure code: no threads, clocks or IO (TigerBeetle's simulator is the
+//! scaling (spawns and retirements), a WAL that persists records after a random lag, periodic
+//! snapshots, and master crashes: the cores are dropped with everything not yet durable, rebuilt
+//! from the last durable snapshot and records (optionally under another shard count, with the old
+//! shards' records interleaved), while the workers keep running; they re-register under new ids
+//! and report what they hold. Pure code: no threads, clocks or IO (TigerBeetle's simulator is the
 //! model). Invariants are checked as the run goes; a failure names the seed that reproduces it:
 //! `cargo run --release --example sim -- <flags>` (the failure prints the exact flags).
 //!
@@ -10,10 +14,15 @@
 //! service); no job completes twice and no terminal job is dispatched or ended again; every
 //! dispatched job was the best QUEUED job of its skill on its shard (optional, costs a queue scan);
 //! no `Reply` or `Notify` leaves a core before every journal record emitted before it was persisted;
-//! at the end every job is terminal and the load table's counters are back to zero.
+//! at the end every job is terminal and the load table's counters are back to zero. Across master
+//! crashes: every acknowledged submission survives, the durable history never completes a job twice
+//! or dispatches a child before its parents, and an attempt that a live worker still holds and the
+//! recovered master considers running is adopted — never re-queued as lost, never killed as an
+//! orphan (so a job runs twice only when its worker, or the master's unpersisted record, lost it).
 
 mod check;
 mod cluster;
+mod master;
 mod routing;
 mod workload;
 mod world;
@@ -49,6 +58,12 @@ pub struct SimConfig {
     pub check_priority: bool,
     /// Virtual time after which a run that has not finished counts as stuck.
     pub time_limit: Duration,
+    /// Master crashes spread over the submission window (each followed by a recovery).
+    pub master_crashes: u32,
+    /// Whether a recovery may change the shard count (1 to 4 shards).
+    pub reshard: bool,
+    /// How often each shard takes a snapshot (`None`: recovery replays the whole journal).
+    pub snapshot_every: Option<Duration>,
 }
 
 impl SimConfig {
@@ -73,6 +88,9 @@ impl SimConfig {
             max_workers: 6,
             check_priority: true,
             time_limit: Duration::from_secs(3600),
+            master_crashes: 0,
+            reshard: false,
+            snapshot_every: None,
         }
     }
 
@@ -97,6 +115,19 @@ impl SimConfig {
             max_workers: 0,
             check_priority: false,
             time_limit: Duration::from_secs(24 * 3600),
+            master_crashes: 0,
+            reshard: false,
+            snapshot_every: None,
+        }
+    }
+
+    /// The small faulty profile with master crashes, snapshots and changes of the shard count.
+    pub fn restarts(seed: u64) -> SimConfig {
+        SimConfig {
+            master_crashes: 2,
+            reshard: true,
+            snapshot_every: Some(Duration::from_millis(700)),
+            ..SimConfig::small(seed)
         }
     }
 }
@@ -125,6 +156,13 @@ impl SimConfig {
             self.max_workers,
             self.check_priority,
         ));
+        a.push_str(&format!(
+            " --master-crashes {} --reshard {}",
+            self.master_crashes, self.reshard
+        ));
+        if let Some(every) = self.snapshot_every {
+            a.push_str(&format!(" --snapshot-every-ms {}", every.as_millis()));
+        }
         a
     }
 }
@@ -156,6 +194,16 @@ pub struct SimReport {
     pub spawned: u64,
     /// Workers retired by scaling.
     pub retired: u64,
+    /// Master crashes injected (each recovered).
+    pub master_crashes: u64,
+    /// Recoveries that changed the shard count.
+    pub reshards: u64,
+    /// Attempts re-registered workers reported and the recovered master adopted.
+    pub adopted: u64,
+    /// Reported attempts the recovered master could not account for and killed.
+    pub orphaned: u64,
+    /// Snapshots that became durable.
+    pub snapshots: u64,
 }
 
 /// A violated invariant or a stuck run, with the seed that reproduces it.

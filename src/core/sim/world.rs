@@ -1,7 +1,7 @@
 //! The simulation's state and event loop: cores sharing one load table, the event queue in virtual
 //! time, and the end-of-run checks (every job terminal, load counters back to zero).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::check::Checker;
+use super::master::ShardWal;
 use super::workload::{self, Planned};
 use super::{SimConfig, SimFailure, SimReport};
 use crate::core::{
@@ -18,22 +19,35 @@ use crate::core::{
 pub(super) const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const SUBMIT_WINDOW: Duration = Duration::from_secs(5);
 
+/// A simulated worker process, known by a stable key; its [`WorkerId`] changes when it
+/// re-registers with a restarted master.
 pub(super) struct SimWorker {
+    /// Its id with the current master (meaningful while `registered`).
+    pub(super) id: WorkerId,
+    /// Known to the current master.
+    pub(super) registered: bool,
     pub(super) alive: bool,
-    /// Every shard was (or is being) told the worker is gone.
+    /// Every shard was (or is being) told the worker is gone, or the master forgot it.
     pub(super) buried: bool,
-    pub(super) home: u32,
     pub(super) capacity: u32,
     pub(super) skills: Vec<Box<str>>,
-    pub(super) ephemeral: bool,
-    /// Attempts the worker is running, with the shard that owns each.
-    pub(super) running: BTreeMap<(JobId, u32), u32>,
+    /// The worker that spawned it.
+    pub(super) parent: Option<u64>,
+    /// Attempts the worker is running.
+    pub(super) running: BTreeSet<(JobId, u32)>,
+    /// The attempts it listed when it last re-registered (running or with an undelivered report).
+    pub(super) listed: BTreeSet<(JobId, u32)>,
+    /// Reports it could not deliver (master down, or not registered yet), re-sent after it
+    /// re-registers and re-reports its attempts.
+    pub(super) unsent: Vec<Input>,
+    /// Attempts it held when it last re-registered: adoption may place them past its capacity.
+    pub(super) allowance: usize,
 }
 
 pub(super) struct Join {
     pub(super) skills: Vec<Box<str>>,
     pub(super) capacity: u32,
-    pub(super) parent: Option<WorkerId>,
+    pub(super) parent: Option<u64>,
     pub(super) ticket: Option<u64>,
 }
 
@@ -50,24 +64,22 @@ pub(super) enum Event {
         pick: u64,
     },
     Stop {
-        shard: u32,
         job: JobId,
     },
     Arrive {
-        worker: WorkerId,
-        shard: u32,
+        worker: u64,
         job: JobId,
         attempt: u32,
         service: bool,
         run_for: Duration,
     },
     Done {
-        worker: WorkerId,
+        worker: u64,
         job: JobId,
         attempt: u32,
     },
     KillArrive {
-        worker: WorkerId,
+        worker: u64,
         job: JobId,
         attempt: u32,
     },
@@ -76,6 +88,19 @@ pub(super) enum Event {
     },
     Join(Join),
     Heartbeats,
+    MasterCrash,
+    MasterUp,
+    Rejoin {
+        worker: u64,
+    },
+    Snapshot,
+}
+
+impl Event {
+    /// Events that do not keep the run alive (periodic ones).
+    fn periodic(&self) -> bool {
+        matches!(self, Event::Heartbeats | Event::Snapshot)
+    }
 }
 
 pub struct World {
@@ -86,20 +111,35 @@ pub struct World {
     pub(super) cores: Vec<Core>,
     pub(super) load: Arc<LoadTable>,
     pub(super) ids: WorkerIdAllocator,
-    pub(super) workers: BTreeMap<WorkerId, SimWorker>,
+    pub(super) workers: BTreeMap<u64, SimWorker>,
+    /// Registered workers by their current id.
+    pub(super) by_id: BTreeMap<WorkerId, u64>,
+    pub(super) next_worker: u64,
     pub(super) events: BTreeMap<(Time, u64), Event>,
     pub(super) seq: u64,
     pub(super) busy: usize,
     pub(super) check: Checker,
+    /// Follows only durable records (see `check.rs`).
+    pub(super) durable: Checker,
+    pub(super) wal: Vec<ShardWal>,
+    /// The master is down: client requests wait, worker reports are kept by the workers.
+    pub(super) down: bool,
+    /// Client events that arrived while the master was down.
+    pub(super) deferred: Vec<Event>,
+    /// Attempts held by live workers that the recovered master must adopt: attempt -> worker.
+    pub(super) adoptable: BTreeMap<(JobId, u32), u64>,
     pub(super) plan: Vec<Option<Planned>>,
     pub(super) submissions_left: usize,
-    pub(super) tokens: HashMap<u64, u32>,
-    pub(super) accepted: HashMap<u64, (u32, DagId, u32)>,
+    /// Acknowledged submissions: token -> (dag, jobs).
+    pub(super) accepted: HashMap<u64, (DagId, u32)>,
+    /// Stop requests not answered yet: token -> service. A client repeats them after a master
+    /// restart (an unanswered stop may have been lost with the master's unpersisted records).
+    pub(super) stops: BTreeMap<u64, JobId>,
     pub(super) next_token: u64,
     pub(super) report: SimReport,
 }
 
-fn core_config(cfg: &SimConfig) -> CoreConfig {
+pub(super) fn core_config(cfg: &SimConfig) -> CoreConfig {
     CoreConfig {
         backoff_base: Duration::from_millis(10),
         backoff_max: Duration::from_millis(200),
@@ -111,8 +151,14 @@ fn core_config(cfg: &SimConfig) -> CoreConfig {
         max_workers: cfg.max_workers,
         history_limit: usize::MAX,
         history_max_age: Duration::from_secs(365 * 24 * 3600),
+        adopt_grace: Duration::from_secs(2),
         ..CoreConfig::default()
     }
+}
+
+/// The seed of shard `index`'s core in master life `epoch`.
+pub(super) fn core_seed(seed: u64, index: u32, epoch: u64) -> u64 {
+    seed ^ u64::from(index).wrapping_mul(0x9E37) ^ epoch.wrapping_mul(0x85EB_CA6B)
 }
 
 impl World {
@@ -126,12 +172,8 @@ impl World {
                     index,
                     count: shards,
                 };
-                Core::new(
-                    core_config(cfg),
-                    shard,
-                    load.clone(),
-                    cfg.seed ^ u64::from(index).wrapping_mul(0x9E37),
-                )
+                let seed = core_seed(cfg.seed, index, 0);
+                Core::new(core_config(cfg), shard, load.clone(), seed)
             })
             .collect();
         let plan = workload::generate(&cfg.workload, &mut rng, SUBMIT_WINDOW, cfg.cancel_permille);
@@ -147,12 +189,19 @@ impl World {
             load,
             ids: WorkerIdAllocator::new(),
             workers: BTreeMap::new(),
+            by_id: BTreeMap::new(),
+            next_worker: 0,
             events: BTreeMap::new(),
             seq: 0,
             busy: 0,
             check: Checker::new(shards as usize),
-            tokens: HashMap::new(),
+            durable: Checker::new(shards as usize),
+            wal: (0..shards).map(|_| ShardWal::default()).collect(),
+            down: false,
+            deferred: Vec::new(),
+            adoptable: BTreeMap::new(),
             accepted: HashMap::new(),
+            stops: BTreeMap::new(),
             next_token: 1,
             report: SimReport {
                 seed: cfg.seed,
@@ -172,7 +221,7 @@ impl World {
     }
 
     pub(super) fn schedule(&mut self, after: Duration, event: Event) {
-        if !matches!(event, Event::Heartbeats) {
+        if !event.periodic() {
             self.busy += 1;
         }
         self.seq += 1;
@@ -181,6 +230,11 @@ impl World {
 
     pub(super) fn latency(&mut self) -> Duration {
         Duration::from_micros(self.rng.gen_range(50..500))
+    }
+
+    /// The shard that owns `dag` under the current shard count.
+    pub(super) fn owner(&self, dag: DagId) -> u32 {
+        dag.owner(self.cores.len() as u32)
     }
 
     pub fn run(mut self) -> Result<SimReport, SimFailure> {
@@ -202,11 +256,23 @@ impl World {
             let at = self.plan[index].as_ref().map_or(Duration::ZERO, |p| p.at);
             self.schedule(at, Event::Submit { index });
         }
+        let window = SUBMIT_WINDOW.as_micros() as u64;
         for i in 0..self.cfg.crashes {
-            let at = Duration::from_micros(self.rng.gen_range(0..SUBMIT_WINDOW.as_micros() as u64));
+            let at = Duration::from_micros(self.rng.gen_range(0..window));
             self.schedule(at, Event::Crash { silent: i % 2 == 1 });
         }
+        for _ in 0..self.cfg.master_crashes {
+            let at = Duration::from_micros(self.rng.gen_range(0..window));
+            self.schedule(at, Event::MasterCrash);
+        }
         self.schedule(HEARTBEAT_EVERY, Event::Heartbeats);
+        if let Some(every) = self.cfg.snapshot_every {
+            self.schedule(every, Event::Snapshot);
+        }
+        self.event_loop()
+    }
+
+    fn event_loop(mut self) -> Result<SimReport, SimFailure> {
         loop {
             if self.now.since(self.start) > self.cfg.time_limit {
                 return Err(self.fail(format!(
@@ -220,6 +286,7 @@ impl World {
             }
             let next_event = self.events.first_key_value().map(|(k, _)| k.0);
             let next_timer = (0..self.cores.len())
+                .filter(|_| !self.down)
                 .filter_map(|i| self.cores[i].poll_timeout().map(|t| (t, i)))
                 .min();
             if let Some((t, i)) = next_timer.filter(|(t, _)| next_event.is_none_or(|e| *t <= e)) {
@@ -233,7 +300,7 @@ impl World {
                     self.live_summary()
                 )));
             };
-            if !matches!(event, Event::Heartbeats) {
+            if !event.periodic() {
                 self.busy -= 1;
             }
             self.now = t;
@@ -244,11 +311,12 @@ impl World {
 
     fn quiet(&self) -> bool {
         // A silently dead worker still holds reservations until its home shard notices.
-        self.cores.iter().all(|c| c.stats().live == 0)
+        !self.down
+            && self.cores.iter().all(|c| c.stats().live == 0)
             && self
                 .workers
                 .values()
-                .all(|w| w.running.is_empty() && (w.alive || w.buried))
+                .all(|w| w.running.is_empty() && w.unsent.is_empty() && (w.alive || w.buried))
     }
 
     fn live_summary(&self) -> String {
@@ -270,11 +338,12 @@ impl World {
     }
 
     fn finish(mut self) -> Result<SimReport, SimFailure> {
-        let accepted: Vec<(u32, DagId, u32)> = self.accepted.values().copied().collect();
-        for (shard, dag, n) in accepted {
+        let mut accepted: Vec<(DagId, u32)> = self.accepted.values().copied().collect();
+        accepted.sort_unstable();
+        for (dag, n) in accepted {
             for i in 0..n {
                 let job = dag.job(i);
-                let state = self.cores[shard as usize].state(job);
+                let state = self.cores[self.owner(dag) as usize].state(job);
                 match state {
                     Some(s) if s.is_terminal() => {}
                     other => return Err(self.fail(format!("{job} ended the run in {other:?}"))),
@@ -294,7 +363,6 @@ impl World {
                 self.load
             )));
         }
-        self.report.dispatches = self.check.dispatches;
         self.report.virtual_time = self.now.since(self.start);
         Ok(self.report)
     }

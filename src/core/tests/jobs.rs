@@ -542,14 +542,16 @@ fn replaying_the_journal_rebuilds_the_seed_dag_mid_flight() {
         })
         .collect();
     let mut fresh = Core::new(config(), ShardInfo::SINGLE, Arc::new(LoadTable::new()), 1);
-    for r in &records {
+    for r in records {
         fresh.replay(r).unwrap();
     }
     fresh.finish_recovery(h.now);
     let states: Vec<JobState> = (0..5).map(|i| fresh.state(dag.job(i)).unwrap()).collect();
     use JobState::*;
-    // The services that were running are queued for redeploy; B waits for its retry; the rest wait.
-    assert_eq!(states, vec![Queued, Queued, Failed, Blocked, Blocked]);
+    // The services that were running wait for their worker to report them; B waits for its retry;
+    // the rest wait for their dependencies.
+    assert_eq!(states, vec![Running, Running, Failed, Blocked, Blocked]);
+    assert!(fresh.job(dag.job(0)).unwrap().adopting);
     assert_eq!(fresh.job(dag.job(2)).unwrap().failures, 1);
     assert!(fresh.job(dag.job(1)).unwrap().spec.is_service());
     // Readiness was journaled, so A's release of RUN_CALC's counter survives: only B is missing.

@@ -2,6 +2,8 @@
 //! shell: it feeds `Persisted` back for every journal record (unless told not to) and collects outputs.
 
 mod jobs;
+mod recovery;
+mod restore;
 mod services;
 mod workers;
 
@@ -20,6 +22,9 @@ pub struct Harness {
     next_token: u64,
 }
 
+/// DagIds skipped after a recovery in these tests.
+pub const SKIP: u64 = 1000;
+
 pub fn config() -> CoreConfig {
     CoreConfig {
         backoff_base: Duration::from_millis(100),
@@ -27,6 +32,7 @@ pub fn config() -> CoreConfig {
         backoff_jitter_percent: 0,
         // Tests jump through time without heartbeating; the heartbeat tests set their own timeout.
         heartbeat_timeout: Duration::from_secs(24 * 3600),
+        recovery_dag_skip: SKIP,
         ..CoreConfig::default()
     }
 }
@@ -95,6 +101,21 @@ impl Harness {
         id
     }
 
+    /// Registers worker `(slot, generation)` with two GENERAL slots; returns the outputs.
+    pub fn worker_outs(&mut self, slot: u16, generation: u16) -> Vec<Output> {
+        let id = WorkerId::new(slot, generation).unwrap();
+        self.step(Input::WorkerUp(WorkerInfo {
+            id,
+            capacity: 2,
+            skills: vec!["GENERAL".into()],
+            port: 8080 + slot,
+            parent: None,
+            ephemeral: false,
+            home: true,
+            spawn_ticket: None,
+        }))
+    }
+
     pub fn submit(&mut self, submission: Submission) -> (DagId, Vec<Output>) {
         let token = self.token();
         let outs = self.step(Input::Submit { token, submission });
@@ -135,6 +156,38 @@ impl Harness {
     pub fn state(&self, job: JobId) -> JobState {
         self.core.state(job).expect("job retained")
     }
+
+    /// Every journal record emitted so far, in LSN order.
+    pub fn journal(&self) -> Vec<Record> {
+        self.log
+            .iter()
+            .filter_map(|o| match o {
+                Output::Journal { record, .. } => Some(record.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A restarted master: a fresh core (and load table) rebuilt from `records`, recovered at `now`.
+    pub fn recovered(cfg: CoreConfig, records: Vec<Record>, now: Time) -> Harness {
+        let mut h = Harness::with(cfg.clone());
+        let mut core = Core::new(cfg, ShardInfo::SINGLE, h.load.clone(), 11);
+        for r in records {
+            core.replay(r).expect("replays");
+        }
+        core.finish_recovery(now);
+        h.core = core;
+        h.now = now;
+        h
+    }
+
+    pub fn adopt(&mut self, worker: WorkerId, job: JobId, attempt: u32) -> Vec<Output> {
+        self.step(Input::Adopt {
+            worker,
+            job,
+            attempt,
+        })
+    }
 }
 
 /// The dispatches in `outs`, as `(worker, job, attempt)`.
@@ -146,6 +199,15 @@ pub fn dispatches(outs: &[Output]) -> Vec<(WorkerId, JobId, u32)> {
                 job,
                 attempt,
             } => Some((*worker, *job, *attempt)),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn journaled(outs: &[Output]) -> Vec<Record> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Journal { record, .. } => Some(record.clone()),
             _ => None,
         })
         .collect()
