@@ -88,7 +88,7 @@ pub enum Gather {
     Stats {
         token: u64,
         form: StatsForm,
-        acc: ShardStats,
+        acc: Box<ShardStats>,
     },
     Wait {
         token: u64,
@@ -189,7 +189,7 @@ impl Shard {
             Gather::Stats {
                 token,
                 form,
-                acc: ShardStats::default(),
+                acc: Box::default(),
             },
             self.count,
         );
@@ -444,7 +444,7 @@ impl Shard {
                 );
             }
             Gather::Stats { token, form, acc } => {
-                let stats = self.cluster_stats(acc);
+                let stats = self.cluster_stats(*acc);
                 let frame = match form {
                     StatsForm::Text => data_frame(&StatsText {
                         text: stats.render_text(),
