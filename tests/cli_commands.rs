@@ -21,8 +21,7 @@ Delayed (Time):    0 jobs\n\
 Blocked (DAG):     0 jobs\n\
 Dead Letter (DLQ): 0 jobs\n\
 -------------------------------\n\
-[INFO] No workers currently connected.\n\
-Persistence:       memory only (a master restart loses all jobs)\n";
+[INFO] No workers currently connected.\n";
 
 fn state(master: &str, id: &str) -> String {
     job_json(master, id)["state"]
@@ -63,8 +62,7 @@ fn stats_prints_the_masters_text_exactly() {
          Dead Letter (DLQ): 0 jobs\n\
          -------------------------------\n\
          Worker Status:\n \
-         • [{}] Load: 1/4 (25%)    | Skills: [GENERAL]\n\
-         Persistence:       memory only (a master restart loses all jobs)\n",
+         • [{}] Load: 1/4 (25%)    | Skills: [GENERAL]\n",
         worker.port()
     );
     assert_eq!(titan(&master.addr, &["stats"]).ok().stdout, expected);
@@ -94,7 +92,7 @@ fn stats_json_is_one_value() {
             &json!(0),
             &json!(1),
             &json!(2),
-            &json!("memory-only")
+            &json!("wal")
         ),
         "{v}"
     );

@@ -57,6 +57,8 @@ fn up_runs_a_cluster_until_sigterm_then_stops_all_of_it() {
         .arg(perm_files())
         .arg("--workspace")
         .arg(&workspace)
+        .arg("--data-dir")
+        .arg(scratch_dir("up-data"))
         .env("PATH", "/usr/bin:/bin")
         .env("TITAN_LOG", "warn");
     let mut up = Proc::spawn(cmd);

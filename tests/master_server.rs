@@ -121,6 +121,7 @@ fn a_port_in_use_is_a_clear_error() {
             "1",
             "--log-port",
             "0",
+            "--memory-only",
         ])
         .output()
         .unwrap();

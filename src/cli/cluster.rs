@@ -41,6 +41,8 @@ pub struct ClusterLayout {
     pub perm_files: PathBuf,
     pub workspace: PathBuf,
     pub worker_capacity: u32,
+    /// The master's data directory (its write-ahead log).
+    pub data_dir: PathBuf,
     /// Extra `titan master` flags.
     pub master_flags: Vec<String>,
 }
@@ -52,6 +54,8 @@ impl LocalCluster {
         let mut master_cmd = Command::new(&exe);
         master_cmd
             .args(["master", "--port", "0", "--log-port", "0"])
+            .arg("--data-dir")
+            .arg(&layout.data_dir)
             .args(&layout.master_flags);
         let master = spawn_member("master", master_cmd, "titan master ready on ")?;
         let mut cluster = LocalCluster {

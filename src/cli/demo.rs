@@ -39,6 +39,10 @@ pub struct LayoutArgs {
     /// Jobs each worker runs at once.
     #[arg(long, default_value_t = 4)]
     pub capacity: u32,
+    /// The master's data directory (its write-ahead log); `titan demo` uses a fresh one inside
+    /// the workspace and removes it afterwards.
+    #[arg(long, default_value = crate::master::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
 }
 
 impl LayoutArgs {
@@ -54,6 +58,7 @@ impl LayoutArgs {
             perm_files: absolute(&self.perm_files),
             workspace: absolute(&self.workspace),
             worker_capacity: self.capacity.max(1),
+            data_dir: absolute(&self.data_dir),
             master_flags: Vec::new(),
         })
     }
@@ -98,7 +103,11 @@ const DEMO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Starts a cluster, runs the seed's Inception DAG and one-off commands, prints STATS, stops.
 pub fn demo(args: DemoArgs) -> Result<(), CliError> {
-    let layout = args.layout.layout()?;
+    let mut layout = args.layout.layout()?;
+    // The demo starts from nothing and leaves nothing: its log lives and dies with it.
+    layout.data_dir = layout
+        .workspace
+        .join(format!(".demo-data-{}", std::process::id()));
     let (dash, a, b, c) = (free_port()?, free_port()?, free_port()?, free_port()?);
     let dag = format!(
         "START_DASH|DEPLOY|server_dashboard.py|{dash}|1|0|[] ; \
@@ -120,6 +129,7 @@ pub fn demo(args: DemoArgs) -> Result<(), CliError> {
     let result = run_demo(&cluster.master.addr, &dag, &one_offs);
     let crashed = cluster.exited();
     let killed = cluster.stop();
+    let _ = std::fs::remove_dir_all(&layout.data_dir);
     result?;
     if let Some(what) = crashed {
         return Err(CliError::Local(what));

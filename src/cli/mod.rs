@@ -99,6 +99,32 @@ pub struct MasterArgs {
     /// UDP port where workers stream job output (0 picks a free port; the ready line shows it).
     #[arg(long, default_value_t = master::DEFAULT_LOG_PORT)]
     pub log_port: u16,
+    /// Where the write-ahead log lives (it survives restarts and `kill -9`).
+    #[arg(long, default_value = master::DEFAULT_DATA_DIR)]
+    pub data_dir: std::path::PathBuf,
+    /// Keep state in memory only: no write-ahead log (a restart loses every job).
+    #[arg(long, conflicts_with = "data_dir")]
+    pub memory_only: bool,
+    /// How the log reaches the disk: `group` (one fdatasync per batch) or `per-record`.
+    #[arg(long, value_enum, default_value_t = WalSync::Group)]
+    pub wal_sync: WalSync,
+    /// Size of each log segment file in MiB (at least 12: a segment holds the largest record).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(12..=4096))]
+    pub wal_segment_mb: u64,
+    /// Create log segments as they fill instead of preallocating them zero-filled (saves disk
+    /// writes on small or short-lived masters; each commit then also updates the file size).
+    #[arg(long)]
+    pub wal_no_preallocate: bool,
+    /// Journal records between snapshots of a shard's state.
+    #[arg(long, default_value_t = 200_000)]
+    pub snapshot_every: u64,
+}
+
+/// `--wal-sync` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WalSync {
+    Group,
+    PerRecord,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +238,14 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
         .unwrap_or(master::default_shards() as u32)
         .max(1);
     config.log_port = args.log_port;
+    config.data_dir = (!args.memory_only).then(|| args.data_dir.clone());
+    config.wal.segment_bytes = args.wal_segment_mb << 20;
+    config.wal.preallocate = !args.wal_no_preallocate;
+    config.wal.commit_mode = match args.wal_sync {
+        WalSync::Group => crate::wal::CommitMode::Group,
+        WalSync::PerRecord => crate::wal::CommitMode::PerRecord,
+    };
+    config.snapshot_every = args.snapshot_every;
     config.core.spawn_after = Duration::from_millis(args.scale_after_ms);
     // Look for backlogs often enough that a decision comes soon after the threshold passes.
     config.core.scaling_interval =

@@ -16,6 +16,7 @@ use crate::core::{Input, JobId, JobRef, JobState, Resolved, Target};
 use crate::proto::message::client::{
     ClusterStats, JobList, JobStatus, StatsText, WaitReply, WorkerList, WorkerStatus,
 };
+use crate::proto::message::stats_text::{PERSISTENCE_MEMORY_ONLY, PERSISTENCE_WAL};
 use crate::proto::{encode_frame, ErrorCode, OpCode};
 
 /// The token of a `Watch` the origin asked another shard's core for: which wait, which job.
@@ -249,6 +250,13 @@ impl Shard {
 
     /// Runs a request for another shard (or this one) and answers it.
     pub fn on_remote_request(&self, token: u64, query: Option<QueryId>, request: Remote) {
+        // A change this shard cannot journal is refused before it touches the core.
+        if matches!(request, Remote::Cancel(_) | Remote::Stop(_)) {
+            if let Some(degraded) = self.degraded() {
+                let message = super::requests::unavailable(&degraded);
+                return self.deliver(token, error_frame(ErrorCode::Unavailable, &message));
+            }
+        }
         match request {
             Remote::Status(job) => {
                 let frame = match self.resolve_job(&job) {
@@ -376,6 +384,9 @@ impl Shard {
             services,
             scaling: self.scaling.borrow().iter().cloned().collect(),
             logs: self.logs.as_ref().map(|l| l.totals()),
+            degraded: self
+                .degraded()
+                .map(|d| format!("shard {}: {}", self.index, d.cause)),
         }
     }
 
@@ -484,6 +495,15 @@ impl Shard {
         }
     }
 
+    /// `memory-only`, `wal`, or why a shard cannot write its log (changes are refused).
+    fn persistence_label(&self, degraded: Option<&str>) -> String {
+        match (self.has_wal(), degraded) {
+            (false, _) => PERSISTENCE_MEMORY_ONLY.to_string(),
+            (true, None) => PERSISTENCE_WAL.to_string(),
+            (true, Some(cause)) => format!("write-ahead log failing, changes refused ({cause})"),
+        }
+    }
+
     fn cluster_stats(&self, acc: ShardStats) -> ClusterStats {
         let core = self.core.borrow();
         let mut scaling = acc.scaling;
@@ -522,7 +542,7 @@ impl Shard {
             cancelled: acc.totals.cancelled,
             upstream_failed: acc.totals.upstream_failed,
             shards: self.count,
-            persistence: "memory-only".to_string(),
+            persistence: self.persistence_label(acc.degraded.as_deref()),
             workers,
             scaling,
             logs: acc.logs.unwrap_or_default(),
@@ -560,6 +580,9 @@ fn merge(gather: &mut Gather, part: Part) {
             acc.scaling.extend(part.scaling);
             if part.logs.is_some() {
                 acc.logs = part.logs;
+            }
+            if acc.degraded.is_none() {
+                acc.degraded = part.degraded;
             }
         }
         (Gather::Wait { done, error, .. }, Part::Watched { index, status }) => match *status {

@@ -124,6 +124,8 @@ pub struct ShardStats {
     pub scaling: Vec<ScalingEvent>,
     /// The log sink's counters (shard 0 only).
     pub logs: Option<LogTotals>,
+    /// Why this shard cannot write its log, if it cannot.
+    pub degraded: Option<String>,
 }
 
 /// Identifies a gather in progress on its origin shard.

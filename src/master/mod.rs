@@ -10,6 +10,8 @@ mod effects;
 mod gather;
 mod logs;
 mod mesh;
+mod persist;
+pub mod recovery;
 mod requests;
 mod shard;
 mod state;
@@ -50,6 +52,11 @@ pub struct MasterConfig {
     pub seed: u64,
     /// UDP port of the log sink (0 picks a free one).
     pub log_port: u16,
+    /// Where the write-ahead log lives; `None` keeps state in memory only.
+    pub data_dir: Option<std::path::PathBuf>,
+    pub wal: crate::wal::WalConfig,
+    /// Core records between snapshots.
+    pub snapshot_every: u64,
 }
 
 impl MasterConfig {
@@ -68,9 +75,24 @@ impl MasterConfig {
             },
             seed: std::process::id() as u64,
             log_port: DEFAULT_LOG_PORT,
+            data_dir: Some(std::path::PathBuf::from(DEFAULT_DATA_DIR)),
+            wal: wal_config(),
+            snapshot_every: persist::DEFAULT_SNAPSHOT_EVERY,
         }
     }
 }
+
+/// The log's settings: a record can be as large as the largest frame (a submission carrying an
+/// inline script), so no accepted request can be too large to journal.
+fn wal_config() -> crate::wal::WalConfig {
+    let mut config = crate::wal::WalConfig::default();
+    config.max_record_bytes = crate::proto::limits::MAX_FRAME_LEN as usize + (256 << 10);
+    config.max_pending_bytes = config.max_pending_bytes.max(2 * config.max_record_bytes);
+    config
+}
+
+/// Where the write-ahead log lives unless configured.
+pub const DEFAULT_DATA_DIR: &str = "titan_data";
 
 /// The log sink's UDP port unless configured.
 pub const DEFAULT_LOG_PORT: u16 = 9091;
@@ -103,6 +125,17 @@ pub enum MasterError {
     },
     #[error("shard {shard} stopped unexpectedly")]
     ShardLost { shard: usize },
+    #[error("recovering the data directory failed: {0}")]
+    Recovery(#[from] recovery::RecoveryError),
+}
+
+/// What shards tell the main thread while starting.
+pub(crate) enum ShardEvent {
+    /// Listening on this address (the next shard may start).
+    Bound(SocketAddr),
+    /// State recovered; serving.
+    Ready,
+    Failed(MasterError),
 }
 
 /// Largest shard count accepted.
@@ -120,6 +153,8 @@ pub(crate) struct Shared {
     pub worker_ids: Arc<Mutex<WorkerIdAllocator>>,
     /// The log sink's actual UDP port, set by shard 0 before any shard serves (0: none yet).
     pub log_port: Arc<std::sync::atomic::AtomicU16>,
+    /// The log generation shards open (none: memory only).
+    pub generation: Option<Arc<recovery::Generation>>,
 }
 
 impl Shared {
@@ -138,6 +173,15 @@ pub fn run(config: MasterConfig) -> Result<(), MasterError> {
         });
     }
     shutdown::install_handlers()?;
+    let generation = match &config.data_dir {
+        Some(data) => Some(Arc::new(recovery::prepare(
+            data,
+            config.shards as u32,
+            &config.wal,
+            &config.core,
+        )?)),
+        None => None,
+    };
     let shared = Shared {
         stop: StopFlag::default(),
         connections: Arc::new(AtomicUsize::new(0)),
@@ -145,6 +189,7 @@ pub fn run(config: MasterConfig) -> Result<(), MasterError> {
         load: Arc::new(LoadTable::new()),
         worker_ids: Arc::new(Mutex::new(WorkerIdAllocator::new())),
         log_port: Arc::new(std::sync::atomic::AtomicU16::new(0)),
+        generation,
     };
     let mesh = (config.shards > 1).then(|| MeshBuilder::full(config.shards, MESH_CHANNEL_CAPACITY));
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
@@ -169,13 +214,29 @@ pub fn run(config: MasterConfig) -> Result<(), MasterError> {
         handles.push(handle);
         // Every shard binds the address the first one actually got, so `--port 0` works.
         match ready_rx.recv() {
-            Ok(Ok(bound)) => addr = bound,
-            Ok(Err(e)) => {
+            Ok(ShardEvent::Bound(bound)) => addr = bound,
+            Ok(ShardEvent::Failed(e)) => {
                 shared.stop.raise();
                 join_all(handles);
                 return Err(e);
             }
-            Err(_) => return Err(MasterError::ShardLost { shard: index }),
+            Ok(ShardEvent::Ready) | Err(_) => return Err(MasterError::ShardLost { shard: index }),
+        }
+    }
+    // Shards recover their state concurrently; the master is ready when all have.
+    for _ in 0..config.shards {
+        match ready_rx.recv() {
+            Ok(ShardEvent::Ready) => {}
+            Ok(ShardEvent::Failed(e)) => {
+                shared.stop.raise();
+                join_all(handles);
+                return Err(e);
+            }
+            Ok(ShardEvent::Bound(_)) | Err(_) => {
+                shared.stop.raise();
+                join_all(handles);
+                return Err(MasterError::ShardLost { shard: 0 });
+            }
         }
     }
     println!(
@@ -195,14 +256,14 @@ pub fn run(config: MasterConfig) -> Result<(), MasterError> {
 /// Blocks until a termination signal arrives or a shard reports that it stopped on its own.
 fn wait_for_stop(
     shared: &Shared,
-    shard_events: &crossbeam_channel::Receiver<Result<SocketAddr, MasterError>>,
+    shard_events: &crossbeam_channel::Receiver<ShardEvent>,
 ) -> Result<(), MasterError> {
     loop {
         if let Some(signal) = shutdown::wait_signal(shutdown::POLL_INTERVAL * 4) {
             info!(?signal, "shutting down");
             return Ok(());
         }
-        if let Ok(Err(e)) = shard_events.try_recv() {
+        if let Ok(ShardEvent::Failed(e)) = shard_events.try_recv() {
             error!(error = %e, "a shard failed");
             return Err(e);
         }

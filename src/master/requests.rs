@@ -50,6 +50,10 @@ impl Shard {
             }
             OpCode::SubmitJob | OpCode::SubmitDag => {
                 let request = proto::access::<ArchivedSubmitRequest>(opcode, payload)?;
+                if let Some(degraded) = self.degraded() {
+                    reply_error(outbox, ErrorCode::Unavailable, &unavailable(&degraded));
+                    return Ok(());
+                }
                 let submission: Submission = rkyv::deserialize::<_, rancor::BoxedError>(
                     &request.submission,
                 )
@@ -148,6 +152,14 @@ impl Shard {
         }
         Ok(())
     }
+}
+
+/// The message of a change refused because the shard's log cannot be written.
+pub fn unavailable(degraded: &super::persist::Degraded) -> String {
+    format!(
+        "the master cannot write its log ({}); nothing was changed. Reads still work; retry once the disk is fixed",
+        degraded.cause
+    )
 }
 
 fn reply_error(outbox: &Outbox, code: ErrorCode, message: &str) {

@@ -8,13 +8,15 @@ use std::time::Duration;
 use futures_lite::future;
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::net::TcpListener;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::connection::{self, ConnectionGuard};
 use super::logs::LogSide;
 use super::mesh::{Mesh, ShardMsg};
+use super::persist::Persistence;
 use super::state::Shard;
-use super::{MasterError, Shared};
+use super::{recovery, MasterError, ShardEvent, Shared};
+use crate::core::{Core, ShardInfo};
 use crate::logs::{LogSink, SinkConfig};
 use crate::runtime::shutdown::Shutdown;
 
@@ -30,12 +32,12 @@ pub(crate) async fn serve(
     addr: SocketAddr,
     shared: Shared,
     mesh: Option<MeshBuilder<ShardMsg, Full>>,
-    events: crossbeam_channel::Sender<Result<SocketAddr, MasterError>>,
+    events: crossbeam_channel::Sender<ShardEvent>,
 ) {
     let listener = match TcpListener::bind(addr).and_then(|l| l.local_addr().map(|a| (l, a))) {
         Ok((listener, _)) => listener,
         Err(e) => {
-            let _ = events.send(Err(MasterError::Bind {
+            let _ = events.send(ShardEvent::Failed(MasterError::Bind {
                 shard: index,
                 addr,
                 source: e.into(),
@@ -46,7 +48,7 @@ pub(crate) async fn serve(
     let bound = match listener.local_addr() {
         Ok(bound) => bound,
         Err(e) => {
-            let _ = events.send(Err(MasterError::Bind {
+            let _ = events.send(ShardEvent::Failed(MasterError::Bind {
                 shard: index,
                 addr,
                 source: e.into(),
@@ -66,7 +68,7 @@ pub(crate) async fn serve(
                 Some(LogSide::new(sink))
             }
             Err(e) => {
-                let _ = events.send(Err(MasterError::LogBind {
+                let _ = events.send(ShardEvent::Failed(MasterError::LogBind {
                     addr: log_addr,
                     reason: e.to_string(),
                 }));
@@ -76,8 +78,8 @@ pub(crate) async fn serve(
     } else {
         None
     };
-    let _ = events.send(Ok(bound)); // Joining waits for every shard, so it comes after this shard reported its address (the
-                                    // next shard is only started once this one is bound).
+    let _ = events.send(ShardEvent::Bound(bound)); // Joining waits for every shard, so it comes after this shard reported its address (the
+                                                   // next shard is only started once this one is bound).
     let (senders, receivers) = match mesh {
         Some(builder) => match builder.join().await {
             Ok((senders, receivers)) if senders.peer_id() == index => {
@@ -89,12 +91,12 @@ pub(crate) async fn serve(
                     peer = senders.peer_id(),
                     "mesh peer id differs from the shard index"
                 );
-                let _ = events.send(Err(MasterError::ShardLost { shard: index }));
+                let _ = events.send(ShardEvent::Failed(MasterError::ShardLost { shard: index }));
                 return;
             }
             Err(e) => {
                 error!(shard = index, error = %e, "could not join the shard mesh");
-                let _ = events.send(Err(MasterError::ShardLost { shard: index }));
+                let _ = events.send(ShardEvent::Failed(MasterError::ShardLost { shard: index }));
                 return;
             }
         },
@@ -102,7 +104,58 @@ pub(crate) async fn serve(
     };
     let mesh = Mesh::new(senders, shared.config.shards);
     let seed = shared.config.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let shard = Shard::new(index as u32, shared.clone(), mesh.clone(), seed, logs);
+    // Recover this shard's state before building anything that serves.
+    let shard_info = ShardInfo {
+        index: index as u32,
+        count: shared.config.shards as u32,
+    };
+    let mut core = Core::new(
+        shared.config.core.clone(),
+        shard_info,
+        shared.load.clone(),
+        seed,
+    );
+    let persistence = match &shared.generation {
+        Some(generation) => {
+            let dir = generation.shard_dir(index as u32);
+            let now = crate::master::state::Clock::default().now();
+            match recovery::open_shard(&dir, shared.config.wal.clone(), &mut core, now).await {
+                Ok((journal, recovered)) => {
+                    info!(
+                        shard = index,
+                        snapshot = recovered.snapshot,
+                        records = recovered.records,
+                        rejected = recovered.rejected,
+                        damage = ?recovered.damage,
+                        "recovered"
+                    );
+                    Some(Persistence::new(journal, shared.config.snapshot_every))
+                }
+                Err(e) => {
+                    let _ = events.send(ShardEvent::Failed(e.into()));
+                    return;
+                }
+            }
+        }
+        None => None,
+    };
+    let shard = Shard::new(
+        index as u32,
+        shared.clone(),
+        mesh.clone(),
+        core,
+        logs,
+        persistence.clone(),
+    );
+    let wal_tasks: Vec<_> = persistence
+        .iter()
+        .flat_map(|p| {
+            [
+                glommio::spawn_local(p.clone().pump(shard.clone())).detach(),
+                glommio::spawn_local(p.clone().snapshots(shard.clone())).detach(),
+            ]
+        })
+        .collect();
     if let Some(logs) = &shard.logs {
         // Below scheduling: under a flood of output the sink falls behind (and counts what the
         // full socket buffer drops) rather than slowing jobs down.
@@ -139,8 +192,17 @@ pub(crate) async fn serve(
             .detach();
         }
     }
+    let _ = events.send(ShardEvent::Ready);
     accept_loop(index, &listener, &shard, &shutdown).await;
     debug!(shard = index, "shard stopped accepting");
+    // Write what is pending and release the log (its lock and files) before the executor ends.
+    for task in wal_tasks {
+        task.cancel();
+    }
+    drop(persistence);
+    if let Some(p) = shard.take_persistence() {
+        p.close().await;
+    }
 }
 
 async fn accept_loop(index: usize, listener: &TcpListener, shard: &Rc<Shard>, shutdown: &Shutdown) {

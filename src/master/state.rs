@@ -13,8 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::gather::Gathers;
 use super::mesh::{ConnKey, Mesh, ShardMsg, Token, SLOT_MASK};
+use super::persist::Persistence;
 use super::Shared;
-use crate::core::{Core, Input, Lsn, Output, ShardInfo, Time, WorkerId};
+use crate::core::{Core, Input, Lsn, Output, Time, WorkerId};
 use crate::proto::message::client::ScalingEvent;
 use crate::runtime::outbox::{Notify, Outbox};
 
@@ -125,6 +126,8 @@ pub struct Shard {
     pub gathers: RefCell<Gathers>,
     /// The log sink and its index (shard 0 only).
     pub logs: Option<super::logs::LogSide>,
+    /// The shard's write-ahead log; `None` when state is kept in memory only.
+    persistence: RefCell<Option<Rc<Persistence>>>,
     /// This shard's recent scaling decisions (bounded).
     pub scaling: RefCell<VecDeque<ScalingEvent>>,
     /// Wakes the timer task when the core's next deadline moved earlier.
@@ -137,16 +140,11 @@ impl Shard {
         index: u32,
         shared: Shared,
         mesh: Rc<Mesh>,
-        seed: u64,
+        core: Core,
         logs: Option<super::logs::LogSide>,
+        persistence: Option<Rc<Persistence>>,
     ) -> Rc<Shard> {
         let count = shared.config.shards as u32;
-        let core = Core::new(
-            shared.config.core.clone(),
-            ShardInfo { index, count },
-            shared.load.clone(),
-            seed,
-        );
         Rc::new_cyclic(|me| Shard {
             me: me.clone(),
             index,
@@ -159,6 +157,7 @@ impl Shard {
             mesh,
             gathers: RefCell::new(Gathers::default()),
             logs,
+            persistence: RefCell::new(persistence),
             scaling: RefCell::new(VecDeque::new()),
             timer: Notify::default(),
             armed: Cell::new(None),
@@ -181,20 +180,49 @@ impl Shard {
             core.handle(now, input);
             core.drain_outputs().collect::<Vec<_>>()
         };
-        // Without a write-ahead log a record is "durable" as soon as it exists; confirming it
-        // releases the replies that wait for it, which may journal more (never unboundedly).
-        loop {
-            let last_journaled = outputs.iter().rev().find_map(|o| match o {
-                Output::Journal { lsn, .. } => Some(*lsn),
-                _ => None,
-            });
-            self.apply(std::mem::take(&mut outputs));
-            let Some(lsn) = last_journaled else {
-                break;
-            };
-            outputs = self.persisted(lsn, now);
+        let persistence = self.persistence.borrow().clone();
+        match persistence {
+            // Records go to the log; the pump confirms them once they are durable.
+            Some(p) => {
+                for output in &outputs {
+                    if let Output::Journal { lsn, record } = output {
+                        p.append(*lsn, record);
+                    }
+                }
+                self.apply(outputs);
+            }
+            // Without a log a record is "durable" as soon as it exists; confirming it releases
+            // the replies that wait for it, which may journal more (never unboundedly).
+            None => loop {
+                let last_journaled = outputs.iter().rev().find_map(|o| match o {
+                    Output::Journal { lsn, .. } => Some(*lsn),
+                    _ => None,
+                });
+                self.apply(std::mem::take(&mut outputs));
+                let Some(lsn) = last_journaled else {
+                    break;
+                };
+                outputs = self.persisted(lsn, now);
+            },
         }
         self.rearm_timer();
+    }
+
+    /// Why changes are refused right now (the log cannot be written), if they are.
+    pub fn degraded(&self) -> Option<super::persist::Degraded> {
+        self.persistence
+            .borrow()
+            .as_ref()
+            .and_then(|p| p.degraded())
+    }
+
+    pub fn has_wal(&self) -> bool {
+        self.persistence.borrow().is_some()
+    }
+
+    /// Hands the log over for closing at shutdown.
+    pub fn take_persistence(&self) -> Option<Rc<Persistence>> {
+        self.persistence.borrow_mut().take()
     }
 
     fn persisted(&self, lsn: Lsn, now: Time) -> Vec<Output> {

@@ -13,7 +13,7 @@ use super::state::{Shard, WorkerHome};
 use crate::core::{Input, JobId, Outcome, WorkerId, WorkerInfo};
 use crate::proto::message::worker::{
     ArchivedHeartbeat, ArchivedJobFinished, ArchivedJobStarted, ArchivedRegister,
-    ArchivedServiceState, KillJob, Registered,
+    ArchivedServiceState, Registered,
 };
 use crate::proto::{self, encode_frame, ErrorCode, OpCode, ProtoError};
 use crate::runtime::outbox::Outbox;
@@ -195,17 +195,20 @@ impl Shard {
                 },
             );
         });
-        // Attempts the worker still runs from an earlier registration belong to a worker the
-        // core already declared lost (and re-queued); they must not finish twice.
+        // Attempts the worker still runs (or finished while it was away): the core that owns
+        // each either adopts it — after a master restart, so it does not run twice — or, when it
+        // already gave up on it, answers with a kill. Adoption reports go before the registration
+        // is broadcast, so no shard fills the worker's slots with new work first.
         for attempt in m.running.iter() {
-            let kill = KillJob {
-                job: attempt.job.to_native(),
-                attempt: attempt.attempt.to_native(),
-                reason: crate::core::KillReason::Cancelled,
-            };
-            outbox.push(|out| {
-                let _ = encode_frame(out, OpCode::KillJob, &kill);
-            });
+            let job = JobId(attempt.job.to_native());
+            self.to_owner(
+                job,
+                Input::Adopt {
+                    worker: id,
+                    job,
+                    attempt: attempt.attempt.to_native(),
+                },
+            );
         }
         let shard = self.index;
         let remote = WorkerInfo {

@@ -9,7 +9,7 @@
 //! and on re-registration it is told which attempts still run.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,7 +57,14 @@ pub struct Jobs {
     /// Where job output is drained: below the default queue's shares, so a job printing a flood
     /// of output never delays job reports and new jobs.
     drains: TaskQueueHandle,
+    /// Attempts that ended while the master was unreachable, with their encoded reports: listed
+    /// at the next registration (so the master adopts them) and delivered right after it.
+    undelivered: RefCell<VecDeque<(AttemptRef, Vec<u8>)>>,
 }
+
+/// Reports kept while the master is unreachable; older ones are dropped beyond this (the master
+/// re-queues those attempts, as it does for any attempt it cannot account for).
+pub const MAX_UNDELIVERED_REPORTS: usize = 100_000;
 
 /// Shares of the output-draining task queue (the default queue has 1000).
 const DRAIN_SHARES: usize = 100;
@@ -121,6 +128,7 @@ impl Jobs {
             children,
             scaled: RefCell::new(HashMap::new()),
             shipper: RefCell::new(None),
+            undelivered: RefCell::new(VecDeque::new()),
             drains: glommio::executor().create_task_queue(
                 Shares::Static(DRAIN_SHARES),
                 Latency::NotImportant,
@@ -131,6 +139,9 @@ impl Jobs {
 
     /// Reports go to this outbox from now on, and output lines to the master's log port.
     pub fn link(&self, outbox: Rc<Outbox>, worker_id: u32, log_addr: Option<SocketAddr>) {
+        for (_, frame) in self.undelivered.borrow_mut().drain(..) {
+            outbox.push(|out| out.extend_from_slice(&frame));
+        }
         *self.link.borrow_mut() = Some(outbox);
         self.worker_id.set(Some(worker_id));
         let mut shipper = self.shipper.borrow_mut();
@@ -166,7 +177,9 @@ impl Jobs {
                 attempt: r.attempt,
             })
             .collect();
-        attempts.sort_by_key(|a| a.job);
+        attempts.extend(self.undelivered.borrow().iter().map(|(a, _)| *a));
+        attempts.sort_by_key(|a| (a.job, a.attempt));
+        attempts.dedup();
         attempts
     }
 
@@ -205,6 +218,17 @@ impl Jobs {
             stdout_lines: lines.0,
             stderr_lines: lines.1,
         };
+        if self.link.borrow().is_none() {
+            let mut frame = Vec::new();
+            if encode_frame(&mut frame, OpCode::JobComplete, &msg).is_ok() {
+                let mut undelivered = self.undelivered.borrow_mut();
+                if undelivered.len() == MAX_UNDELIVERED_REPORTS {
+                    undelivered.pop_front();
+                }
+                undelivered.push_back((AttemptRef { job, attempt }, frame));
+            }
+            return;
+        }
         self.send(OpCode::JobComplete, |out| {
             encode_frame(out, OpCode::JobComplete, &msg)
         });
@@ -218,6 +242,16 @@ impl Jobs {
             label,
             spec,
         } = run;
+        if self
+            .running
+            .borrow()
+            .get(&job)
+            .is_some_and(|r| r.attempt == attempt)
+        {
+            // The attempt this worker already runs (the master adopted it, then sent it again).
+            debug!(job, attempt, "dispatch of an attempt already running here");
+            return;
+        }
         if let Some(previous) = self.running.borrow().get(&job) {
             // A new attempt of a job whose old attempt still runs here: the master gave up on
             // the old one (it was re-queued), so it must not finish twice.

@@ -115,6 +115,26 @@ impl Drop for Proc {
     }
 }
 
+/// Small, not preallocated log segments (tests start many short-lived masters) and a fresh data
+/// directory, unless the test chose its own (`--data-dir`) or none (`--memory-only`).
+fn wal_args(extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--wal-segment-mb".to_string(),
+        "16".to_string(),
+        "--wal-no-preallocate".to_string(),
+    ];
+    if !extra
+        .iter()
+        .any(|a| *a == "--data-dir" || *a == "--memory-only")
+    {
+        args.extend([
+            "--data-dir".to_string(),
+            scratch_dir("data").display().to_string(),
+        ]);
+    }
+    args
+}
+
 /// A master on a free loopback port.
 pub struct Master {
     pub proc: Proc,
@@ -133,6 +153,7 @@ impl Master {
             "--log-port",
             "0",
         ])
+        .args(wal_args(extra))
         .args(extra);
         cmd.env("TITAN_LOG", "warn");
         let mut proc = Proc::spawn(cmd);
@@ -301,6 +322,7 @@ impl Master {
         let mut cmd = Command::new(titan_bin());
         cmd.args(["master", "--bind", "127.0.0.1", "--log-port", "0", "--port"])
             .arg(port.to_string())
+            .args(wal_args(extra))
             .args(extra);
         cmd.env("TITAN_LOG", "warn");
         let mut proc = Proc::spawn(cmd);
