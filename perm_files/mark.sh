@@ -1,9 +1,10 @@
 #!/bin/sh
-# Records that it ran: appends its pid to FILE at the start and "done" to FILE after sleeping
-# SECONDS. Tests use it to count how many times a job really ran to completion.
+# Records that it ran: appends "start PID NANOS" to FILE, sleeps SECONDS, then appends
+# "done PID NANOS". Tests use it to count how many times a job really ran to completion, and
+# in which order jobs ran.
 # Usage: mark.sh FILE [SECONDS]
 file="$1"
 seconds="${2:-1}"
-echo "start $$" >> "$file"
+echo "start $$ $(date +%s%N)" >> "$file"
 sleep "$seconds"
-echo "done $$" >> "$file"
+echo "done $$ $(date +%s%N)" >> "$file"

@@ -597,6 +597,9 @@ proptest! {
         // Finish: a healthy GPU-capable worker, services stopped, every attempt reported successfully.
         d.apply(Op::WorkerUp { slot: 0, capacity: 2 })?;
         for _ in 0..10_000 {
+            // The log catches up first: dispatches wait for their records to be durable, and a
+            // held dispatch is work still to do.
+            d.apply(Op::Persist { fraction: 255 })?;
             if d.core.stats().live == 0 && d.running.is_empty() {
                 break;
             }

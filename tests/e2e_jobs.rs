@@ -166,7 +166,13 @@ fn a_job_on_a_worker_killed_by_sigkill_completes_on_the_other_worker_once() {
     let job = submit(&mut client, &format!("RUN|mark.sh {} 1", marks.display()));
     let first: u32 = eventually("the job to start on the first worker", || {
         let text = std::fs::read_to_string(&marks).ok()?;
-        text.lines().next()?.strip_prefix("start ")?.parse().ok()
+        text.lines()
+            .next()?
+            .strip_prefix("start ")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     });
     let _survivor = Worker::start(&master.addr, &[]);
     doomed.proc.signal(nix::sys::signal::Signal::SIGKILL);

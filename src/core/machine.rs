@@ -6,9 +6,8 @@
 //! One `handle(now, input)` applies the input, fires every deadline due at `now`, runs one dispatch
 //! pass over the skills whose queues or workers changed, prunes history and, when it freed capacity
 //! other shards wait for, emits a `Wake`. Outputs that acknowledge something to a client are held in
-//! `gated` until `Persisted` covers every journal record emitted before them (raft's `Ready`).
-//! Dispatches are not gated: a job that runs before its submit is durable is harmless (the client was
-//! not told it exists; after a crash it is simply gone), while an acknowledged job is never lost.
+//! `gated` until `Persisted` covers every journal record emitted before them (raft's `Ready`), and
+//! so are dispatches and kills (an attempt must be durable before it runs; see the module docs).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -466,7 +465,9 @@ impl Core {
             worker,
             at: self.now,
         });
-        self.emit(Output::Dispatch {
+        // Held until the `Dispatched` record is durable: a crash in between must not leave a
+        // running attempt the recovered master does not know (it would run the job again).
+        self.ack(Output::Dispatch {
             worker,
             job: id,
             attempt,

@@ -31,10 +31,12 @@
 //! an rkyv archive: [`Record::encode`] / [`Record::decode`]) with a strictly increasing [`Lsn`].
 //! Replies and watch notifications are held until `Input::Persisted { lsn }` covers every record
 //! emitted before them (raft's `Ready`), so no acknowledgement precedes its fsync and replies leave
-//! in request order. Dispatches are not held: a job that runs before its submission is durable is
-//! harmless (the client was never told it exists; after a crash it is gone, like a request lost in
-//! flight), while an acknowledged job is never lost. Without a WAL the shell feeds `Persisted` back
-//! at once.
+//! in request order. Dispatches and kills go through the same gate: a dispatch leaves only once its
+//! `Dispatched` record is durable, so a crash can never leave an attempt running that the recovered
+//! master does not know (it would run the job a second time), and a kill never overtakes the
+//! dispatch it follows. With group commit the `Dispatched` record usually shares the batch of the
+//! submit whose acknowledgement waits for the same fsync. Without a WAL the shell feeds
+//! `Persisted` back at once.
 //!
 //! [`Core::snapshot`] is an image of the live state (jobs with specs, states, attempts and due
 //! times, DAG graphs, history, DLQ, names, counters, `next_dag_k`, the last LSN; not workers) as a

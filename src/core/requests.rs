@@ -298,7 +298,9 @@ impl Core {
             return;
         };
         let (id, attempt) = (job.id, job.attempt);
-        self.emit(Output::Kill {
+        // Through the same gate as the dispatch it follows, so a worker never sees a kill for an
+        // attempt before the attempt itself.
+        self.ack(Output::Kill {
             worker,
             job: id,
             attempt,

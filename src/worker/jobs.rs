@@ -57,14 +57,20 @@ pub struct Jobs {
     /// Where job output is drained: below the default queue's shares, so a job printing a flood
     /// of output never delays job reports and new jobs.
     drains: TaskQueueHandle,
-    /// Attempts that ended while the master was unreachable, with their encoded reports: listed
-    /// at the next registration (so the master adopts them) and delivered right after it.
-    undelivered: RefCell<VecDeque<(AttemptRef, Vec<u8>)>>,
+    /// Recent attempt reports, sent or not. A report written to the socket can still die with
+    /// the master before it is journaled, so every registration lists these attempts (the
+    /// master adopts the ones it lost track of) and re-sends the reports right after (a master
+    /// that already has them ignores them as stale). Without this, a lost report would make the
+    /// job run again once the adoption grace ends.
+    reports: RefCell<VecDeque<(Instant, AttemptRef, Vec<u8>)>>,
 }
 
-/// Reports kept while the master is unreachable; older ones are dropped beyond this (the master
-/// re-queues those attempts, as it does for any attempt it cannot account for).
-pub const MAX_UNDELIVERED_REPORTS: usize = 100_000;
+/// Reports kept at most; older ones are dropped first.
+pub const MAX_RETAINED_REPORTS: usize = 10_000;
+
+/// How long a report is kept: a master that stays away longer re-queues attempts it lost the
+/// report of (at-least-once), as it does for any attempt no worker accounts for.
+pub const REPORT_RETENTION: Duration = Duration::from_secs(60);
 
 /// Shares of the output-draining task queue (the default queue has 1000).
 const DRAIN_SHARES: usize = 100;
@@ -128,7 +134,7 @@ impl Jobs {
             children,
             scaled: RefCell::new(HashMap::new()),
             shipper: RefCell::new(None),
-            undelivered: RefCell::new(VecDeque::new()),
+            reports: RefCell::new(VecDeque::new()),
             drains: glommio::executor().create_task_queue(
                 Shares::Static(DRAIN_SHARES),
                 Latency::NotImportant,
@@ -139,8 +145,9 @@ impl Jobs {
 
     /// Reports go to this outbox from now on, and output lines to the master's log port.
     pub fn link(&self, outbox: Rc<Outbox>, worker_id: u32, log_addr: Option<SocketAddr>) {
-        for (_, frame) in self.undelivered.borrow_mut().drain(..) {
-            outbox.push(|out| out.extend_from_slice(&frame));
+        self.expire_reports();
+        for (_, _, frame) in self.reports.borrow().iter() {
+            outbox.push(|out| out.extend_from_slice(frame));
         }
         *self.link.borrow_mut() = Some(outbox);
         self.worker_id.set(Some(worker_id));
@@ -177,7 +184,8 @@ impl Jobs {
                 attempt: r.attempt,
             })
             .collect();
-        attempts.extend(self.undelivered.borrow().iter().map(|(a, _)| *a));
+        self.expire_reports();
+        attempts.extend(self.reports.borrow().iter().map(|(_, a, _)| *a));
         attempts.sort_by_key(|a| (a.job, a.attempt));
         attempts.dedup();
         attempts
@@ -218,20 +226,30 @@ impl Jobs {
             stdout_lines: lines.0,
             stderr_lines: lines.1,
         };
-        if self.link.borrow().is_none() {
-            let mut frame = Vec::new();
-            if encode_frame(&mut frame, OpCode::JobComplete, &msg).is_ok() {
-                let mut undelivered = self.undelivered.borrow_mut();
-                if undelivered.len() == MAX_UNDELIVERED_REPORTS {
-                    undelivered.pop_front();
-                }
-                undelivered.push_back((AttemptRef { job, attempt }, frame));
-            }
+        let mut frame = Vec::new();
+        if let Err(e) = encode_frame(&mut frame, OpCode::JobComplete, &msg) {
+            warn!(job, attempt, error = %e, "could not encode a report");
             return;
         }
-        self.send(OpCode::JobComplete, |out| {
-            encode_frame(out, OpCode::JobComplete, &msg)
-        });
+        if let Some(outbox) = self.link.borrow().as_ref() {
+            outbox.push(|out| out.extend_from_slice(&frame));
+        }
+        self.expire_reports();
+        let mut reports = self.reports.borrow_mut();
+        if reports.len() == MAX_RETAINED_REPORTS {
+            reports.pop_front();
+        }
+        reports.push_back((Instant::now(), AttemptRef { job, attempt }, frame));
+    }
+
+    fn expire_reports(&self) {
+        let mut reports = self.reports.borrow_mut();
+        while reports
+            .front()
+            .is_some_and(|(at, _, _)| at.elapsed() > REPORT_RETENTION)
+        {
+            reports.pop_front();
+        }
     }
 
     /// Starts an attempt. Everything that goes wrong is reported as the attempt's outcome.

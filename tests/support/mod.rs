@@ -155,7 +155,7 @@ impl Master {
         ])
         .args(wal_args(extra))
         .args(extra);
-        cmd.env("TITAN_LOG", "warn");
+        cmd.env("TITAN_LOG", test_log_level());
         let mut proc = Proc::spawn(cmd);
         let line = proc.wait_line("titan master ready on ");
         let addr = line
@@ -219,7 +219,8 @@ impl Worker {
             .args(extra);
         // The system interpreters: a version manager's shims on PATH can add a third of a
         // second to every python start.
-        cmd.env("PATH", "/usr/bin:/bin").env("TITAN_LOG", "warn");
+        cmd.env("PATH", "/usr/bin:/bin")
+            .env("TITAN_LOG", test_log_level());
         let mut proc = Proc::spawn(cmd);
         let line = proc.wait_line("titan worker ready on ");
         let addr = line
@@ -324,13 +325,16 @@ impl Master {
             .arg(port.to_string())
             .args(wal_args(extra))
             .args(extra);
-        cmd.env("TITAN_LOG", "warn");
+        cmd.env("TITAN_LOG", test_log_level());
         let mut proc = Proc::spawn(cmd);
-        proc.wait_line("titan master ready on ");
-        Master {
-            proc,
-            addr: format!("127.0.0.1:{port}"),
-        }
+        let line = proc.wait_line("titan master ready on ");
+        // Port 0 means any: the ready line names the one taken.
+        let addr = line
+            .split_whitespace()
+            .nth(4)
+            .unwrap_or_default()
+            .to_string();
+        Master { proc, addr }
     }
 
     pub fn port(&self) -> u16 {
@@ -390,7 +394,7 @@ pub fn titan_command(args: &[&str]) -> Command {
     cmd.args(args)
         .env_remove("TITAN_MASTER")
         .env("TITAN_HISTORY", "")
-        .env("TITAN_LOG", "warn")
+        .env("TITAN_LOG", test_log_level())
         .stdin(Stdio::null());
     cmd
 }
@@ -555,4 +559,9 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// The log level of processes tests start: `warn`, or `TITAN_TEST_LOG` when debugging a test.
+pub fn test_log_level() -> String {
+    std::env::var("TITAN_TEST_LOG").unwrap_or_else(|_| "warn".to_string())
 }

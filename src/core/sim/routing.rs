@@ -38,7 +38,14 @@ impl World {
         let mut dispatched = Vec::new();
         while let Some(output) = self.cores[s].poll_output() {
             match output {
-                Output::Journal { lsn, record } => self.on_journal(shard, lsn, record)?,
+                Output::Journal { lsn, record } => {
+                    // A dispatch is decided when its record is journaled; the `Dispatch` output
+                    // itself waits for that record to be durable, so priority is checked here.
+                    if let Record::Dispatched { job, .. } = &record {
+                        dispatched.push(*job);
+                    }
+                    self.on_journal(shard, lsn, record)?
+                }
                 Output::Reply { token, reply } => {
                     self.stops.remove(&token);
                     self.check
@@ -64,7 +71,6 @@ impl World {
                     attempt,
                 } => {
                     self.on_dispatch(s, worker, job, attempt)?;
-                    dispatched.push(job);
                 }
                 Output::Kill {
                     worker,
@@ -87,7 +93,7 @@ impl World {
                         }
                     }
                     if let Some(&key) = self.by_id.get(&worker) {
-                        let lat = self.latency();
+                        let lat = self.latency_to_worker(key);
                         let worker = key;
                         self.schedule(
                             lat,
@@ -196,8 +202,8 @@ impl World {
         let service = spec.is_service();
         let kind = spec.kind.clone();
         let run_for = workload::duration(&kind, &mut self.rng);
-        let lat = self.latency();
         if let Some(&key) = self.by_id.get(&worker) {
+            let lat = self.latency_to_worker(key);
             let arrive = Event::Arrive {
                 worker: key,
                 job,

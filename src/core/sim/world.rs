@@ -114,6 +114,8 @@ pub struct World {
     pub(super) workers: BTreeMap<u64, SimWorker>,
     /// Registered workers by their current id.
     pub(super) by_id: BTreeMap<WorkerId, u64>,
+    /// When the last message to each worker arrives: a connection delivers in order.
+    pub(super) link_clock: BTreeMap<u64, Time>,
     pub(super) next_worker: u64,
     pub(super) events: BTreeMap<(Time, u64), Event>,
     pub(super) seq: u64,
@@ -190,6 +192,7 @@ impl World {
             ids: WorkerIdAllocator::new(),
             workers: BTreeMap::new(),
             by_id: BTreeMap::new(),
+            link_clock: BTreeMap::new(),
             next_worker: 0,
             events: BTreeMap::new(),
             seq: 0,
@@ -230,6 +233,18 @@ impl World {
 
     pub(super) fn latency(&mut self) -> Duration {
         Duration::from_micros(self.rng.gen_range(50..500))
+    }
+
+    /// Delay of the next message to worker `key`: random, but never arriving before an earlier
+    /// message on the same connection (TCP keeps order; a kill must not overtake its dispatch).
+    pub(super) fn latency_to_worker(&mut self, key: u64) -> Duration {
+        let arrive = self.now + self.latency();
+        let at = self
+            .link_clock
+            .get(&key)
+            .map_or(arrive, |&last| arrive.max(last));
+        self.link_clock.insert(key, at);
+        at.since(self.now)
     }
 
     /// The shard that owns `dag` under the current shard count.
@@ -331,6 +346,18 @@ impl World {
                 out.push_str(&format!(
                     "{} {} attempts={} worker={:?}; ",
                     v.id, v.state, v.attempts, v.worker
+                ));
+            }
+        }
+        for (key, w) in &self.workers {
+            if !w.running.is_empty() || !w.unsent.is_empty() || !(w.alive || w.buried) {
+                out.push_str(&format!(
+                    "worker {key} ({}, alive={}, buried={}) running={:?} unsent={}; ",
+                    w.id,
+                    w.alive,
+                    w.buried,
+                    w.running,
+                    w.unsent.len()
                 ));
             }
         }

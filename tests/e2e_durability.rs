@@ -1,0 +1,519 @@
+//! Durability with real processes: masters killed with SIGKILL and restarted on their data
+//! directory, damaged logs, a changed shard count, and a disk that fills up.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use support::{eventually, port_quiet, scratch_dir, Master, Worker};
+use titan::cli::client::Client;
+use titan::core::grammar::{parse_dag, parse_one_off};
+use titan::core::{JobState, Submission};
+
+fn kill9(mut master: Master) -> u16 {
+    let port = master.port();
+    master.proc.signal(Signal::SIGKILL);
+    master.proc.wait_exit();
+    eventually("the dead master's sockets to close", || {
+        port_quiet(port).then_some(())
+    });
+    port
+}
+
+fn restart(port: u16, data: &Path, extra: &[&str]) -> Master {
+    let data = data.display().to_string();
+    let mut args = vec!["--data-dir", data.as_str()];
+    args.extend_from_slice(extra);
+    Master::start_on(port, &args)
+}
+
+fn statuses(client: &mut Client, labels: &[String]) -> BTreeMap<String, (JobState, Vec<String>)> {
+    labels
+        .iter()
+        .map(|l| {
+            let s = client.status(l).unwrap_or_else(|e| panic!("{l} lost: {e}"));
+            (l.clone(), (s.state, s.deps))
+        })
+        .collect()
+}
+
+#[test]
+fn acknowledged_jobs_and_dag_edges_survive_kill_9() {
+    let data = scratch_dir("durable");
+    let master = restart(0, &data, &["--shards", "2"]);
+    let mut client = Client::connect(&master.addr).unwrap();
+    let mut labels = Vec::new();
+    for _ in 0..10 {
+        labels.push(
+            client
+                .submit(Submission::OneOff(parse_one_off("RUN|calc.py").unwrap()))
+                .unwrap()
+                .label,
+        );
+    }
+    let dag = "A|RUN|calc.py|1|0|[] ; B|RUN|calc.py|1|0|[A] ; C|RUN|calc.py|1|0|[A] ; D|RUN|calc.py|1|0|[B, C]";
+    for _ in 0..3 {
+        let reply = client
+            .submit(Submission::Dag(parse_dag(dag).unwrap()))
+            .unwrap();
+        labels.extend(reply.jobs.into_iter().map(|j| j.label));
+    }
+    let before = statuses(&mut client, &labels);
+    drop(client);
+    let port = kill9(master);
+    let master = restart(port, &data, &["--shards", "2"]);
+    let mut client = Client::connect(&master.addr).unwrap();
+    assert_eq!(
+        statuses(&mut client, &labels),
+        before,
+        "state after the crash differs"
+    );
+    // And they run, in dependency order, once a worker arrives.
+    let _worker = Worker::start(&master.addr, &[]);
+    let reply = client.wait(&labels, support::DEADLINE).unwrap();
+    assert!(
+        reply.jobs.iter().all(|j| j.state == JobState::Completed),
+        "{:?}",
+        reply.pending
+    );
+    for chunk in labels[10..].chunks(4) {
+        let s: Vec<_> = chunk.iter().map(|l| client.status(l).unwrap()).collect();
+        for (child, parent) in [(1, 0), (2, 0), (3, 1), (3, 2)] {
+            assert!(
+                s[child].started_at_us >= s[parent].finished_at_us,
+                "{} ran before {}",
+                s[child].label,
+                s[parent].label
+            );
+        }
+    }
+}
+
+/// Each job appends "start" and "done" lines to its own marks file (the worker's own record).
+fn marks(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.marks"))
+}
+
+fn done_count(file: &Path) -> usize {
+    std::fs::read_to_string(file).map_or(0, |t| t.lines().filter(|l| l.starts_with("done")).count())
+}
+
+fn done_at(file: &Path) -> u128 {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("done"))
+        .unwrap_or("done 0 0");
+    line.split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn start_at(file: &Path) -> u128 {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let last_start = text
+        .lines()
+        .rfind(|l| l.starts_with("start"))
+        .unwrap_or("start 0 0");
+    last_start
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn fifty_kill_9_cycles_lose_no_acknowledged_job_and_run_each_once() {
+    const CYCLES: usize = 50;
+    let seed: u64 = std::env::var("TITAN_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("crash loop seed {seed} (replay with TITAN_TEST_SEED={seed})");
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let data = scratch_dir("crashloop");
+    let marks_dir = scratch_dir("crashloop-marks");
+    let mut master = restart(0, &data, &["--shards", "2"]);
+    let _workers = [
+        Worker::start(&master.addr, &["--capacity", "8"]),
+        Worker::start(&master.addr, &["--capacity", "8"]),
+    ];
+    // Acknowledged one-offs and chains (parent, child), by marks file name.
+    let mut singles: Vec<(String, String)> = Vec::new();
+    let mut chains: Vec<(String, String, String, String)> = Vec::new();
+    for cycle in 0..CYCLES {
+        let mut client = Client::connect(&master.addr).unwrap();
+        let deadline = Instant::now() + Duration::from_millis(rng.gen_range(0..150));
+        let mut n = 0;
+        while Instant::now() < deadline || n == 0 {
+            let name = format!("c{cycle}-{n}");
+            let text = format!("RUN|mark.sh {} 0.05", marks(&marks_dir, &name).display());
+            if let Ok(reply) = client.submit(Submission::OneOff(parse_one_off(&text).unwrap())) {
+                singles.push((reply.label, name));
+            }
+            if n % 3 == 0 {
+                let (p, c) = (format!("c{cycle}-{n}p"), format!("c{cycle}-{n}c"));
+                let dag = format!(
+                    "P|RUN|mark.sh {} 0.02|1|0|[] ; C|RUN|mark.sh {} 0.02|1|0|[P]",
+                    marks(&marks_dir, &p).display(),
+                    marks(&marks_dir, &c).display()
+                );
+                if let Ok(reply) = client.submit(Submission::Dag(parse_dag(&dag).unwrap())) {
+                    chains.push((
+                        reply.jobs[0].label.clone(),
+                        p,
+                        reply.jobs[1].label.clone(),
+                        c,
+                    ));
+                }
+            }
+            n += 1;
+        }
+        drop(client);
+        let port = kill9(master);
+        master = restart(port, &data, &["--shards", "2"]);
+    }
+    let mut client = Client::connect(&master.addr).unwrap();
+    let mut all: Vec<String> = singles.iter().map(|(l, _)| l.clone()).collect();
+    for (p, _, c, _) in &chains {
+        all.extend([p.clone(), c.clone()]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for chunk in all.chunks(500) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let reply = client.wait(chunk, left).unwrap();
+        assert!(
+            !reply.timed_out,
+            "acknowledged jobs did not finish: {:?}",
+            reply.pending
+        );
+        let bad: Vec<_> = reply
+            .jobs
+            .iter()
+            .filter(|j| j.state != JobState::Completed)
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "acknowledged jobs did not complete: {bad:?}"
+        );
+    }
+    // Exactly once, by the workers' own records.
+    for (label, name) in &singles {
+        assert_eq!(
+            done_count(&marks(&marks_dir, name)),
+            1,
+            "{label} ({name}) completed a wrong number of times"
+        );
+    }
+    for (pl, p, cl, c) in &chains {
+        let (pf, cf) = (marks(&marks_dir, p), marks(&marks_dir, c));
+        assert_eq!((done_count(&pf), done_count(&cf)), (1, 1), "{pl}/{cl}");
+        assert!(
+            start_at(&cf) >= done_at(&pf),
+            "{cl} started before its parent {pl} finished"
+        );
+    }
+    eprintln!(
+        "{} acknowledged jobs over {CYCLES} crashes, each completed exactly once",
+        all.len()
+    );
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.retain(|p| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().ends_with(".wal"))
+    });
+    files.sort();
+    files
+}
+
+fn shard_dirs(data: &Path) -> Vec<PathBuf> {
+    let wal = data.join("wal");
+    let mut dirs = Vec::new();
+    for generation in std::fs::read_dir(&wal)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+    {
+        for shard in std::fs::read_dir(generation.path()).unwrap().flatten() {
+            dirs.push(shard.path());
+        }
+    }
+    dirs.sort();
+    dirs
+}
+
+/// The end of the records in a segment (what follows is zeros).
+fn used_len(path: &Path) -> usize {
+    std::fs::read(path)
+        .unwrap()
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i + 1)
+}
+
+#[test]
+fn a_truncated_or_bit_flipped_log_tail_is_cut_cleanly() {
+    let data = scratch_dir("damaged");
+    let submit = |master: &Master, n: usize| -> Vec<String> {
+        let mut client = Client::connect(&master.addr).unwrap();
+        (0..n)
+            .map(|_| {
+                client
+                    .submit(Submission::OneOff(parse_one_off("RUN|calc.py").unwrap()))
+                    .unwrap()
+                    .label
+            })
+            .collect()
+    };
+    let survivors = |master: &Master, labels: &[String]| -> usize {
+        let mut client = Client::connect(&master.addr).unwrap();
+        labels.iter().filter(|l| client.status(l).is_ok()).count()
+    };
+    let master = restart(0, &data, &["--shards", "1"]);
+    let labels = submit(&master, 40);
+    let port = kill9(master);
+    let dir = shard_dirs(&data).pop().expect("a shard directory");
+    let segment = segments(&dir).pop().expect("a segment");
+    // A bit flipped inside the last record.
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let end = used_len(&segment);
+    assert!(end > 100, "no records in {}", segment.display());
+    bytes[end - 20] ^= 0x10;
+    std::fs::write(&segment, &bytes).unwrap();
+    let master = restart(port, &data, &["--shards", "1"]);
+    let after_flip = survivors(&master, &labels);
+    assert!(
+        (labels.len() - 3..labels.len()).contains(&after_flip),
+        "{after_flip} of {} survived the flip",
+        labels.len()
+    );
+    let more = submit(&master, 10);
+    let port = kill9(master);
+    // The file cut in the middle of the last record.
+    let segment = segments(&dir).pop().expect("a segment");
+    let end = used_len(&segment);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.set_len(end as u64 - 30).unwrap();
+    drop(file);
+    let master = restart(port, &data, &["--shards", "1"]);
+    assert_eq!(
+        survivors(&master, &labels),
+        after_flip,
+        "the second cut reached older records"
+    );
+    let kept = survivors(&master, &more);
+    assert!(
+        (more.len() - 3..more.len()).contains(&kept),
+        "{kept} of {} survived the cut",
+        more.len()
+    );
+    // The repaired log is sound: it accepts new records and survives another crash.
+    let fresh = submit(&master, 1);
+    let port = kill9(master);
+    let master = restart(port, &data, &["--shards", "1"]);
+    assert_eq!(survivors(&master, &fresh), 1);
+    assert_eq!(survivors(&master, &labels), after_flip);
+}
+
+#[test]
+fn jobs_move_to_their_new_shards_when_the_shard_count_changes() {
+    let data = scratch_dir("reshard");
+    let master = restart(0, &data, &["--shards", "2"]);
+    let mut client = Client::connect(&master.addr).unwrap();
+    let mut labels = Vec::new();
+    for _ in 0..20 {
+        labels.push(
+            client
+                .submit(Submission::OneOff(
+                    parse_one_off("RUN|calc.py|2|0").unwrap(),
+                ))
+                .unwrap()
+                .label,
+        );
+    }
+    let dag = "A|RUN|calc.py|1|0|[] ; B|RUN|calc.py|1|0|[A] ; C|RUN|calc.py|1|0|[A, B]";
+    for _ in 0..4 {
+        labels.extend(
+            client
+                .submit(Submission::Dag(parse_dag(dag).unwrap()))
+                .unwrap()
+                .jobs
+                .into_iter()
+                .map(|j| j.label),
+        );
+    }
+    let before = statuses(&mut client, &labels);
+    drop(client);
+    let mut port = kill9(master);
+    for shards in ["1", "3", "2"] {
+        let master = restart(port, &data, &["--shards", shards]);
+        let mut client = Client::connect(&master.addr).unwrap();
+        assert_eq!(
+            statuses(&mut client, &labels),
+            before,
+            "after moving to {shards} shards"
+        );
+        drop(client);
+        port = kill9(master);
+    }
+    let master = restart(port, &data, &["--shards", "3"]);
+    let _worker = Worker::start(&master.addr, &[]);
+    let mut client = Client::connect(&master.addr).unwrap();
+    let fresh = client
+        .submit(Submission::OneOff(parse_one_off("NOOP").unwrap()))
+        .unwrap();
+    assert!(
+        !labels.contains(&fresh.label),
+        "a recovered id was handed out again"
+    );
+    let reply = client.wait(&labels, support::DEADLINE).unwrap();
+    assert!(
+        reply.jobs.iter().all(|j| j.state == JobState::Completed),
+        "{:?}",
+        reply.pending
+    );
+}
+
+/// A small ext4 file system the test mounts, unmounted when dropped.
+struct SmallDisk {
+    mount: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(size_mb: u64) -> Option<SmallDisk> {
+        let dir = scratch_dir("small-disk");
+        let image = dir.join("image");
+        let mount = dir.join("mnt");
+        std::fs::create_dir_all(&mount).ok()?;
+        let run =
+            |cmd: &mut std::process::Command| cmd.status().ok().filter(|s| s.success()).map(|_| ());
+        run(std::process::Command::new("truncate")
+            .arg("-s")
+            .arg(format!("{size_mb}M"))
+            .arg(&image))?;
+        run(std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&image))?;
+        run(std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mount))?;
+        Some(SmallDisk { mount })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.mount)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_changes_clearly_keeps_serving_reads_and_loses_no_acknowledged_job() {
+    let Some(disk) = SmallDisk::mount(64) else {
+        eprintln!("skipped: cannot mount a loop file system here (needs root)");
+        return;
+    };
+    let data = disk.mount.join("data");
+    let filler = disk.mount.join("filler");
+    let master = restart(0, &data, &["--shards", "1"]);
+    let mut client = Client::connect(&master.addr).unwrap();
+    // Fill the disk to within a few MiB, then submit jobs carrying 200 KiB scripts.
+    let free = nix::sys::statvfs::statvfs(&disk.mount).unwrap();
+    let avail = free.blocks_available() * free.fragment_size();
+    std::fs::write(&filler, vec![7u8; avail.saturating_sub(3 << 20) as usize]).unwrap();
+    let script = vec![b'#'; 200 << 10];
+    let spec = titan::core::JobSpec::new(titan::core::JobKind::RunInline {
+        name: "big.sh".into(),
+        bytes: script.into(),
+    });
+    // A submit in flight when the disk fills is in doubt: its effect is in memory and becomes
+    // durable with the next snapshot, so the master neither acknowledges nor refuses it until
+    // then. The client gives up on it after a while and reconnects; only acknowledgements and
+    // refusals are asserted on.
+    client.set_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut acked = Vec::new();
+    let mut in_doubt = 0;
+    let refusal = loop {
+        match client.submit(Submission::OneOff(spec.clone())) {
+            Ok(reply) => acked.push(reply.label),
+            Err(e) if e.code().is_some() => break e,
+            Err(_) => {
+                in_doubt += 1;
+                client = Client::connect(&master.addr).unwrap();
+                client.set_timeout(Some(Duration::from_secs(2))).unwrap();
+            }
+        }
+        assert!(acked.len() + in_doubt < 1000, "the disk never filled");
+    };
+    eprintln!(
+        "{} acknowledged, {in_doubt} in doubt before the refusal",
+        acked.len()
+    );
+    assert_eq!(
+        refusal.code(),
+        Some(titan::proto::ErrorCode::Unavailable),
+        "{refusal}"
+    );
+    assert!(
+        refusal.to_string().contains("cannot write its log"),
+        "{refusal}"
+    );
+    // Reads keep working, and say why changes are refused.
+    let stats = client.stats().unwrap();
+    assert!(
+        stats.persistence.contains("changes refused"),
+        "{}",
+        stats.persistence
+    );
+    for label in &acked {
+        client.status(label).unwrap();
+    }
+    // Space comes back: the shard snapshots itself and accepts changes again.
+    std::fs::remove_file(&filler).unwrap();
+    let fresh = eventually("changes to be accepted again", || {
+        client
+            .submit(Submission::OneOff(parse_one_off("NOOP").unwrap()))
+            .ok()
+    });
+    acked.push(fresh.label);
+    // Every acknowledged job survives a crash.
+    drop(client);
+    let port = kill9(master);
+    let master = restart(port, &data, &["--shards", "1"]);
+    let mut client = Client::connect(&master.addr).unwrap();
+    for label in &acked {
+        client
+            .status(label)
+            .unwrap_or_else(|e| panic!("acknowledged {label} lost: {e}"));
+    }
+    drop(client);
+    drop(master);
+    drop(disk);
+}
