@@ -97,15 +97,6 @@ pub(crate) fn launch(
     if let Some(sentinel) = &context.sentinel {
         sentinel.track(pid);
     }
-    if context.job_nice != 0 {
-        // Set from outside right after the spawn (a hook in the child would cost the vfork
-        // path); processes the job starts later inherit it.
-        // SAFETY: setpriority reads its integer arguments only.
-        let set = unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, pid, context.job_nice) };
-        if set != 0 {
-            tracing::debug!(pid, nice = context.job_nice, error = %io::Error::last_os_error(), "could not renice a job");
-        }
-    }
     let pidfd = match watch(epoll, pid, request.token) {
         Ok(pidfd) => pidfd,
         Err(error) => {

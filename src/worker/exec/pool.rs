@@ -167,6 +167,17 @@ impl ProcessPool {
                 tracing::warn!(%error, "cannot widen CPU affinity; jobs inherit the executor's");
             }
         }
+        if self.context.job_nice != 0 {
+            // A process starts with the niceness of the thread that forked it, so renicing this
+            // thread once gives every job its niceness from its first instruction.
+            // SAFETY: setpriority reads its integer arguments only; who = 0 is this thread.
+            let set = unsafe {
+                nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, self.context.job_nice)
+            };
+            if set != 0 {
+                tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the priority of jobs");
+            }
+        }
         let delay = self.launch_notice_delay;
         let mut tokens = Vec::new();
         loop {
