@@ -56,6 +56,8 @@ pub struct Persistence {
     snapshotting: Cell<bool>,
     /// The newest WAL position known durable (not failed): what a degraded snapshot covers.
     last_ok: Cell<wal::Lsn>,
+    /// Reused for encoding records (one allocation for the shard's life, not one per record).
+    scratch: RefCell<Vec<u8>>,
 }
 
 impl Persistence {
@@ -72,6 +74,7 @@ impl Persistence {
             snapshot_every: snapshot_every.max(1),
             snapshotting: Cell::new(false),
             last_ok: Cell::new(journal_last),
+            scratch: RefCell::new(Vec::with_capacity(4096)),
         })
     }
 
@@ -86,14 +89,21 @@ impl Persistence {
         if self.degraded.borrow().is_some() {
             return false;
         }
-        let bytes = match record.encode() {
+        let mut scratch = self.scratch.borrow_mut();
+        let mut buffer = std::mem::take(&mut *scratch);
+        buffer.clear();
+        let bytes = match record.encode_into(buffer) {
             Ok(bytes) => bytes,
             Err(e) => {
+                drop(scratch);
                 self.degrade(format!("a journal record could not be encoded: {e}"));
                 return false;
             }
         };
-        match self.journal.append(KIND_CORE_RECORD, &bytes) {
+        let appended = self.journal.append(KIND_CORE_RECORD, &bytes);
+        *scratch = bytes;
+        drop(scratch);
+        match appended {
             Ok(wal_lsn) => {
                 self.pending.borrow_mut().push_back((lsn, wal_lsn));
                 self.appended.notify();

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Durability numbers for issue 5, with their baselines, in one run:
+#   acknowledged submits through the master (pipelined from titan-loadgen): group commit, one
+#   fsync per record, and no log at all; recovery time of 1,000,000 journal records (master
+#   killed with SIGKILL, restarted, timed to its ready line); NOOP submit → completed with the
+#   log and without. Usage: scripts/bench-wal.sh [submits]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+submits=${1:-300000}
+cargo build --release -q
+bin=$PWD/target/release
+tmp=$(mktemp -d -p "$PWD/target")
+cleanup() { pkill -f "$bin/titan (master|worker)" 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+wait_addr() {
+  local found
+  for _ in $(seq 600); do
+    found=$(grep -o '127.0.0.1:[0-9]*' "$1" 2>/dev/null | head -1) && [ -n "$found" ] && { echo "$found"; return; }
+    sleep 0.05
+  done
+  echo "no address in $1" >&2; exit 1
+}
+# master NAME ARGS... -> sets $addr $master_pid
+master() {
+  local name=$1; shift
+  rm -f "$tmp/$name.out"
+  TITAN_LOG=warn "$bin/titan" master --port 0 --log-port 0 --shards 1 "$@" >"$tmp/$name.out" 2>/dev/null &
+  master_pid=$!
+  addr=$(wait_addr "$tmp/$name.out")
+}
+lg() { "$bin/titan-loadgen" "$@" --json; }
+echo "machine: $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+for round in 1 2; do
+  master group --data-dir "$tmp/d-group-$round"
+  echo "submit group r$round $(lg submit --addr "$addr" --count "$submits" --connections 2 --depth 256)"
+  kill "$master_pid"; wait "$master_pid" 2>/dev/null || true
+  master perrecord --data-dir "$tmp/d-per-$round" --wal-sync per-record
+  echo "submit per-record r$round $(lg submit --addr "$addr" --count 20000 --connections 2 --depth 256)"
+  kill "$master_pid"; wait "$master_pid" 2>/dev/null || true
+  master memory --memory-only
+  echo "submit memory-only r$round $(lg submit --addr "$addr" --count "$submits" --connections 2 --depth 256)"
+  kill "$master_pid"; wait "$master_pid" 2>/dev/null || true
+done
+
+# Recovery: 1,000,000 records (no snapshot in between), SIGKILL, restart, time to ready.
+master recover --data-dir "$tmp/d-recover" --snapshot-every 100000000
+lg submit --addr "$addr" --count 1000000 --connections 2 --depth 256 >/dev/null
+kill -9 "$master_pid"; wait "$master_pid" 2>/dev/null || true
+for round in 1 2 3; do
+  start=$(date +%s%N)
+  master recover --data-dir "$tmp/d-recover" --snapshot-every 100000000
+  end=$(date +%s%N)
+  echo "recovery of 1000000 records r$round: $(( (end - start) / 1000000 )) ms to ready (process start included)"
+  kill -9 "$master_pid"; wait "$master_pid" 2>/dev/null || true
+done
+du -sh "$tmp/d-recover" | sed 's/^/log size: /'
+
+# NOOP throughput with and without the log.
+for round in 1 2; do
+  for mode in wal memory; do
+    if [ "$mode" = wal ]; then master noop --data-dir "$tmp/d-noop-$round"; else master noop --memory-only; fi
+    rm -f "$tmp/worker.out"
+    PATH=/usr/bin:/bin TITAN_LOG=warn "$bin/titan" worker --port 0 --master "$addr" --capacity 16 \
+      --workspace "$tmp/ws" --perm-files "$PWD/perm_files" >"$tmp/worker.out" 2>/dev/null &
+    wait_addr "$tmp/worker.out" >/dev/null
+    echo "noop-e2e $mode r$round $(lg e2e --addr "$addr" --jobs 200000 --depth 512 --master-pid "$master_pid")"
+    pkill -f "$bin/titan worker" || true
+    kill "$master_pid"; wait "$master_pid" 2>/dev/null || true
+  done
+done
