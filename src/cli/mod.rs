@@ -87,6 +87,17 @@ pub struct MasterArgs {
     /// Longest retry delay.
     #[arg(long, default_value_t = 60_000)]
     pub backoff_max_ms: u64,
+    /// First restart delay of a service that exited; it doubles per quick exit up to
+    /// --backoff-max-ms (a service restarts until stopped).
+    #[arg(long, default_value_t = 100)]
+    pub service_restart_ms: u64,
+    /// Crash-loop guard: a service that exits after this many starts within
+    /// --crash-loop-window-ms is not restarted (it ends DEAD with the reason); 0 disables it.
+    #[arg(long, default_value_t = 5)]
+    pub crash_loop_starts: u32,
+    /// The window of the crash-loop guard.
+    #[arg(long, default_value_t = 10_000)]
+    pub crash_loop_window_ms: u64,
     /// Most workers self-scaling may reach (spawned children included); default: the CPUs.
     #[arg(long)]
     pub max_workers: Option<u32>,
@@ -233,6 +244,9 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     config.core.heartbeat_timeout = config.heartbeat_interval * 5;
     config.core.backoff_base = Duration::from_millis(args.backoff_base_ms);
     config.core.backoff_max = Duration::from_millis(args.backoff_max_ms.max(args.backoff_base_ms));
+    config.core.service_restart_base = Duration::from_millis(args.service_restart_ms);
+    config.core.crash_loop_starts = args.crash_loop_starts;
+    config.core.crash_loop_window = Duration::from_millis(args.crash_loop_window_ms);
     config.core.max_workers = args
         .max_workers
         .unwrap_or(master::default_shards() as u32)

@@ -22,6 +22,14 @@ pub struct CoreConfig {
     pub crash_limit: u8,
     /// A service that ran (ready) at least this long before exiting starts a fresh retry budget.
     pub service_stable_after: Duration,
+    /// First restart delay of a service that exited; doubles per consecutive exit up to
+    /// `backoff_max`, without jitter (a service restarts until stopped or crash-looping).
+    pub service_restart_base: Duration,
+    /// Crash-loop guard (systemd's default): a service that exits after this many starts within
+    /// `crash_loop_window` is not restarted again; it is DEAD with the reason. 0 disables the guard.
+    pub crash_loop_starts: u32,
+    /// The window of the crash-loop guard.
+    pub crash_loop_window: Duration,
     /// A home worker silent for this long is declared dead.
     pub heartbeat_timeout: Duration,
     /// How often scaling (spawn and retire) is considered while there is something to decide.
@@ -64,6 +72,9 @@ impl Default for CoreConfig {
             backoff_jitter_percent: 50,
             crash_limit: 3,
             service_stable_after: Duration::from_secs(10),
+            service_restart_base: Duration::from_millis(100),
+            crash_loop_starts: 5,
+            crash_loop_window: Duration::from_secs(10),
             heartbeat_timeout: Duration::from_secs(30),
             scaling_interval: Duration::from_secs(1),
             spawn_after: Duration::from_secs(5),

@@ -125,11 +125,20 @@ impl Core {
         };
         let (id, attempt) = (self.jobs.at(slot).id, self.jobs.at(slot).attempt);
         if !success {
-            let text = match &cause {
+            let mut text = match &cause {
                 EndCause::Reported(o) => o.to_string(),
                 EndCause::TimedOut => "timed out".to_string(),
                 EndCause::WorkerLost => "worker lost".to_string(),
             };
+            let refused = matches!(cause, EndCause::Reported(Outcome::Rejected { .. }));
+            let lost = matches!(cause, EndCause::WorkerLost);
+            if service && next == Next::Dead && !refused && !lost {
+                // The only other way a service dies: the crash-loop guard.
+                text = format!(
+                    "crash loop: {} starts within {:?}, not restarted (last run: {text})",
+                    self.cfg.crash_loop_starts, self.cfg.crash_loop_window
+                );
+            }
             self.errors.insert(id, text.into());
         }
         self.journal(Record::AttemptEnded {
@@ -173,6 +182,18 @@ impl Core {
                 Next::Requeued
             };
         }
+        if let EndCause::Reported(Outcome::Rejected { .. }) = cause {
+            return Next::Dead;
+        }
+        if job.spec.is_service() {
+            // Services restart until stopped; only a crash loop ends them (not `retries`).
+            if self.crash_looping(job.id) {
+                return Next::Dead;
+            }
+            return Next::Retry {
+                due: self.now + self.service_delay(job.failures),
+            };
+        }
         if job.failures > job.spec.retries {
             return Next::Dead;
         }
@@ -180,6 +201,38 @@ impl Core {
         Next::Retry {
             due: self.now + self.backoff(failures),
         }
+    }
+
+    /// Records that the service `job` starts an attempt now (live or replayed).
+    pub(super) fn note_service_start(&mut self, job: JobId) {
+        let keep = self.cfg.crash_loop_starts.max(1) as usize;
+        let starts = self.service_starts.entry(job).or_default();
+        if starts.len() == keep {
+            starts.pop_front();
+        }
+        starts.push_back(self.now);
+    }
+
+    /// Whether the service `job` started `crash_loop_starts` times within the window.
+    fn crash_looping(&self, job: JobId) -> bool {
+        let limit = self.cfg.crash_loop_starts as usize;
+        let window = self.cfg.crash_loop_window;
+        limit > 0
+            && self.service_starts.get(&job).is_some_and(|starts| {
+                starts
+                    .iter()
+                    .filter(|t| self.now.since(**t) < window)
+                    .count()
+                    >= limit
+            })
+    }
+
+    /// A service's restart delay: `service_restart_base * 2^(failures-1)`, capped, no jitter.
+    fn service_delay(&self, failures: u8) -> Duration {
+        let shift = u32::from(failures.saturating_sub(1)).min(40);
+        let base = self.cfg.service_restart_base;
+        base.saturating_mul(1u32 << shift.min(31))
+            .min(self.cfg.backoff_max.max(base))
     }
 
     /// `base * 2^(failures-1)`, capped, minus up to `jitter%` drawn from the seeded RNG.
@@ -283,6 +336,7 @@ impl Core {
     pub(super) fn finish_job(&mut self, slot: u32) {
         let job = self.jobs.at(slot);
         let (id, state, one_off) = (job.id, job.state, job.has(flags::ONE_OFF));
+        self.service_starts.remove(&id);
         self.totals.count_terminal(state);
         if let Some(tokens) = self.watchers.remove(&id) {
             self.watcher_count -= tokens.len();

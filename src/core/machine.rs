@@ -45,6 +45,9 @@ pub struct Core {
     pub(super) dags: BTreeMap<DagId, DagState>,
     pub(super) names: HashMap<Box<str>, JobId>,
     pub(super) errors: IdMap<JobId, Box<str>>,
+    /// Recent start times of each live service, for the crash-loop guard (not in snapshots: after
+    /// a recovery the window starts empty).
+    pub(super) service_starts: IdMap<JobId, VecDeque<Time>>,
     pub(super) skills: Skills,
     pub(super) ready: ReadyQueues,
     pub(super) timers: Timers,
@@ -108,6 +111,7 @@ impl Core {
             dags: BTreeMap::new(),
             names: HashMap::new(),
             errors: IdMap::default(),
+            service_starts: IdMap::default(),
             skills: Skills::new(),
             ready: ReadyQueues::default(),
             timers: Timers::default(),
@@ -448,6 +452,9 @@ impl Core {
         job.started_at = self.now;
         job.flags &= !(flags::READY | flags::STARTED);
         let (id, attempt, timeout) = (job.id, job.attempt, job.spec.timeout_ms);
+        if job.spec.is_service() {
+            self.note_service_start(id);
+        }
         self.dir.add_attempt(worker, id, attempt);
         if let Some(ms) = timeout {
             let due = self.now.add_millis(u64::from(ms.get()));

@@ -73,9 +73,12 @@
 //!   capacity among alive workers with the skill and a free slot, lowest `WorkerId` on ties.
 //! - A DAG child's delay counts from the moment its dependencies are met. A service (DEPLOY)
 //!   releases its dependants when it reports ready and stays RUNNING while it lives; any exit it was
-//!   not asked for counts as a failed attempt and it is redeployed after the backoff (a run that
-//!   was ready for `service_stable_after` starts a fresh retry budget); `Stop` kills it and it ends
-//!   CANCELLED.
+//!   not asked for is FAILED and it restarts after `service_restart_base * 2^(n-1)` (capped at
+//!   `backoff_max`, no jitter; a run that was ready for `service_stable_after` resets `n`), however
+//!   many times, unless it started `crash_loop_starts` times within `crash_loop_window` (the
+//!   crash-loop guard): then it is DEAD with that reason. `Stop` kills it and it ends CANCELLED.
+//! - An attempt the worker refused (`Outcome::Rejected`, e.g. a service's port taken by another
+//!   process) makes the job DEAD at once: a retry cannot fix it.
 //! - Failed attempts retry after `base * 2^(n-1)` capped at `backoff_max`, minus up to
 //!   `backoff_jitter_percent` of seeded jitter; after `retries` retries the job is DEAD and its
 //!   unreleased descendants UPSTREAM_FAILED. Descendants of a cancelled job are CANCELLED.

@@ -278,6 +278,12 @@ pub enum Outcome {
     Killed,
     /// The worker enforced a timeout itself.
     TimedOut,
+    /// The worker refused to start the attempt for a reason a retry cannot fix (a service's port
+    /// is taken by another process): the job is DEAD at once, without retries.
+    Rejected {
+        /// Human-readable cause.
+        message: Box<str>,
+    },
 }
 
 impl Outcome {
@@ -295,6 +301,7 @@ impl fmt::Display for Outcome {
             Outcome::Error { message } => write!(f, "error: {message}"),
             Outcome::Killed => f.write_str("killed on request"),
             Outcome::TimedOut => f.write_str("timed out"),
+            Outcome::Rejected { message } => write!(f, "refused: {message}"),
         }
     }
 }

@@ -284,6 +284,9 @@ impl Core {
         j.worker = Some(worker);
         j.started_at = at;
         j.flags &= !(flags::READY | flags::STARTED);
+        if j.spec.is_service() {
+            self.note_service_start(job);
+        }
         Ok(())
     }
 

@@ -30,6 +30,11 @@ use crate::runtime::outbox::{Notify, Outbox};
 /// How long a service with a port may take to accept connections before its deploy fails.
 pub const SERVICE_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a service's port may stay taken before its deploy is refused (see
+/// `Jobs::launch_once_port_frees`).
+pub const PORT_FREE_GRACE: Duration = Duration::from_secs(1);
+const PORT_FREE_POLL: Duration = Duration::from_millis(25);
+
 /// File names that make a `DEPLOY` start a child worker instead of a script.
 pub const INCEPTION_FILES: [&str; 2] = ["Worker.jar", "worker"];
 
@@ -350,7 +355,89 @@ impl Jobs {
             exec_spec = exec_spec
                 .with_env("TITAN_PORT", port.to_string())
                 .with_env("PORT", port.to_string());
+            if matches!(exec::port_in_use(port), Ok(true)) {
+                self.launch_once_port_frees(job, attempt, port, exec_spec, dir);
+                return;
+            }
         }
+        self.launch(job, attempt, exec_spec, dir, service_port);
+    }
+
+    /// A service's port is taken. It may be a previous run of this very service still dying (a
+    /// redeploy after its worker died races the sentinel's kill), so the port gets
+    /// [`PORT_FREE_GRACE`]; then the attempt is refused, which the master does not retry. The
+    /// wait can be cancelled like any attempt.
+    fn launch_once_port_frees(
+        self: &Rc<Jobs>,
+        job: u64,
+        attempt: u32,
+        port: u16,
+        exec_spec: exec::JobSpec,
+        dir: String,
+    ) {
+        let cancel = Rc::new(Notify::default());
+        let control = Control::Timer(cancel.clone());
+        self.running
+            .borrow_mut()
+            .insert(job, Running { attempt, control });
+        let jobs = self.clone();
+        glommio::spawn_local(async move {
+            let began = Instant::now();
+            // Some(true): the port freed; Some(false): still taken; None: cancelled.
+            let freed = future::or(
+                async {
+                    while began.elapsed() < PORT_FREE_GRACE {
+                        glommio::timer::sleep(PORT_FREE_POLL).await;
+                        if !matches!(exec::port_in_use(port), Ok(true)) {
+                            return Some(true);
+                        }
+                    }
+                    Some(false)
+                },
+                async {
+                    cancel.wait().await;
+                    None
+                },
+            )
+            .await;
+            let still_ours = jobs
+                .running
+                .borrow()
+                .get(&job)
+                .is_some_and(|r| r.attempt == attempt);
+            if !still_ours {
+                return; // superseded by a newer attempt, which reports for the job
+            }
+            jobs.running.borrow_mut().remove(&job);
+            let outcome = match freed {
+                Some(true) => {
+                    jobs.launch(job, attempt, exec_spec, dir, Some(Some(port)));
+                    return;
+                }
+                Some(false) => {
+                    warn!(
+                        job,
+                        port, "service port already in use; refusing the deploy"
+                    );
+                    Outcome::Rejected {
+                        message: format!("port {port} is already in use by another process").into(),
+                    }
+                }
+                None => Outcome::Killed,
+            };
+            jobs.report_finished(job, attempt, outcome, began.elapsed());
+        })
+        .detach();
+    }
+
+    fn launch(
+        self: &Rc<Jobs>,
+        job: u64,
+        attempt: u32,
+        exec_spec: exec::JobSpec,
+        dir: String,
+        service_port: Option<Option<u16>>,
+    ) {
         match self.engine.launch(exec_spec) {
             Ok(process) => {
                 let control = Control::Process(process.clone());
@@ -423,6 +510,8 @@ impl Jobs {
         service: Option<Option<u16>>,
     ) {
         let mut drain = None;
+        // Set when the deploy failed for a reason the process's own ending would hide.
+        let mut failed = None;
         if let Some(started) = process.started().await {
             // The job blocks once a socket buffer fills: start draining before anything else.
             if let Some(output) = process.take_output() {
@@ -437,7 +526,7 @@ impl Jobs {
                 encode_frame(out, OpCode::JobStarted, &msg)
             });
             if let Some(port) = service {
-                self.await_service_ready(job, attempt, &process, port).await;
+                failed = self.await_service_ready(job, attempt, &process, port).await;
             }
         }
         let outcome = process.outcome().await;
@@ -456,7 +545,7 @@ impl Jobs {
         self.report_finished_with_lines(
             job,
             attempt,
-            outcome_of(&outcome.termination),
+            failed.unwrap_or_else(|| outcome_of(&outcome.termination)),
             outcome.duration,
             lines,
         );
@@ -490,8 +579,15 @@ impl Jobs {
     }
 
     /// A service is ready when it runs and, with a port, once the port accepts connections; a
-    /// port that never opens fails the deploy clearly (the process is killed).
-    async fn await_service_ready(&self, job: u64, attempt: u32, process: &Job, port: Option<u16>) {
+    /// port that never opens fails the deploy clearly: the process is killed and the returned
+    /// outcome says why.
+    async fn await_service_ready(
+        &self,
+        job: u64,
+        attempt: u32,
+        process: &Job,
+        port: Option<u16>,
+    ) -> Option<Outcome> {
         if let Some(port) = port {
             let deadline = Instant::now() + SERVICE_READY_TIMEOUT;
             let ready = future::or(
@@ -507,15 +603,17 @@ impl Jobs {
                 Some(Err(e)) => {
                     warn!(job, port, error = %e, "service never opened its port; killing it");
                     process.cancel();
-                    return;
+                    let message = format!("deploy failed: {e}").into();
+                    return Some(Outcome::Error { message });
                 }
-                None => return,
+                None => return None,
             }
         }
         let msg = ServiceState::Ready { job, attempt };
         self.send(OpCode::ServiceState, |out| {
             encode_frame(out, OpCode::ServiceState, &msg)
         });
+        None
     }
 
     fn start_timer(self: &Rc<Jobs>, job: u64, attempt: u32, duration: Duration) {

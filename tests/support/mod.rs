@@ -212,11 +212,10 @@ impl Worker {
         if !extra.contains(&"--kill-grace-ms") {
             cmd.args(["--kill-grace-ms", "500"]);
         }
-        cmd.arg("--perm-files")
-            .arg(perm_files())
-            .arg("--workspace")
-            .arg(&workspace)
-            .args(extra);
+        if !extra.contains(&"--perm-files") {
+            cmd.arg("--perm-files").arg(perm_files());
+        }
+        cmd.arg("--workspace").arg(&workspace).args(extra);
         // The system interpreters: a version manager's shims on PATH can add a third of a
         // second to every python start.
         cmd.env("PATH", "/usr/bin:/bin")

@@ -63,7 +63,7 @@ fn stop_kills_a_service_and_ends_it_cancelled() {
 }
 
 #[test]
-fn a_crashed_service_restarts_and_a_stable_run_resets_its_budget() {
+fn a_crashed_service_restarts_after_doubling_delays_until_the_crash_loop_guard() {
     let mut h = Harness::new();
     let w = h.worker(0, 1, &["GENERAL"]);
     let dag = h.dag("S|DEPLOY|svc.py|1|0|[] ; D|NOOP||1|0|[S]");
@@ -74,27 +74,93 @@ fn a_crashed_service_restarts_and_a_stable_run_resets_its_budget() {
         JobState::Queued,
         "released by readiness; the service holds the only slot"
     );
-    // It ran for a minute, then crashed: a retry, with failures reset to one.
+    // It ran for a minute, then crashed: restarted after the base delay, failures reset to one.
     h.now = h.now + Duration::from_secs(60);
     h.finish(s, 1, w, 1);
     assert_eq!(h.state(s), JobState::Failed);
     assert_eq!(h.core.job(s).unwrap().failures, 1);
     assert_eq!(h.state(d), JobState::Running);
-    // Crash loop without readiness: dies after the retries, but D was already released and survives.
     h.finish(d, 1, w, 0);
+    // Quick crashes: 100, 200, 400, 800 ms (no jitter), `retries` does not apply; the exit after
+    // the fifth start within 10 s ends it DEAD with the reason.
     let mut attempt = 1;
+    let mut delays = Vec::new();
     while h.state(s) != JobState::Dead {
-        let due = h.core.poll_timeout().unwrap();
-        h.now = due;
-        h.step(Input::Tick);
+        let failed_at = h.now;
+        while h.state(s) == JobState::Failed {
+            h.now = h.core.poll_timeout().unwrap();
+            h.step(Input::Tick);
+        }
+        delays.push(h.now.since(failed_at));
         attempt += 1;
+        assert_eq!(h.state(s), JobState::Running);
         h.finish(s, attempt, w, 1);
     }
+    let ms = |n| Duration::from_millis(n);
     assert_eq!(
-        attempt, 4,
-        "the stable crash counts as failure 1; three restarts follow"
+        delays,
+        vec![ms(100), ms(200), ms(400), ms(800), ms(1000)],
+        "capped at backoff_max"
     );
-    assert_eq!(h.state(d), JobState::Completed);
+    assert_eq!(attempt, 6, "starts 2..=6 fall within the window");
+    let error = h.core.job(s).unwrap().last_error.unwrap().to_string();
+    assert!(
+        error.starts_with("crash loop: 5 starts within 10s"),
+        "{error}"
+    );
+    assert!(error.contains("exited with code 1"), "{error}");
+    assert_eq!(h.state(d), JobState::Completed, "D was released before");
+}
+
+#[test]
+fn a_service_that_runs_stably_between_crashes_restarts_for_ever() {
+    let mut h = Harness::new();
+    let w = h.worker(0, 1, &["GENERAL"]);
+    let s = h.one_off("DEPLOY|svc.py");
+    for attempt in 1..=20 {
+        assert_eq!(h.state(s), JobState::Running, "attempt {attempt}");
+        h.now = h.now + Duration::from_secs(3);
+        h.finish(s, attempt, w, 1);
+        while h.state(s) == JobState::Failed {
+            h.now = h.core.poll_timeout().unwrap();
+            h.step(Input::Tick);
+        }
+    }
+    assert_eq!(h.core.job(s).unwrap().attempts, 21);
+}
+
+#[test]
+fn a_refused_start_is_dead_at_once_without_retries() {
+    let mut h = Harness::new();
+    let w = h.worker(0, 2, &["GENERAL"]);
+    let dag = h.dag("S|DEPLOY|svc.py|9000|1|0|[] ; D|NOOP||1|0|[S]");
+    let (s, d) = (dag.job(0), dag.job(1));
+    h.step(Input::JobFinished {
+        job: s,
+        attempt: 1,
+        worker: w,
+        outcome: Outcome::Rejected {
+            message: "port 9000 is already in use".into(),
+        },
+        duration: Duration::ZERO,
+    });
+    assert_eq!(h.state(s), JobState::Dead);
+    assert_eq!(h.state(d), JobState::UpstreamFailed);
+    assert_eq!(
+        h.core.job(s).unwrap().last_error,
+        Some("refused: port 9000 is already in use")
+    );
+    let job = h.one_off("RUN|x.sh");
+    h.step(Input::JobFinished {
+        job,
+        attempt: 1,
+        worker: w,
+        outcome: Outcome::Rejected {
+            message: "no".into(),
+        },
+        duration: Duration::ZERO,
+    });
+    assert_eq!(h.state(job), JobState::Dead, "one-off jobs too");
 }
 
 #[test]
