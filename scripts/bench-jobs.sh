@@ -27,8 +27,8 @@ wait_addr() { # file
 # start_cluster CAPACITY WORKSPACE PERM_FILES -> sets $addr and $master_pid
 start_cluster() {
   pkill -f "$bin/titan (master|worker)" 2>/dev/null || true
-  rm -rf "$2" && mkdir -p "$2"
-  TITAN_LOG=warn "$bin/titan" master --port 0 --log-port 0 --shards 1 >"$tmp/master.out" 2>/dev/null &
+  rm -rf "$2" "$tmp/data" && mkdir -p "$2"
+  TITAN_LOG=warn "$bin/titan" master --port 0 --log-port 0 --shards 1 --data-dir "$tmp/data" >"$tmp/master.out" 2>/dev/null &
   master_pid=$!
   addr=$(wait_addr "$tmp/master.out")
   PATH=/usr/bin:/bin TITAN_LOG=warn "$bin/titan" worker --port 0 --master "$addr" --capacity "$1" \

@@ -19,7 +19,7 @@ wait_addr() {
   done
   echo "no address in $1" >&2; exit 1
 }
-TITAN_LOG=warn "$bin/titan" master --port 0 --log-port 0 --shards 1 >"$tmp/master.out" 2>/dev/null &
+TITAN_LOG=warn "$bin/titan" master --port 0 --log-port 0 --shards 1 --data-dir "$tmp/data" >"$tmp/master.out" 2>/dev/null &
 addr=$(wait_addr "$tmp/master.out")
 echo "machine: $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for nice in 0 10; do
