@@ -4,26 +4,11 @@
 #   single NOOP job latency, DAG hand-off over a 1,000-node chain,
 #   /bin/true jobs against a bare spawn-and-wait loop at the same concurrency (ext4 and tmpfs).
 # Usage: scripts/bench-jobs.sh [rounds]
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 rounds=${1:-2}
-cargo build --release -q
-bin=$PWD/target/release
-tmp=$(mktemp -d -p "$PWD/target")
 shm=$(mktemp -d -p /dev/shm)
+on_exit='rm -rf "$shm"'
 mkdir -p "$tmp/pf" && cp /bin/true "$tmp/pf/true"
-cleanup() { pkill -f "$bin/titan (master|worker)" 2>/dev/null || true; rm -rf "$tmp" "$shm"; }
-trap cleanup EXIT
-
-wait_addr() { # file
-  local found
-  for _ in $(seq 200); do
-    found=$(grep -o '127.0.0.1:[0-9]*' "$1" 2>/dev/null | head -1) && [ -n "$found" ] && { echo "$found"; return; }
-    sleep 0.05
-  done
-  echo "no address in $1" >&2; exit 1
-}
-
 # start_cluster CAPACITY WORKSPACE PERM_FILES -> sets $addr and $master_pid
 start_cluster() {
   pkill -f "$bin/titan (master|worker)" 2>/dev/null || true
@@ -37,7 +22,7 @@ start_cluster() {
 }
 
 lg() { "$bin/titan-loadgen" "$@" --json; }
-echo "machine: $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_line
 for round in $(seq "$rounds"); do
   start_cluster 4 "$tmp/ws" "$PWD/perm_files"
   echo "noop-e2e cap4 r$round $(lg e2e --addr "$addr" --jobs 200000 --depth 512 --master-pid "$master_pid")"

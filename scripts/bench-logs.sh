@@ -3,25 +3,11 @@
 # load, then again while a job prints ~100 MB (9,000,000 lines) that the worker drains to its
 # files and streams to the master over UDP; with jobs at the worker's priority and at nice 10
 # (`titan worker --job-nice 10`). Usage: scripts/bench-logs.sh [rounds]
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 rounds=${1:-3}
-cargo build --release -q
-bin=$PWD/target/release
-tmp=$(mktemp -d -p "$PWD/target")
-cleanup() { pkill -f "$bin/titan (master|worker)" 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-wait_addr() {
-  local found
-  for _ in $(seq 200); do
-    found=$(grep -o '127.0.0.1:[0-9]*' "$1" 2>/dev/null | head -1) && [ -n "$found" ] && { echo "$found"; return; }
-    sleep 0.05
-  done
-  echo "no address in $1" >&2; exit 1
-}
 TITAN_LOG=warn "$bin/titan" master --port 0 --log-port 0 --shards 1 --data-dir "$tmp/data" >"$tmp/master.out" 2>/dev/null &
 addr=$(wait_addr "$tmp/master.out")
-echo "machine: $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_line
 for nice in 0 10; do
   pkill -f "$bin/titan worker" 2>/dev/null || true
   rm -f "$tmp/worker.out"

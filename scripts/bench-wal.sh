@@ -4,22 +4,8 @@
 #   fsync per record, and no log at all; recovery time of 1,000,000 journal records (master
 #   killed with SIGKILL, restarted, timed to its ready line); NOOP submit → completed with the
 #   log and without. Usage: scripts/bench-wal.sh [submits]
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 submits=${1:-300000}
-cargo build --release -q
-bin=$PWD/target/release
-tmp=$(mktemp -d -p "$PWD/target")
-cleanup() { pkill -f "$bin/titan (master|worker)" 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-wait_addr() {
-  local found
-  for _ in $(seq 600); do
-    found=$(grep -o '127.0.0.1:[0-9]*' "$1" 2>/dev/null | head -1) && [ -n "$found" ] && { echo "$found"; return; }
-    sleep 0.05
-  done
-  echo "no address in $1" >&2; exit 1
-}
 # master NAME ARGS... -> sets $addr $master_pid
 master() {
   local name=$1; shift
@@ -29,7 +15,7 @@ master() {
   addr=$(wait_addr "$tmp/$name.out")
 }
 lg() { "$bin/titan-loadgen" "$@" --json; }
-echo "machine: $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_line
 
 for round in 1 2; do
   master group --data-dir "$tmp/d-group-$round"

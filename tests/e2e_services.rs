@@ -92,6 +92,27 @@ impl Scripts {
     }
 }
 
+/// A master started with `master_args`, the test scripts, one worker running them, a client.
+struct Setup {
+    master: Master,
+    scripts: Scripts,
+    worker: Worker,
+    client: Client,
+}
+
+fn setup(master_args: &[&str]) -> Setup {
+    let master = Master::start(master_args);
+    let scripts = Scripts::new();
+    let worker = scripts.worker(&master, &[]);
+    let client = Client::connect(&master.addr).unwrap();
+    Setup {
+        master,
+        scripts,
+        worker,
+        client,
+    }
+}
+
 fn read_f64(path: &Path) -> f64 {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -103,7 +124,12 @@ fn read_f64(path: &Path) -> f64 {
 #[test]
 fn a_service_killed_five_times_is_restarted_each_time_after_its_delay() {
     // The guard is raised so that five quick kills are not a crash loop.
-    let master = Master::start(&[
+    let Setup {
+        master: _master,
+        scripts,
+        worker: _worker,
+        mut client,
+    } = setup(&[
         "--shards",
         "2",
         "--service-restart-ms",
@@ -111,9 +137,6 @@ fn a_service_killed_five_times_is_restarted_each_time_after_its_delay() {
         "--crash-loop-starts",
         "10",
     ]);
-    let scripts = Scripts::new();
-    let _worker = scripts.worker(&master, &[]);
-    let mut client = Client::connect(&master.addr).unwrap();
     let svc = submit(&mut client, "DEPLOY|svc.sh");
     eventually("the service to be ready", || {
         status(&mut client, &svc).ready.then_some(())
@@ -153,10 +176,12 @@ fn a_service_killed_five_times_is_restarted_each_time_after_its_delay() {
 #[test]
 fn a_crash_looping_service_ends_dead_with_the_reason() {
     // Defaults: restarts after 100, 200, 400, 800 ms; five starts within 10 s is a crash loop.
-    let master = Master::start(&["--shards", "1"]);
-    let scripts = Scripts::new();
-    let _worker = scripts.worker(&master, &[]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let Setup {
+        master: _master,
+        scripts,
+        worker: _worker,
+        mut client,
+    } = setup(&["--shards", "1"]);
     let dag = submit_dag(
         &mut client,
         "S|DEPLOY|crash.sh|1|0|[] ; AFTER|RUN|dependant.py|1|0|[S]",
@@ -178,10 +203,12 @@ fn a_crash_looping_service_ends_dead_with_the_reason() {
 
 #[test]
 fn a_stopped_service_stays_stopped() {
-    let master = Master::start(&["--shards", "2", "--service-restart-ms", "10"]);
-    let scripts = Scripts::new();
-    let _worker = scripts.worker(&master, &[]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let Setup {
+        master: _master,
+        scripts,
+        worker: _worker,
+        mut client,
+    } = setup(&["--shards", "2", "--service-restart-ms", "10"]);
     let svc = submit(&mut client, "DEPLOY|svc.sh");
     eventually("the service to be ready", || {
         status(&mut client, &svc).ready.then_some(())
@@ -201,10 +228,12 @@ fn a_stopped_service_stays_stopped() {
 
 #[test]
 fn dependants_of_a_service_wait_until_its_port_accepts_connections() {
-    let master = Master::start(&["--shards", "2"]);
-    let scripts = Scripts::new();
-    let worker = scripts.worker(&master, &[]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let Setup {
+        master: _master,
+        scripts: _,
+        worker,
+        mut client,
+    } = setup(&["--shards", "2"]);
     let port = free_port();
     let dag = submit_dag(
         &mut client,
@@ -227,10 +256,12 @@ fn dependants_of_a_service_wait_until_its_port_accepts_connections() {
 
 #[test]
 fn a_port_already_in_use_fails_the_deploy_at_once_without_retries() {
-    let master = Master::start(&["--shards", "2"]);
-    let scripts = Scripts::new();
-    let _worker = scripts.worker(&master, &[]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let Setup {
+        master: _master,
+        scripts,
+        worker: _worker,
+        mut client,
+    } = setup(&["--shards", "2"]);
     let squatter = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let port = squatter.local_addr().unwrap().port();
     let svc = submit(&mut client, &format!("DEPLOY|svc.sh|{port}"));

@@ -400,15 +400,9 @@ impl Jobs {
                 },
             )
             .await;
-            let still_ours = jobs
-                .running
-                .borrow()
-                .get(&job)
-                .is_some_and(|r| r.attempt == attempt);
-            if !still_ours {
+            if !jobs.forget(job, attempt) {
                 return; // superseded by a newer attempt, which reports for the job
             }
-            jobs.running.borrow_mut().remove(&job);
             let outcome = match freed {
                 Some(true) => {
                     jobs.launch(job, attempt, exec_spec, dir, Some(Some(port)));
@@ -534,14 +528,7 @@ impl Jobs {
             Some(task) => task.await.unwrap_or_default(),
             None => (0, 0),
         };
-        let still_ours = self
-            .running
-            .borrow()
-            .get(&job)
-            .is_some_and(|r| r.attempt == attempt);
-        if still_ours {
-            self.running.borrow_mut().remove(&job);
-        }
+        self.forget(job, attempt);
         self.report_finished_with_lines(
             job,
             attempt,
@@ -639,14 +626,7 @@ impl Jobs {
                 },
             )
             .await;
-            let still_ours = jobs
-                .running
-                .borrow()
-                .get(&job)
-                .is_some_and(|r| r.attempt == attempt);
-            if still_ours {
-                jobs.running.borrow_mut().remove(&job);
-            }
+            jobs.forget(job, attempt);
             let outcome = if finished {
                 Outcome::Exited { code: 0 }
             } else {
@@ -655,6 +635,17 @@ impl Jobs {
             jobs.report_finished(job, attempt, outcome, started.elapsed());
         })
         .detach();
+    }
+
+    /// Removes `attempt` of `job` from the running set if it is the job's current attempt here
+    /// (a newer attempt of the same job may have replaced it); returns whether it was.
+    fn forget(&self, job: u64, attempt: u32) -> bool {
+        let mut running = self.running.borrow_mut();
+        let current = running.get(&job).is_some_and(|r| r.attempt == attempt);
+        if current {
+            running.remove(&job);
+        }
+        current
     }
 
     /// Kills an attempt if it still runs here; its report follows when it has stopped.

@@ -1,0 +1,30 @@
+# Shared set-up of the bench scripts (source it first): release binaries in $bin, a scratch
+# directory $tmp under target/ (removed on exit, with every titan master and worker started from
+# $bin), and wait_addr FILE, which prints the first 127.0.0.1:PORT a ready line wrote to FILE.
+# A script adds its own clean-up commands to $on_exit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[1]}")/.."
+cargo build --release -q
+bin=$PWD/target/release
+tmp=$(mktemp -d -p "$PWD/target")
+on_exit=""
+cleanup() {
+  eval "$on_exit"
+  pkill -f "$bin/titan (master|worker)" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+wait_addr() {
+  local found
+  for _ in $(seq 600); do
+    found=$(grep -o '127.0.0.1:[0-9]*' "$1" 2>/dev/null | head -1) && [ -n "$found" ] && { echo "$found"; return; }
+    sleep 0.05
+  done
+  echo "no address in $1" >&2
+  exit 1
+}
+
+machine_line() {
+  echo "machine: $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+}
