@@ -78,6 +78,13 @@ fn submit_and_collect(core: &mut Core, submission: Submission) -> Vec<(WorkerId,
             submission,
         },
     );
+    // Dispatches leave the core once their records are durable.
+    core.handle(
+        T0,
+        Input::Persisted {
+            lsn: core.last_lsn(),
+        },
+    );
     core.drain_outputs()
         .filter_map(|o| match o {
             Output::Dispatch {
