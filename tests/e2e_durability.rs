@@ -94,6 +94,28 @@ fn acknowledged_jobs_and_dag_edges_survive_kill_9() {
     }
 }
 
+#[test]
+fn the_default_relative_data_directory_works_and_survives_kill_9() {
+    // `titan master` with no `--data-dir` keeps its log in `titan_data` under the working
+    // directory: a relative path all the way down to the directory syncs.
+    let cwd = scratch_dir("relative-data");
+    let master = Master::start_in(&cwd, 0);
+    let mut client = Client::connect(&master.addr).unwrap();
+    let label = client
+        .submit(Submission::OneOff(parse_one_off("RUN|calc.py").unwrap()))
+        .unwrap()
+        .label;
+    drop(client);
+    let port = kill9(master);
+    assert!(
+        cwd.join("titan_data").is_dir(),
+        "the log is under the working directory"
+    );
+    let master = Master::start_in(&cwd, port);
+    let mut client = Client::connect(&master.addr).unwrap();
+    assert_eq!(client.status(&label).unwrap().state, JobState::Queued);
+}
+
 /// Each job appends "start" and "done" lines to its own marks file (the worker's own record).
 fn marks(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.marks"))

@@ -220,7 +220,10 @@ async fn write_image(
 
 /// Syncs a directory through glommio, so the executor is not blocked.
 pub(crate) async fn sync_dir(dir: &Path) -> Result<(), IoFailure> {
-    let handle = glommio::io::Directory::open(dir)
+    // glommio opens directories relative to no directory at all (`openat(-1, ..)`), so a relative
+    // path (the default `titan_data`) fails with EBADF; resolve it against the working directory.
+    let absolute = std::path::absolute(dir).map_err(|e| IoFailure::new(IoOp::SyncDir, dir, &e))?;
+    let handle = glommio::io::Directory::open(&absolute)
         .await
         .map_err(|e| IoFailure::from_glommio(IoOp::SyncDir, dir, e))?;
     let synced = handle

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -319,11 +319,24 @@ impl Master {
     /// A master on a given loopback port: a restart on the port an earlier master had, so that
     /// clients holding its address reconnect. Wait for [`port_quiet`] before reusing a port.
     pub fn start_on(port: u16, extra: &[&str]) -> Master {
+        Master::launch(port, None, &wal_args(extra), extra)
+    }
+
+    /// A master started in `cwd` with the default data directory (`titan_data`, relative), as a
+    /// user who types `titan master` gets.
+    pub fn start_in(cwd: &Path, port: u16) -> Master {
+        Master::launch(port, Some(cwd), &[], &["--wal-no-preallocate"])
+    }
+
+    fn launch(port: u16, cwd: Option<&Path>, wal: &[String], extra: &[&str]) -> Master {
         let mut cmd = Command::new(titan_bin());
         cmd.args(["master", "--bind", "127.0.0.1", "--log-port", "0", "--port"])
             .arg(port.to_string())
-            .args(wal_args(extra))
+            .args(wal)
             .args(extra);
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
         cmd.env("TITAN_LOG", test_log_level());
         let mut proc = Proc::spawn(cmd);
         let line = proc.wait_line("titan master ready on ");
