@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Durability numbers for issue 5, with their baselines, in one run:
-#   acknowledged submits through the master (pipelined from titan-loadgen): group commit, one
-#   fsync per record, and no log at all; recovery time of 1,000,000 journal records (master
-#   killed with SIGKILL, restarted, timed to its ready line); NOOP submit → completed with the
-#   log and without. Usage: scripts/bench-wal.sh [submits]
+# Durability numbers for issue 5, with their baselines, in one run: acknowledged submits
+# through the master (pipelined from titan-loadgen) with group commit at 64, 128 and 512 in
+# flight, with one fsync per record, and with no log at all; recovery time of 1,000,000 journal
+# records (master killed with SIGKILL, restarted, timed to its ready line); NOOP submit →
+# completed with the log and without, at worker capacities 16 and 256.
+# Usage: scripts/bench-wal.sh [submits]
 source "$(dirname "$0")/lib.sh"
 submits=${1:-300000}
 # master NAME ARGS... -> sets $addr $master_pid
@@ -18,9 +19,12 @@ lg() { "$bin/titan-loadgen" "$@" --json; }
 machine_line
 
 for round in 1 2; do
-  master group --data-dir "$tmp/d-group-$round"
-  echo "submit group r$round $(lg submit --addr "$addr" --count "$submits" --connections 2 --depth 256)"
-  kill "$master_pid"; wait "$master_pid" 2>/dev/null || true
+  # Group commit at three depths (in flight = 2 x depth): throughput against ack latency.
+  for depth in 32 64 256; do
+    master group --data-dir "$tmp/d-group-$round-$depth"
+    echo "submit group depth2x$depth r$round $(lg submit --addr "$addr" --count "$submits" --connections 2 --depth $depth)"
+    kill "$master_pid"; wait "$master_pid" 2>/dev/null || true
+  done
   master perrecord --data-dir "$tmp/d-per-$round" --wal-sync per-record
   echo "submit per-record r$round $(lg submit --addr "$addr" --count 20000 --connections 2 --depth 256)"
   kill "$master_pid"; wait "$master_pid" 2>/dev/null || true
@@ -42,16 +46,19 @@ for round in 1 2 3; do
 done
 du -sh "$tmp/d-recover" | sed 's/^/log size: /'
 
-# NOOP throughput with and without the log.
+# NOOP throughput with and without the log, at two worker capacities: a dispatch waits for its
+# record to be durable, so a slot turns over once per commit and 16 slots bound the pipeline.
 for round in 1 2; do
-  for mode in wal memory; do
-    if [ "$mode" = wal ]; then master noop --data-dir "$tmp/d-noop-$round"; else master noop --memory-only; fi
-    rm -f "$tmp/worker.out"
-    PATH=/usr/bin:/bin TITAN_LOG=warn "$bin/titan" worker --port 0 --master "$addr" --capacity 16 \
-      --workspace "$tmp/ws" --perm-files "$PWD/perm_files" >"$tmp/worker.out" 2>/dev/null &
-    wait_addr "$tmp/worker.out" >/dev/null
-    echo "noop-e2e $mode r$round $(lg e2e --addr "$addr" --jobs 200000 --depth 512 --master-pid "$master_pid")"
-    pkill -f "$bin/titan worker" || true
-    kill "$master_pid"; wait "$master_pid" 2>/dev/null || true
+  for cap in 16 256; do
+    for mode in wal memory; do
+      if [ "$mode" = wal ]; then master noop --data-dir "$tmp/d-noop-$round-$cap"; else master noop --memory-only; fi
+      rm -f "$tmp/worker.out"
+      PATH=/usr/bin:/bin TITAN_LOG=warn "$bin/titan" worker --port 0 --master "$addr" --capacity "$cap" \
+        --workspace "$tmp/ws" --perm-files "$PWD/perm_files" >"$tmp/worker.out" 2>/dev/null &
+      wait_addr "$tmp/worker.out" >/dev/null
+      echo "noop-e2e cap$cap $mode r$round $(lg e2e --addr "$addr" --jobs 200000 --depth 512 --master-pid "$master_pid")"
+      pkill -f "$bin/titan worker" || true
+      kill "$master_pid"; wait "$master_pid" 2>/dev/null || true
+    done
   done
 done

@@ -165,7 +165,10 @@ fn fifty_kill_9_cycles_lose_no_acknowledged_job_and_run_each_once() {
     let mut rng = SmallRng::seed_from_u64(seed);
     let data = scratch_dir("crashloop");
     let marks_dir = scratch_dir("crashloop-marks");
-    let mut master = restart(0, &data, &["--shards", "2"]);
+    // Snapshots every few dozen records, so kills also land while one is being encoded or written
+    // (records appended meanwhile must stay in the log).
+    let args = ["--shards", "2", "--snapshot-every", "40"];
+    let mut master = restart(0, &data, &args);
     let _workers = [
         Worker::start(&master.addr, &["--capacity", "8"]),
         Worker::start(&master.addr, &["--capacity", "8"]),
@@ -203,7 +206,7 @@ fn fifty_kill_9_cycles_lose_no_acknowledged_job_and_run_each_once() {
         }
         drop(client);
         let port = kill9(master);
-        master = restart(port, &data, &["--shards", "2"]);
+        master = restart(port, &data, &args);
     }
     let mut client = Client::connect(&master.addr).unwrap();
     let mut all: Vec<String> = singles.iter().map(|(l, _)| l.clone()).collect();

@@ -179,10 +179,11 @@ impl Core {
     /// Costs one pass over the retained jobs and the timers.
     pub fn snapshot(&self) -> Snapshot {
         let wake = self.wake_times();
-        let mut submissions: Vec<SubmissionImage> = self
-            .dags
-            .iter()
-            .map(|(&dag, d)| SubmissionImage {
+        // Sized once: at most one submission per job (growing it by doubling would copy it and
+        // touch fresh pages several times over).
+        let mut submissions: Vec<SubmissionImage> = Vec::with_capacity(self.jobs.len());
+        submissions.extend(self.dags.iter().map(|(&dag, d)| {
+            SubmissionImage {
                 dag,
                 submitted: d.submitted,
                 graph: Some(graph_image(&d.graph)),
@@ -191,8 +192,8 @@ impl Core {
                     .iter()
                     .map(|&s| self.job_image(self.jobs.at(s), &wake))
                     .collect(),
-            })
-            .collect();
+            }
+        }));
         let dags = submissions.len();
         submissions.extend(self.jobs.iter().filter(|(_, j)| j.has(flags::ONE_OFF)).map(
             |(_, j)| SubmissionImage {

@@ -53,7 +53,6 @@ pub struct Persistence {
     snapshot_due: Notify,
     since_snapshot: Cell<u64>,
     snapshot_every: u64,
-    snapshotting: Cell<bool>,
     /// The newest WAL position known durable (not failed): what a degraded snapshot covers.
     last_ok: Cell<wal::Lsn>,
     /// Reused for encoding records (one allocation for the shard's life, not one per record).
@@ -72,7 +71,6 @@ impl Persistence {
             snapshot_due: Notify::default(),
             since_snapshot: Cell::new(0),
             snapshot_every: snapshot_every.max(1),
-            snapshotting: Cell::new(false),
             last_ok: Cell::new(journal_last),
             scratch: RefCell::new(Vec::with_capacity(4096)),
         })
@@ -133,24 +131,25 @@ impl Persistence {
 
     /// Takes a snapshot of the shard's core and writes it; on success every core record up to the
     /// snapshot is durable. Runs one at a time.
+    ///
+    /// The image is taken in one go, with the log position it covers, since the core keeps
+    /// changing afterwards. Encoding it (the larger part: tens of milliseconds for 100,000 jobs)
+    /// runs on the executor's blocking thread, so the shard goes on serving meanwhile; records
+    /// appended meanwhile are not covered and stay in the log.
     async fn snapshot(&self, shard: &Shard) -> Result<(Lsn, wal::Lsn), String> {
-        let (bytes, core_lsn) = {
-            let core = shard.core.borrow();
-            let snap = core.snapshot();
-            let lsn = snap.last_lsn;
-            (
-                snap.encode()
-                    .map_err(|e| format!("encoding the snapshot: {e}"))?,
-                lsn,
-            )
-        };
-        // Healthy: the snapshot replaces every record appended so far (all of which it covers).
-        // Degraded: it covers the durable records and the state of the lost ones.
+        let image = shard.core.borrow().snapshot();
+        let core_lsn = image.last_lsn;
+        // Healthy: the image covers every record appended so far. Degraded: it covers the durable
+        // records and the state of the lost ones.
         let covered = if self.degraded.borrow().is_some() {
             self.last_ok.get()
         } else {
             self.journal.last_lsn()
         };
+        let bytes = glommio::executor()
+            .spawn_blocking(move || image.encode())
+            .await
+            .map_err(|e| format!("encoding the snapshot: {e}"))?;
         self.journal
             .write_snapshot(covered, &bytes)
             .await
@@ -199,12 +198,13 @@ impl Persistence {
                 if !degraded && self.since_snapshot.get() < self.snapshot_every {
                     break;
                 }
-                self.snapshotting.set(true);
+                let counted = self.since_snapshot.get();
                 let result = self.snapshot(&shard).await;
-                self.snapshotting.set(false);
                 match result {
                     Ok((core_lsn, covered)) => {
-                        self.since_snapshot.set(0);
+                        // Records appended while the snapshot was written count towards the next.
+                        self.since_snapshot
+                            .set(self.since_snapshot.get().saturating_sub(counted));
                         if self.degraded.borrow_mut().take().is_some() {
                             info!("write-ahead log writable again: a snapshot covers everything; accepting changes");
                         }
