@@ -43,6 +43,9 @@ pub struct ClusterLayout {
     pub worker_capacity: u32,
     /// The master's data directory (its write-ahead log).
     pub data_dir: PathBuf,
+    /// The master's TCP port and its log sink's UDP port (0: any free one).
+    pub master_port: u16,
+    pub log_port: u16,
     /// Extra `titan master` flags.
     pub master_flags: Vec<String>,
 }
@@ -53,7 +56,8 @@ impl LocalCluster {
             .map_err(|e| CliError::Local(format!("cannot find this program: {e}")))?;
         let mut master_cmd = Command::new(&exe);
         master_cmd
-            .args(["master", "--port", "0", "--log-port", "0"])
+            .args(["master", "--port", &layout.master_port.to_string()])
+            .args(["--log-port", &layout.log_port.to_string()])
             .arg("--data-dir")
             .arg(&layout.data_dir)
             .args(&layout.master_flags);

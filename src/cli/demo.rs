@@ -18,6 +18,12 @@ pub struct UpArgs {
     /// Workers to start.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// The master's port: the default is the one client commands use when not told otherwise.
+    #[arg(long, default_value_t = crate::master::DEFAULT_PORT)]
+    pub port: u16,
+    /// The UDP port where workers stream job output.
+    #[arg(long, default_value_t = crate::master::DEFAULT_LOG_PORT)]
+    pub log_port: u16,
     #[command(flatten)]
     pub layout: LayoutArgs,
 }
@@ -60,6 +66,8 @@ impl LayoutArgs {
             worker_capacity: self.capacity.max(1),
             data_dir: absolute(&self.data_dir),
             master_flags: Vec::new(),
+            master_port: 0,
+            log_port: 0,
         })
     }
 }
@@ -67,7 +75,10 @@ impl LayoutArgs {
 /// Runs a master and workers until SIGINT or SIGTERM, then stops all of them.
 pub fn up(args: UpArgs) -> Result<(), CliError> {
     shutdown::install_handlers().map_err(|e| CliError::Local(e.to_string()))?;
-    let mut cluster = LocalCluster::start(args.workers, &args.layout.layout()?)?;
+    let mut layout = args.layout.layout()?;
+    layout.master_port = args.port;
+    layout.log_port = args.log_port;
+    let mut cluster = LocalCluster::start(args.workers, &layout)?;
     let ports: Vec<&str> = cluster.workers.iter().map(|w| w.addr.as_str()).collect();
     println!(
         "titan up: master on {}, {} workers on {}; Ctrl-C stops everything",

@@ -64,7 +64,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct MasterArgs {
     /// TCP port for TITAN_PROTO (0 picks a free port; the ready line shows it).
-    #[arg(long, default_value_t = 9090)]
+    #[arg(long, default_value_t = master::DEFAULT_PORT)]
     pub port: u16,
     /// Address to listen on. Only loopback addresses are accepted until token authentication lands.
     #[arg(long, default_value = "127.0.0.1")]
