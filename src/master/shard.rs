@@ -151,8 +151,8 @@ pub(crate) async fn serve(
         .iter()
         .flat_map(|p| {
             [
-                glommio::spawn_local(p.clone().pump(shard.clone())).detach(),
-                glommio::spawn_local(p.clone().snapshots(shard.clone())).detach(),
+                glommio::spawn_local(p.clone().pump(shard.clone())),
+                glommio::spawn_local(p.clone().snapshots(shard.clone())),
             ]
         })
         .collect();
@@ -196,8 +196,10 @@ pub(crate) async fn serve(
     accept_loop(index, &listener, &shard, &shutdown).await;
     debug!(shard = index, "shard stopped accepting");
     // Write what is pending and release the log (its lock and files) before the executor ends.
+    // Awaited, so the tasks' handles on the log are gone and it can be closed properly. A
+    // snapshot cut short leaves a temporary file that the next start removes.
     for task in wal_tasks {
-        task.cancel();
+        task.cancel().await;
     }
     drop(persistence);
     if let Some(p) = shard.take_persistence() {
