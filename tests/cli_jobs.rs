@@ -194,6 +194,22 @@ fn cancel_and_stop_report_what_happened() {
     run.ok();
     assert_eq!(run.stdout, format!("cancelled {dag}: 2 jobs\n"));
     assert_eq!(state(addr, &format!("{dag}:B")), "CANCELLED");
+    // Refusals name jobs the way the user does.
+    let run = titan(addr, &["cancel", &format!("{dag}:B")]);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stderr
+            .contains(&format!("job {dag}:B already finished (CANCELLED)")),
+        "{}",
+        run.stderr
+    );
+    let run = titan(addr, &["stop", &format!("{dag}:A")]);
+    assert!(
+        run.stderr
+            .contains(&format!("job {dag}:A is not a service")),
+        "{}",
+        run.stderr
+    );
 
     // A service on a free port: listed with its worker until it is stopped.
     let port = free_port();
@@ -270,4 +286,31 @@ fn wait_exit_statuses_distinguish_success_failure_and_timeout() {
     let run = titan(&dead_addr(), &["wait", &noop]);
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(run.stderr.starts_with("error: cannot connect"), "{run:?}");
+}
+
+#[test]
+fn workers_seen_is_current_whichever_shard_answers() {
+    // Heartbeats reach only a worker's home shard; the others' view of it goes stale. Whichever
+    // shard a client lands on, `workers` must report the home shard's figure.
+    let master = Master::start(&["--shards", "2", "--heartbeat-ms", "100"]);
+    let _workers = [
+        Worker::start(&master.addr, &[]),
+        Worker::start(&master.addr, &[]),
+    ];
+    // Long enough for a stale figure (time since registration) to exceed the timeout below.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Each command is a new connection, spread over both shards by the kernel.
+    for _ in 0..8 {
+        let listed = titan(&master.addr, &["workers", "--json"]).ok().json();
+        let workers = listed["workers"].as_array().expect("a list of workers");
+        assert_eq!(workers.len(), 2, "{workers:?}");
+        for w in workers {
+            let silent = w["silent_for_ms"].as_u64().expect("silent_for_ms");
+            // Five missed 100 ms beats would have made it dead.
+            assert!(
+                silent < 500,
+                "a live worker reported silent for {silent} ms: {w}"
+            );
+        }
+    }
 }

@@ -107,8 +107,10 @@ pub struct WorkerView<'a> {
     pub ephemeral: bool,
     /// Retired, waiting for the shell to disconnect it.
     pub retiring: bool,
-    /// Since its last heartbeat (meaningful on its home shard).
+    /// Since its last heartbeat (meaningful on its home shard only).
     pub silent_for: Duration,
+    /// This shard is its home: the one that hears its heartbeats.
+    pub home: bool,
     /// When this shard learned of it.
     pub registered: Time,
 }
@@ -311,6 +313,7 @@ impl Core {
                     ephemeral: e.ephemeral,
                     retiring: e.retiring,
                     silent_for: self.now.since(e.last_heartbeat),
+                    home: e.home,
                     registered: e.registered,
                 }
             })

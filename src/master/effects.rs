@@ -107,7 +107,8 @@ impl Shard {
                 encode_ack(&core, ack, &mut frame);
             }
             Err(e) => {
-                crate::proto::encode_error(&mut frame, request_error_code(&e), &e.to_string())
+                let text = error_text(&self.core.borrow(), &e);
+                crate::proto::encode_error(&mut frame, request_error_code(&e), &text)
             }
         }
         self.deliver(token, frame);
@@ -264,6 +265,22 @@ fn encode_ack(core: &Core, ack: Ack, out: &mut Vec<u8>) {
 }
 
 /// The wire code for a refused request.
+/// A refusal as the client reads it: jobs named by the labels users know (`TSK-5`, `dag-3:B`),
+/// not by the core's internal ids.
+fn error_text(core: &Core, e: &RequestError) -> String {
+    let (job, rest) = match e {
+        RequestError::AlreadyFinished { job, state } => {
+            (*job, format!("already finished ({state})"))
+        }
+        RequestError::NotAService { job } => (*job, "is not a service".to_string()),
+        _ => return e.to_string(),
+    };
+    match core.label(job) {
+        Some(label) => format!("job {label} {rest}"),
+        None => e.to_string(),
+    }
+}
+
 pub fn request_error_code(e: &RequestError) -> ErrorCode {
     match e {
         RequestError::UnknownJob { .. } | RequestError::UnknownDag { .. } => ErrorCode::NotFound,

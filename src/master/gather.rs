@@ -370,7 +370,11 @@ impl Shard {
             by_state[i] = *n as u64;
         }
         let mut services = Vec::new();
+        let mut silent_for = Vec::new();
         for worker in core.workers() {
+            if worker.home {
+                silent_for.push((worker.id, worker.silent_for));
+            }
             for job in core.services_on(worker.id) {
                 if let Some(label) = core.label(job) {
                     services.push((worker.id, label.to_string()));
@@ -382,6 +386,7 @@ impl Shard {
             dlq: stats.dlq as u64,
             totals: stats.totals,
             services,
+            silent_for,
             scaling: self.scaling.borrow().iter().cloned().collect(),
             logs: self.logs.as_ref().map(|l| l.totals()),
             degraded: self
@@ -528,7 +533,12 @@ impl Shard {
                     .filter(|(id, _)| *id == w.id)
                     .map(|(_, l)| l.clone())
                     .collect(),
-                silent_for_ms: w.silent_for.as_millis() as u64,
+                silent_for_ms: acc
+                    .silent_for
+                    .iter()
+                    .find(|(id, _)| *id == w.id)
+                    .map_or(w.silent_for, |&(_, d)| d)
+                    .as_millis() as u64,
             })
             .collect::<Vec<_>>();
         ClusterStats {
@@ -577,6 +587,7 @@ fn merge(gather: &mut Gather, part: Part) {
             acc.totals.upstream_failed += part.totals.upstream_failed;
             acc.totals.dead += part.totals.dead;
             acc.services.extend(part.services);
+            acc.silent_for.extend(part.silent_for);
             acc.scaling.extend(part.scaling);
             if part.logs.is_some() {
                 acc.logs = part.logs;

@@ -120,6 +120,9 @@ pub struct ShardStats {
     pub totals: Totals,
     /// (worker, service label) pairs for services this shard owns.
     pub services: Vec<(WorkerId, String)>,
+    /// (worker, time since its last heartbeat) for the workers whose home this shard is: only
+    /// the home shard hears heartbeats, so only its figure is current.
+    pub silent_for: Vec<(WorkerId, std::time::Duration)>,
     /// This shard's recent scaling decisions.
     pub scaling: Vec<ScalingEvent>,
     /// The log sink's counters (shard 0 only).
