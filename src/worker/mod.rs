@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::runtime::shutdown::{self, Shutdown, StopFlag};
 use crate::runtime::{EXECUTOR_IO_MEMORY, EXECUTOR_RING_DEPTH};
@@ -98,6 +98,13 @@ pub enum WorkerError {
 /// after its first registration.
 pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     shutdown::install_handlers()?;
+    if !config.perm_files.is_dir() {
+        // Not fatal: NOOP, inline scripts and services from elsewhere still run.
+        warn!(
+            perm_files = %config.perm_files.display(),
+            "perm_files is not a directory here: RUN and DEPLOY of its files will fail (see --perm-files)"
+        );
+    }
     let stop = StopFlag::default();
     let (done_tx, done_rx) = crossbeam_channel::bounded(1);
     let executor_stop = stop.clone();
