@@ -116,6 +116,37 @@ fn the_default_relative_data_directory_works_and_survives_kill_9() {
     assert_eq!(client.status(&label).unwrap().state, JobState::Queued);
 }
 
+#[test]
+fn a_missing_shard_log_stops_the_master_instead_of_dropping_its_jobs() {
+    let data = scratch_dir("missing-shard");
+    let master = restart(0, &data, &["--shards", "2"]);
+    drop(master);
+    let shards = shard_dirs(&data);
+    assert_eq!(shards.len(), 2, "{shards:?}");
+    std::fs::remove_dir_all(&shards[1]).unwrap();
+    let data_arg = data.display().to_string();
+    let out = support::titan_command(&[
+        "master",
+        "--port",
+        "0",
+        "--log-port",
+        "0",
+        "--shards",
+        "2",
+        "--data-dir",
+        &data_arg,
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} is missing", shards[1].display()))
+            && stderr.contains("refusing to start"),
+        "{stderr}"
+    );
+}
+
 /// Each job appends "start" and "done" lines to its own marks file (the worker's own record).
 fn marks(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.marks"))

@@ -34,6 +34,11 @@ pub enum RecoveryError {
     Wal { dir: PathBuf, reason: String },
     #[error("resharding failed: {0}")]
     Reshard(String),
+    #[error(
+        "{path} is missing, but {current} says the log has it: refusing to start with part of \
+         the log gone (restore it, or move the data directory aside to start empty)"
+    )]
+    Missing { path: PathBuf, current: PathBuf },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecoveryError + '_ {
@@ -83,6 +88,38 @@ fn read_current(data: &Path) -> Result<Option<(u64, u32)>, RecoveryError> {
         .ok_or(RecoveryError::BadCurrent { path, content })
 }
 
+/// Creates a generation's shard directories, durably, before `CURRENT` names it: from then on a
+/// missing one means part of the log was lost or removed, never a first start cut short.
+fn create_generation(data: &Path, number: u64, shards: u32) -> Result<(), RecoveryError> {
+    let dir = generation_dir(data, number);
+    for k in 0..shards {
+        let shard = wal::shard_dir(&dir, k);
+        fs::create_dir_all(&shard).map_err(io(&shard))?;
+    }
+    for synced in [&dir, &wal_root(data)] {
+        fs::File::open(synced)
+            .and_then(|d| d.sync_all())
+            .map_err(io(synced))?;
+    }
+    Ok(())
+}
+
+/// Every shard directory `CURRENT` names must exist: starting without one would silently drop
+/// its jobs.
+fn check_generation(data: &Path, number: u64, shards: u32) -> Result<(), RecoveryError> {
+    let dir = generation_dir(data, number);
+    for k in 0..shards {
+        let shard = wal::shard_dir(&dir, k);
+        if !shard.is_dir() {
+            return Err(RecoveryError::Missing {
+                path: shard,
+                current: wal_root(data).join("CURRENT"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Writes `CURRENT` atomically (temp file, fsync, rename, directory fsync).
 fn write_current(data: &Path, number: u64, shards: u32) -> Result<(), RecoveryError> {
     let root = wal_root(data);
@@ -127,11 +164,16 @@ pub fn prepare(
     fs::create_dir_all(&root).map_err(io(&root))?;
     let number = match read_current(data)? {
         None => {
+            create_generation(data, 1, shards)?;
             write_current(data, 1, shards)?;
             1
         }
-        Some((number, old)) if old == shards => number,
+        Some((number, old)) if old == shards => {
+            check_generation(data, number, old)?;
+            number
+        }
         Some((number, old)) => {
+            check_generation(data, number, old)?;
             info!(
                 from = old,
                 to = shards,
