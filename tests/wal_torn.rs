@@ -1,12 +1,13 @@
 //! Torn and corrupt tails: a segment cut at every interesting offset, every byte of the last
-//! record flipped, and a corrupt record in an older segment. Recovery must stop at the last good
-//! record, cut the file there, never panic, and keep appending after it.
+//! record flipped: recovery must stop at the last good record, cut the file there, never panic,
+//! and keep appending after it. A corrupt record in the middle of the log (valid records written
+//! later follow it) is not a torn tail: opening fails and nothing is cut.
 
 mod wal_support;
 
 use std::path::{Path, PathBuf};
 
-use titan::wal::{decode, Lsn, WalConfig, RECORD_HEADER_LEN};
+use titan::wal::{decode, Lsn, OpenError, WalConfig, RECORD_HEADER_LEN};
 use wal_support::*;
 
 /// Writes a one-segment log of records with assorted sizes; returns its records and segment file.
@@ -155,11 +156,9 @@ fn any_flipped_byte_in_the_last_record_is_cut_off() {
     }
 }
 
-#[test]
-fn corrupt_record_in_an_older_segment_cuts_the_log_there() {
-    init_tracing();
-    let tmp = TempDir::new("middle");
-    let dir = tmp.path().join("shard-0");
+/// 200 records of 150–199 bytes in 8 KiB segments, batches of at most 4 KiB; returns the
+/// records, the segment files and the config.
+fn build_segmented_log(dir: &Path) -> (Vec<Rec>, Vec<PathBuf>, WalConfig) {
     let config = WalConfig {
         segment_bytes: 8 << 10,
         max_record_bytes: 1 << 10,
@@ -170,43 +169,101 @@ fn corrupt_record_in_an_older_segment_cuts_the_log_there() {
         .map(|i| (1u8, vec![i as u8 | 1; 150 + (i as usize % 50)]))
         .collect();
     let written = run(|| async {
-        let (journal, _, _) = open(&dir, config.clone()).await.expect("open");
+        let (journal, _, _) = open(dir, config.clone()).await.expect("open");
         let acked = append_all(&journal, &items).await;
         journal.close().await.expect("close");
         acked
     });
-    let segments = segment_files(&dir);
+    let segments = segment_files(dir);
     assert!(segments.len() >= 5, "{} segments", segments.len());
+    (written, segments, config)
+}
+
+#[test]
+fn corrupt_record_in_an_older_segment_refuses_to_open_and_keeps_every_file() {
+    init_tracing();
+    let tmp = TempDir::new("middle");
+    let dir = tmp.path().join("shard-0");
+    let (_, segments, config) = build_segmented_log(&dir);
     let victim = &segments[2];
     let mut bytes = std::fs::read(victim).expect("read");
     let bounds = boundaries(&bytes);
-    let first_lsn = decode(&bytes, 1 << 20).expect("first record").record.lsn.0;
     let hit = bounds[3] + RECORD_HEADER_LEN + 10;
     bytes[hit] ^= 0xff;
     std::fs::write(victim, &bytes).expect("corrupt");
-    let kept = (first_lsn + 3 - 1) as usize;
+    let before: Vec<Vec<u8>> = segments.iter().map(|s| std::fs::read(s).unwrap()).collect();
     run(|| async {
-        let (journal, replay, report) = open(&dir, config.clone()).await.expect("open");
-        assert_eq!(replay.records, written[..kept]);
-        let damage = report.damage.as_ref().expect("damage reported");
-        assert_eq!(
-            (damage.path.as_path(), damage.offset),
-            (victim.as_path(), bounds[3] as u64)
-        );
-        assert_eq!(report.cut_segments, segments[3..].to_vec());
-        assert_eq!(segment_files(&dir), segments[..3].to_vec());
-        let added = append_all(&journal, &[(9, b"continues".to_vec())]).await;
-        assert_eq!(added[0].lsn, kept as u64 + 1);
-        journal.close().await.expect("close");
-        let (_journal, replay, _) = open(&dir, config.clone()).await.expect("reopen");
-        assert_eq!(replay.records.len(), kept + 1);
-        assert_eq!(replay.records.last(), added.last());
-        assert_eq!(journal_last(&replay), Lsn(kept as u64 + 1));
+        match open(&dir, config.clone()).await {
+            Err(OpenError::Corrupt {
+                path,
+                offset,
+                count,
+                ..
+            }) => {
+                assert_eq!(
+                    (path.as_path(), offset),
+                    (victim.as_path(), bounds[3] as u64)
+                );
+                assert!(count > 0);
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a log damaged in the middle opened"),
+        }
     });
+    // Nothing was cut or deleted: the records after the damage can still be rescued.
+    let after: Vec<Vec<u8>> = segments.iter().map(|s| std::fs::read(s).unwrap()).collect();
+    assert_eq!(segment_files(&dir), segments);
+    assert!(before == after, "the log was modified");
 }
 
-fn journal_last(replay: &Replay) -> Lsn {
-    Lsn(replay.records.last().map_or(0, |r| r.lsn))
+#[test]
+fn corrupt_record_far_from_the_end_of_one_segment_refuses_to_open() {
+    init_tracing();
+    let tmp = TempDir::new("middle-one");
+    let dir = tmp.path().join("shard-0");
+    // One big segment, small batches: records far past the damage cannot be one torn batch.
+    let config = WalConfig {
+        segment_bytes: 1 << 20,
+        max_record_bytes: 1 << 10,
+        max_batch_bytes: 4 << 10,
+        ..WalConfig::default()
+    };
+    let items: Vec<_> = (0..300u32).map(|i| (1u8, vec![i as u8 | 1; 100])).collect();
+    run(|| async {
+        let (journal, _, _) = open(&dir, config.clone()).await.expect("open");
+        append_all(&journal, &items).await;
+        journal.close().await.expect("close");
+    });
+    let segment = segment_files(&dir).pop().expect("a segment");
+    let mut bytes = std::fs::read(&segment).expect("read");
+    let bounds = boundaries(&bytes);
+    bytes[bounds[10] + RECORD_HEADER_LEN + 3] ^= 0x01;
+    std::fs::write(&segment, &bytes).expect("corrupt");
+    run(|| async {
+        match open(&dir, config.clone()).await {
+            Err(OpenError::Corrupt {
+                offset,
+                first,
+                last,
+                ..
+            }) => {
+                assert_eq!(offset, bounds[10] as u64);
+                assert_eq!((first, last), (Lsn(12), Lsn(300)));
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a log damaged in the middle opened"),
+        }
+    });
+    // Damage within one batch of the end is taken for a torn final write: cut, log opens.
+    let mut bytes = std::fs::read(&segment).expect("read");
+    bytes[bounds[10] + RECORD_HEADER_LEN + 3] ^= 0x01;
+    bytes[bounds[295] + RECORD_HEADER_LEN + 3] ^= 0x01;
+    std::fs::write(&segment, &bytes).expect("corrupt");
+    run(|| async {
+        let (_journal, replay, report) = open(&dir, config.clone()).await.expect("open");
+        assert_eq!(replay.records.len(), 295);
+        assert_eq!(report.damage.expect("damage").offset, bounds[295] as u64);
+    });
 }
 
 #[test]

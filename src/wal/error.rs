@@ -210,6 +210,23 @@ pub enum OpenError {
         found: Lsn,
         path: PathBuf,
     },
+    /// A record in the middle of the log is damaged: valid records written after it exist (past
+    /// the reach of a torn final write, or in a later segment). Cutting the log there would drop
+    /// them, and replaying past the damage would skip a change, so the journal refuses to open.
+    #[error(
+        "{path} is damaged at offset {offset} ({reason}), but {count} valid records written \
+         later follow (sequence numbers {first}..={last}): this is not a torn final write, so \
+         the log is not cut there; restore the data directory from a copy, or move it aside to \
+         start empty"
+    )]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: DamageReason,
+        count: u64,
+        first: Lsn,
+        last: Lsn,
+    },
     /// Another journal (or replay) in this or another process holds the directory.
     #[error("WAL directory is in use: {path} is locked")]
     Locked { path: PathBuf },

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 
 use tracing::{error, warn};
 
-use super::error::{Damage, OpenError};
+use super::error::{Damage, DamageReason, OpenError};
 use super::layout::{self, Listing, SegmentFile};
-use super::limits::WalConfig;
+use super::limits::{WalConfig, BLOCK_BYTES};
 use super::record::{Lsn, RecordView};
-use super::scan::{scan_segment, SegmentBounds};
+use super::scan::{following_in_file, scan_segment, SegmentBounds};
 use super::snapshot::{self, SnapshotCorruption};
 
 /// What replay hands to the caller, in log order: at most one snapshot, then records after it.
@@ -151,6 +151,7 @@ pub(crate) async fn scan_dir(
         kept.push(segment.clone());
         let is_last = i + 1 == segments.len();
         if let Some(reason) = scan.damage {
+            check_torn_tail(config, &segments[i..], scan.end, scan.last_lsn, &reason)?;
             report.damage = Some(Damage {
                 path: segment.path.clone(),
                 offset: scan.end,
@@ -182,6 +183,59 @@ pub(crate) async fn scan_dir(
         tail,
         kept_segments: kept,
     })
+}
+
+/// Damage at `offset` of `segments[0]` is only cut away as a torn final write if nothing written
+/// after it survives: no valid later record beyond the reach of one batch (a torn batch can leave
+/// its own later blocks behind, never a later batch's), and none in a later segment (a segment is
+/// only started once the previous one is durable). Otherwise the log is corrupt in the middle and
+/// opening fails; records that may belong to the torn batch are dropped with an error logged.
+fn check_torn_tail(
+    config: &WalConfig,
+    segments: &[SegmentFile],
+    offset: u64,
+    last: Lsn,
+    reason: &DamageReason,
+) -> Result<(), OpenError> {
+    let max = config.max_record_bytes;
+    let reach = offset + (config.max_batch_bytes + BLOCK_BYTES) as u64;
+    let here = following_in_file(&segments[0].path, offset, last, max)?;
+    let mut later = None;
+    for segment in &segments[1..] {
+        if let Some(f) = following_in_file(&segment.path, 0, last, max)? {
+            later = Some(f);
+            break;
+        }
+    }
+    let certain = match (here, later) {
+        (_, Some(f)) => Some(f),
+        (Some(f), None) if f.last_offset > reach => Some(f),
+        _ => None,
+    };
+    if let Some(f) = certain {
+        return Err(OpenError::Corrupt {
+            path: segments[0].path.clone(),
+            offset,
+            reason: reason.clone(),
+            count: f.count,
+            first: f.first_lsn,
+            last: f.last_lsn,
+        });
+    }
+    if let Some(f) = here {
+        error!(
+            path = %segments[0].path.display(),
+            offset,
+            %reason,
+            dropped = f.count,
+            first = %f.first_lsn,
+            last = %f.last_lsn,
+            "valid records follow the damaged one within the reach of the last write: taken for \
+             a write torn by a crash and dropped with it; if the host did not crash while \
+             writing, this is corruption and these records were lost"
+        );
+    }
+    Ok(())
 }
 
 /// Replays a shard directory without changing its log: the newest valid snapshot, then every valid

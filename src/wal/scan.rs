@@ -16,7 +16,7 @@ use glommio::io::{DmaFile, DmaStreamReaderBuilder};
 
 use super::error::{DamageReason, IoFailure, IoOp};
 use super::limits::{READ_AHEAD_CHUNKS, READ_CHUNK_BYTES};
-use super::record::{decode, Lsn, RecordView};
+use super::record::{decode, Lsn, RecordView, RECORD_ALIGN, RECORD_HEADER_LEN};
 
 /// The sequence-number rules a segment's records must follow.
 #[derive(Debug, Clone, Copy)]
@@ -212,6 +212,68 @@ pub(crate) async fn scan_segment(
         }
     }
     Ok(cursor.finish(file_len))
+}
+
+/// Valid records found past a damaged spot, with sequence numbers after the last good one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Following {
+    pub count: u64,
+    pub first_lsn: Lsn,
+    pub last_lsn: Lsn,
+    /// File offset of the last one.
+    pub last_offset: u64,
+}
+
+/// Looks through `bytes` (file offset `base` onwards) at every record-aligned offset for records
+/// that decode and carry a sequence number above `after`: records written after the damage.
+/// A torn write leaves none beyond its own batch; corruption in the middle of the log does.
+pub(crate) fn following_records(
+    bytes: &[u8],
+    base: u64,
+    after: Lsn,
+    max_payload: usize,
+) -> Option<Following> {
+    let mut found: Option<Following> = None;
+    let mut pos = (RECORD_ALIGN - (base as usize % RECORD_ALIGN)) % RECORD_ALIGN;
+    while pos + RECORD_HEADER_LEN <= bytes.len() {
+        match decode(&bytes[pos..], max_payload) {
+            Ok(d) if d.record.lsn > after && found.is_none_or(|f| d.record.lsn > f.last_lsn) => {
+                let offset = base + pos as u64;
+                let f = found.get_or_insert(Following {
+                    count: 0,
+                    first_lsn: d.record.lsn,
+                    last_lsn: d.record.lsn,
+                    last_offset: offset,
+                });
+                f.count += 1;
+                f.last_lsn = d.record.lsn;
+                f.last_offset = offset;
+                pos += d.encoded_len;
+            }
+            _ => pos += RECORD_ALIGN,
+        }
+    }
+    found
+}
+
+/// [`following_records`] over a segment file from `from` to its end (read in one go: this only
+/// runs when recovery found damage).
+pub(crate) fn following_in_file(
+    path: &Path,
+    from: u64,
+    after: Lsn,
+    max_payload: usize,
+) -> Result<Option<Following>, IoFailure> {
+    use std::io::{Read, Seek, SeekFrom};
+    let read = || -> std::io::Result<Vec<u8>> {
+        let mut file = std::fs::File::open(path)?;
+        file.seek(SeekFrom::Start(from))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    let bytes = read().map_err(|e| IoFailure::new(IoOp::Read, path, &e))?;
+    Ok(following_records(&bytes, from, after, max_payload))
 }
 
 #[cfg(test)]
