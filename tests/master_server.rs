@@ -139,3 +139,44 @@ fn non_loopback_bind_is_refused_without_a_token() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to listen"));
 }
+
+#[test]
+fn a_client_that_half_closes_still_gets_every_reply() {
+    // `nc -N` style: send the requests, shut the sending side, read until the master closes.
+    // Submits are answered only once their log record is durable, after the peer's EOF.
+    use titan::core::grammar::parse_one_off;
+    use titan::core::Submission;
+    use titan::proto::message::client::SubmitRequest;
+    use titan::proto::HEADER_LEN;
+    let master = Master::start(&["--shards", "1"]);
+    let mut stream = TcpStream::connect(&master.addr).unwrap();
+    let mut frames = Vec::new();
+    const N: usize = 50;
+    for _ in 0..N {
+        let submission = Submission::OneOff(parse_one_off("NOOP").unwrap());
+        titan::proto::encode_frame(
+            &mut frames,
+            OpCode::SubmitJob,
+            &SubmitRequest { submission },
+        )
+        .unwrap();
+    }
+    stream.write_all(&frames).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut replies = Vec::new();
+    stream.read_to_end(&mut replies).expect("replies, then EOF");
+    let mut acks = 0;
+    let mut pos = 0;
+    while pos + HEADER_LEN <= replies.len() {
+        assert_eq!(
+            replies[pos + 1],
+            OpCode::Ack as u8,
+            "reply {acks} is not an Ack"
+        );
+        let len = u32::from_be_bytes(replies[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        pos += HEADER_LEN + len;
+        acks += 1;
+    }
+    assert_eq!((acks, pos), (N, replies.len()));
+}

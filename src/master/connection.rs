@@ -7,6 +7,7 @@
 //! timeout is closed, so a stalled peer cannot pin memory; an idle connection between frames is
 //! left alone (connections are long-lived). When more than `MAX_FRAMES_IN_FLIGHT` replies are
 //! pending, the reader stops reading until some are written: a client cannot queue unbounded work.
+//! A peer that stops sending still gets the replies it is owed (see [`finish_replies`]).
 
 use std::cell::RefCell;
 use std::io;
@@ -91,6 +92,9 @@ pub(crate) async fn serve(
         }
         Some(key) => {
             let closed = read_loop(&stream, &shard, &shutdown, key, &outbox, stall).await;
+            if matches!(closed, Closed::ByPeer) {
+                finish_replies(&outbox, &shutdown, stall).await;
+            }
             shard.on_conn_closed(key);
             closed
         }
@@ -99,6 +103,25 @@ pub(crate) async fn serve(
     outbox.close();
     writer.await;
     let _ = stream::close(&stream).await;
+}
+
+/// The peer stopped sending, perhaps only half-closing (`shutdown(SHUT_WR)`, `nc -N`): what it
+/// sent is accepted and may already be acted on, so the replies still owed (a submit waits for
+/// its log record) go out before the connection is dropped — within `grace`, and not past a
+/// shutdown. A peer that closed both ways just makes the writes fail.
+async fn finish_replies(outbox: &Outbox, shutdown: &Shutdown, grace: std::time::Duration) {
+    let deadline = std::time::Instant::now() + grace;
+    while outbox.in_flight() > 0 && !outbox.is_closing() && !shutdown.is_triggered() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        future::or(
+            outbox.drained.wait(),
+            future::or(shutdown.wait(), glommio::timer::sleep(left)),
+        )
+        .await;
+    }
 }
 
 async fn read_loop(
