@@ -449,8 +449,15 @@ impl Shard {
                 more,
             } => {
                 jobs.sort_by_key(|j| std::cmp::Reverse((j.submitted_at_us, j.id)));
-                let more = more || jobs.len() > limit as usize;
+                let mut more = more || jobs.len() > limit as usize;
                 jobs.truncate(limit as usize);
+                // The list must fit in one frame (jobs with inline scripts carry them in their
+                // spec): past that, the oldest are left out and `truncated` says so.
+                let fit = fitting_in_a_frame(&jobs);
+                if fit < jobs.len() {
+                    jobs.truncate(fit);
+                    more = true;
+                }
                 self.deliver(
                     token,
                     data_frame(&JobList {
@@ -612,6 +619,27 @@ fn merge(gather: &mut Gather, part: Part) {
 }
 
 /// A `Data` frame with `msg`.
+/// How many of `jobs` (from the first) fit in one reply frame, by a generous estimate of each
+/// one's archived size.
+fn fitting_in_a_frame(jobs: &[JobStatus]) -> usize {
+    /// The fixed-size fields, string headers and the frame header, rounded up.
+    const FIXED: usize = 256;
+    let budget = crate::proto::limits::MAX_FRAME_LEN as usize / 10 * 9;
+    let mut used = 0;
+    jobs.iter()
+        .position(|j| {
+            used += FIXED
+                + j.label.len()
+                + j.kind.len()
+                + j.spec.len()
+                + j.skill.len()
+                + j.last_error.as_ref().map_or(0, |e| e.len())
+                + j.deps.iter().map(|d| d.len() + 8).sum::<usize>();
+            used > budget
+        })
+        .unwrap_or(jobs.len())
+}
+
 pub fn data_frame<T>(msg: &T) -> Vec<u8>
 where
     T: for<'a, 'b> rkyv::Serialize<crate::proto::codec::FrameSerializer<'a, 'b>>,
@@ -654,5 +682,41 @@ mod tests {
             slot: 3,
         };
         assert_eq!(WatchToken::unpack(reply.pack()), None);
+    }
+
+    #[test]
+    fn a_job_list_is_cut_to_what_one_frame_holds() {
+        let job = |spec_len: usize| JobStatus {
+            id: 1,
+            label: "TSK-1".into(),
+            state: crate::core::JobState::Queued,
+            kind: "RUN_INLINE".into(),
+            spec: "x".repeat(spec_len),
+            skill: "GENERAL".into(),
+            priority: 1,
+            attempts: 0,
+            failures: 0,
+            retries: 3,
+            crashes: 0,
+            worker: None,
+            worker_port: None,
+            ready: true,
+            submitted_at_us: 1,
+            started_at_us: None,
+            finished_at_us: None,
+            state_since_us: 1,
+            last_error: None,
+            deps: vec![],
+        };
+        let big: Vec<_> = (0..20).map(|_| job(1 << 20)).collect();
+        let fit = fitting_in_a_frame(&big);
+        assert_eq!(fit, 8);
+        let frame = data_frame(&JobList {
+            jobs: big[..fit].to_vec(),
+            truncated: true,
+        });
+        assert_eq!(frame[1], OpCode::Data as u8, "the cut list encodes");
+        let small: Vec<_> = (0..1000).map(|_| job(100)).collect();
+        assert_eq!(fitting_in_a_frame(&small), 1000);
     }
 }
