@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Scheduler and process-job numbers for issue 4, with their baselines, in one run:
-#   NOOP submit → completed throughput (worker capacity 4 and 16) and master CPU per job,
+#   NOOP submit → completed throughput (worker capacity 4, 16 and 256) and master CPU per job,
 #   single NOOP job latency, DAG hand-off over a 1,000-node chain,
 #   /bin/true jobs against a bare spawn-and-wait loop at the same concurrency (ext4 and tmpfs).
 # Usage: scripts/bench-jobs.sh [rounds]
@@ -11,13 +11,13 @@ on_exit='rm -rf "$shm"'
 mkdir -p "$tmp/pf" && cp /bin/true "$tmp/pf/true"
 # start_cluster CAPACITY WORKSPACE PERM_FILES -> sets $addr and $master_pid
 start_cluster() {
-  pkill -f "$bin/titan (master|worker)" 2>/dev/null || true
+  stop_titan
   rm -rf "$2" "$tmp/data" && mkdir -p "$2"
-  TITAN_LOG=warn "$bin/titan" master --port 0 --log-port 0 --shards 1 --data-dir "$tmp/data" >"$tmp/master.out" 2>/dev/null &
+  TITAN_LOG=warn "$bin/titan" master --port 0 --log-port 0 --shards 1 --data-dir "$tmp/data" >"$tmp/master.out" 2>"$tmp/master.err" &
   master_pid=$!
   addr=$(wait_addr "$tmp/master.out")
   PATH=/usr/bin:/bin TITAN_LOG=warn "$bin/titan" worker --port 0 --master "$addr" --capacity "$1" \
-    --workspace "$2" --perm-files "$3" >"$tmp/worker.out" 2>/dev/null &
+    --workspace "$2" --perm-files "$3" >"$tmp/worker.out" 2>"$tmp/worker.err" &
   wait_addr "$tmp/worker.out" >/dev/null
 }
 
@@ -30,6 +30,8 @@ for round in $(seq "$rounds"); do
   echo "dag-chain-1000 r$round $(lg dag --addr "$addr" --chain 1000)"
   start_cluster 16 "$tmp/ws" "$PWD/perm_files"
   echo "noop-e2e cap16 r$round $(lg e2e --addr "$addr" --jobs 300000 --depth 512 --master-pid "$master_pid")"
+  start_cluster 256 "$tmp/ws" "$PWD/perm_files"
+  echo "noop-e2e cap256 r$round $(lg e2e --addr "$addr" --jobs 300000 --depth 512 --master-pid "$master_pid")"
   echo "bare-spawn t4 r$round $(lg spawn --count 3000 --threads 4)"
   start_cluster 4 "$tmp/ws" "$tmp/pf"
   echo "true-e2e cap4 ext4 r$round $(lg e2e --addr "$addr" --jobs 3000 --kind true)"

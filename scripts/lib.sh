@@ -15,6 +15,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Stops every titan master and worker started from $bin and waits until they are gone (a master
+# still shutting down would otherwise compete with the next one for memory and locks).
+stop_titan() {
+  pkill -f "$bin/titan (master|worker)" 2>/dev/null || true
+  for _ in $(seq 200); do
+    pgrep -f "$bin/titan (master|worker)" >/dev/null || return 0
+    sleep 0.05
+  done
+  pkill -9 -f "$bin/titan (master|worker)" 2>/dev/null || true
+}
+
 wait_addr() {
   local found
   for _ in $(seq 600); do
@@ -22,6 +33,7 @@ wait_addr() {
     sleep 0.05
   done
   echo "no address in $1" >&2
+  cat "${1%.out}.err" >&2 2>/dev/null || true
   exit 1
 }
 
