@@ -75,23 +75,11 @@ mod tests {
             id: 7,
             label: "TSK-7".into(),
             state: JobState::UpstreamFailed,
-            kind: "NOOP".into(),
-            spec: "NOOP||1|0".into(),
-            skill: "GENERAL".into(),
-            priority: 1,
-            attempts: 0,
-            failures: 0,
-            retries: 3,
-            crashes: 0,
-            worker: None,
-            worker_port: None,
             ready: false,
-            submitted_at_us: 1,
-            started_at_us: None,
             finished_at_us: Some(2),
             state_since_us: 2,
-            last_error: None,
             deps: vec!["A".into()],
+            ..JobStatus::sample()
         }
     }
 

@@ -687,26 +687,9 @@ mod tests {
     #[test]
     fn a_job_list_is_cut_to_what_one_frame_holds() {
         let job = |spec_len: usize| JobStatus {
-            id: 1,
-            label: "TSK-1".into(),
-            state: crate::core::JobState::Queued,
             kind: "RUN_INLINE".into(),
             spec: "x".repeat(spec_len),
-            skill: "GENERAL".into(),
-            priority: 1,
-            attempts: 0,
-            failures: 0,
-            retries: 3,
-            crashes: 0,
-            worker: None,
-            worker_port: None,
-            ready: true,
-            submitted_at_us: 1,
-            started_at_us: None,
-            finished_at_us: None,
-            state_since_us: 1,
-            last_error: None,
-            deps: vec![],
+            ..JobStatus::sample()
         };
         let big: Vec<_> = (0..20).map(|_| job(1 << 20)).collect();
         let fit = fitting_in_a_frame(&big);

@@ -87,6 +87,35 @@ pub struct JobStatus {
     pub deps: Vec<String>,
 }
 
+#[cfg(test)]
+impl JobStatus {
+    /// A queued NOOP one-off, for tests to adjust with struct update syntax.
+    pub fn sample() -> JobStatus {
+        JobStatus {
+            id: 1,
+            label: "TSK-1".into(),
+            state: JobState::Queued,
+            kind: "NOOP".into(),
+            spec: "NOOP||1|0".into(),
+            skill: "GENERAL".into(),
+            priority: 1,
+            attempts: 0,
+            failures: 0,
+            retries: 3,
+            crashes: 0,
+            worker: None,
+            worker_port: None,
+            ready: true,
+            submitted_at_us: 1,
+            started_at_us: None,
+            finished_at_us: None,
+            state_since_us: 1,
+            last_error: None,
+            deps: vec![],
+        }
+    }
+}
+
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub struct ListJobsRequest {
