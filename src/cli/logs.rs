@@ -100,10 +100,19 @@ pub fn collect(session: &mut Session, id: &JobRef) -> Result<Output, CliError> {
             )?;
         }
         if !reply.complete && reply.attempt > 0 && reply.state.is_terminal() {
-            notes.push(format!(
-                "the master kept only part of {}'s output ({} lines lost, {} evicted) and the worker that ran it is unknown",
-                reply.label, reply.lost, reply.skipped
-            ));
+            notes.push(if reply.lost == 0 && reply.skipped == 0 {
+                // Nothing was dropped: the attempt most likely never ran (a file that could not
+                // be started, say), and the reason is the job's last error.
+                format!(
+                    "no output was recorded for {}'s last attempt; `titan status {}` shows why it ended",
+                    reply.label, reply.label
+                )
+            } else {
+                format!(
+                    "the master kept only part of {}'s output ({} lines lost, {} evicted) and the worker that ran it is unknown",
+                    reply.label, reply.lost, reply.skipped
+                )
+            });
         }
         return Ok(Output {
             stdout,

@@ -49,7 +49,7 @@ pub fn status_block(job: &JobStatus) -> String {
         ("Job", format!("{} (id {})", job.label, job.id)),
         ("State", state_line(job)),
         ("Kind", job.kind.clone()),
-        ("Spec", job.spec.clone()),
+        ("Spec", spec_line(&job.spec)),
         ("Skill", job.skill.clone()),
         ("Priority", job.priority.to_string()),
         ("Attempts", attempts_line(job)),
@@ -260,6 +260,21 @@ impl Table {
         }
         s
     }
+}
+
+/// Longest spec `status` prints whole: an inline script (`RUN_INLINE|name:BASE64`) can be
+/// megabytes; `--json` still carries all of it.
+const SPEC_SHOWN: usize = 300;
+
+fn spec_line(spec: &str) -> String {
+    if spec.chars().count() <= SPEC_SHOWN {
+        return spec.to_string();
+    }
+    format!(
+        "{} ({} bytes in all)",
+        shorten(spec, SPEC_SHOWN),
+        spec.len()
+    )
 }
 
 /// Cuts `text` to at most `max` characters, marking the cut with `…`.

@@ -93,7 +93,11 @@ pub(crate) async fn serve(
         Some(key) => {
             let closed = read_loop(&stream, &shard, &shutdown, key, &outbox, stall).await;
             // A worker's end is handled at once: its jobs must go back to the queue now.
-            let worker = shard.conns.borrow().get(key).is_some_and(|c| c.worker.is_some());
+            let worker = shard
+                .conns
+                .borrow()
+                .get(key)
+                .is_some_and(|c| c.worker.is_some());
             if matches!(closed, Closed::ByPeer) && !worker {
                 finish_replies(&outbox, &shutdown, stall).await;
             }

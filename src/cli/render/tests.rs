@@ -245,3 +245,24 @@ fn shorten_counts_characters() {
     assert_eq!(shorten("abcd", 3), "ab…");
     assert_eq!(shorten("ééééé", 4), "ééé…");
 }
+
+#[test]
+fn status_shortens_a_long_spec_and_says_how_long_it_was() {
+    let spec = format!("RUN_INLINE|x.py:{}", "A".repeat(5000));
+    let job = JobStatus {
+        spec: spec.clone(),
+        ..JobStatus::sample()
+    };
+    let block = status_block(&job);
+    let line = block
+        .lines()
+        .find(|l| l.starts_with("Spec:"))
+        .expect("a Spec line");
+    assert!(line.len() < 400, "{line}");
+    assert!(
+        line.ends_with(&format!("… ({} bytes in all)", spec.len())),
+        "{line}"
+    );
+    let short = status_block(&JobStatus::sample());
+    assert!(short.contains("Spec:       NOOP||1|0\n"), "{short}");
+}
