@@ -78,8 +78,9 @@ pub struct MasterArgs {
     /// Close a connection that stalls in the middle of a frame for this many milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub stall_timeout_ms: u64,
-    /// Workers heartbeat this often; five missed beats make a worker dead.
-    #[arg(long, default_value_t = 1000)]
+    /// Workers heartbeat this often; five missed beats make a worker dead (at least 50 ms, so a
+    /// briefly busy host does not lose its workers).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub heartbeat_ms: u64,
     /// First retry delay of a failed job; it doubles per attempt (with jitter) up to the maximum.
     #[arg(long, default_value_t = 1000)]
@@ -240,7 +241,7 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     }
     config.pin = args.pin;
     config.stall_timeout = Duration::from_millis(args.stall_timeout_ms.max(1));
-    config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(10));
+    config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
     config.core.heartbeat_timeout = config.heartbeat_interval * 5;
     config.core.backoff_base = Duration::from_millis(args.backoff_base_ms);
     config.core.backoff_max = Duration::from_millis(args.backoff_max_ms.max(args.backoff_base_ms));
