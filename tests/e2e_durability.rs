@@ -181,9 +181,17 @@ fn start_at(file: &Path) -> u128 {
         .unwrap_or(0)
 }
 
+/// `scripts/crash-loop.sh N` runs the crash loop below for N cycles instead of 50.
+fn crash_cycles() -> usize {
+    std::env::var("TITAN_CRASH_CYCLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50)
+}
+
 #[test]
-fn fifty_kill_9_cycles_lose_no_acknowledged_job_and_run_each_once() {
-    const CYCLES: usize = 50;
+fn kill_9_cycles_lose_no_acknowledged_job_and_run_each_once() {
+    let cycles = crash_cycles();
     let seed: u64 = std::env::var("TITAN_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -207,7 +215,7 @@ fn fifty_kill_9_cycles_lose_no_acknowledged_job_and_run_each_once() {
     // Acknowledged one-offs and chains (parent, child), by marks file name.
     let mut singles: Vec<(String, String)> = Vec::new();
     let mut chains: Vec<(String, String, String, String)> = Vec::new();
-    for cycle in 0..CYCLES {
+    for cycle in 0..cycles {
         let mut client = Client::connect(&master.addr).unwrap();
         let deadline = Instant::now() + Duration::from_millis(rng.gen_range(0..150));
         let mut n = 0;
@@ -244,7 +252,10 @@ fn fifty_kill_9_cycles_lose_no_acknowledged_job_and_run_each_once() {
     for (p, _, c, _) in &chains {
         all.extend([p.clone(), c.clone()]);
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Each job sleeps 50 ms on one of 16 slots; a long crash loop leaves a long queue.
+    let deadline =
+        Instant::now() + Duration::from_secs(60) + Duration::from_millis(all.len() as u64 * 10);
+    eprintln!("waiting for {} acknowledged jobs", all.len());
     for chunk in all.chunks(500) {
         let left = deadline.saturating_duration_since(Instant::now());
         let reply = client.wait(chunk, left).unwrap();
@@ -280,7 +291,7 @@ fn fifty_kill_9_cycles_lose_no_acknowledged_job_and_run_each_once() {
         );
     }
     eprintln!(
-        "{} acknowledged jobs over {CYCLES} crashes, each completed exactly once",
+        "{} acknowledged jobs over {cycles} crashes, each completed exactly once",
         all.len()
     );
 }
