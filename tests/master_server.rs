@@ -180,3 +180,32 @@ fn a_client_that_half_closes_still_gets_every_reply() {
     }
     assert_eq!((acks, pos), (N, replies.len()));
 }
+
+#[test]
+fn idle_connections_cannot_lock_out_clients_or_workers() {
+    // Connections left open and idle up to the limit: the next client and a worker still get in,
+    // because the master closes the longest-idle client connections to make room.
+    let master = Master::start(&["--shards", "1", "--max-connections", "6"]);
+    let idle: Vec<TcpStream> = (0..6)
+        .map(|_| TcpStream::connect(&master.addr).unwrap())
+        .collect();
+    let stats = support::eventually("a client to get in past idle connections", || {
+        let out = support::titan_command(&["stats", "--master", &master.addr])
+            .output()
+            .unwrap();
+        out.status.success().then_some(out)
+    });
+    assert!(String::from_utf8_lossy(&stats.stdout).contains("TITAN SYSTEM MONITOR"));
+    let _worker = support::Worker::start(&master.addr, &[]);
+    // Some of the idle ones were closed by the master (a read sees EOF at once).
+    let closed = idle
+        .into_iter()
+        .filter(|s| {
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut byte = [0u8; 1];
+            matches!((&*s).read(&mut byte), Ok(0))
+        })
+        .count();
+    assert!(closed >= 1, "no idle connection was closed");
+}

@@ -75,6 +75,10 @@ pub struct MasterArgs {
     /// Pin shard i to CPU i (only when Titan owns the host).
     #[arg(long)]
     pub pin: bool,
+    /// Most connections open at once; past it, the longest-idle client connection is closed to
+    /// make room (never a worker's), or the new one is refused when there is none.
+    #[arg(long, default_value_t = crate::proto::limits::MAX_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
+    pub max_connections: u64,
     /// Close a connection that stalls in the middle of a frame for this many milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub stall_timeout_ms: u64,
@@ -241,6 +245,7 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     }
     config.pin = args.pin;
     config.stall_timeout = Duration::from_millis(args.stall_timeout_ms.max(1));
+    config.max_connections = args.max_connections as usize;
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
     config.core.heartbeat_timeout = config.heartbeat_interval * 5;
     config.core.backoff_base = Duration::from_millis(args.backoff_base_ms);

@@ -78,6 +78,7 @@ pub(crate) async fn serve(
             outbox: outbox.clone(),
             peer,
             worker: None,
+            last_active: std::time::Instant::now(),
         })
     };
     let writer = glommio::spawn_local(stream::write_loop(stream.clone(), outbox.clone()));
@@ -188,6 +189,9 @@ async fn read_loop(
             Some(Err(e)) => return Closed::Io(e),
         };
         recv.commit(n);
+        if let Some(entry) = shard.conns.borrow_mut().get_mut(key) {
+            entry.last_active = std::time::Instant::now();
+        }
         loop {
             let result = match recv.next_frame() {
                 Ok(None) => break,

@@ -207,6 +207,26 @@ pub(crate) async fn serve(
     }
 }
 
+/// A client connection quiet for this long may be closed to make room when the connection limit
+/// is reached (the CLI reconnects by itself on its next command).
+const EVICT_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// At the connection limit, closes this shard's longest-idle client connection (never a
+/// worker's, never one owed a reply), so that idle or leaked connections cannot lock out new
+/// clients and workers. False when there is none to close.
+fn evict_idle_client(shard: &Shard) -> bool {
+    let conns = shard.conns.borrow();
+    let Some(entry) = conns
+        .oldest_idle_client(EVICT_AFTER_IDLE)
+        .and_then(|key| conns.get(key))
+    else {
+        return false;
+    };
+    info!(peer = ?entry.peer, "connection limit reached: closing the longest-idle client connection");
+    entry.outbox.close();
+    true
+}
+
 async fn accept_loop(index: usize, listener: &TcpListener, shard: &Rc<Shard>, shutdown: &Shutdown) {
     let shared = &shard.shared;
     loop {
@@ -220,7 +240,7 @@ async fn accept_loop(index: usize, listener: &TcpListener, shard: &Rc<Shard>, sh
             Some(Ok(stream)) => {
                 let open = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
                 let guard = ConnectionGuard::new(shared.connections.clone());
-                let over_limit = open > shared.config.max_connections;
+                let over_limit = open > shared.config.max_connections && !evict_idle_client(shard);
                 let task =
                     connection::serve(stream, shard.clone(), shutdown.clone(), guard, over_limit);
                 glommio::spawn_local(task).detach();

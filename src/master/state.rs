@@ -43,6 +43,8 @@ pub struct ConnEntry {
     pub peer: Option<std::net::SocketAddr>,
     /// Set once the peer registered as a worker.
     pub worker: Option<WorkerId>,
+    /// When bytes last arrived from the peer.
+    pub last_active: std::time::Instant,
 }
 
 /// The shard's connections, addressed by `ConnKey` (index plus generation, so a key of a closed
@@ -84,6 +86,26 @@ impl Conns {
             return None;
         }
         self.entries[i].as_mut()
+    }
+
+    /// The client connection (not a worker's) that has waited longest since it last sent
+    /// anything, owes no reply, and has been quiet for at least `min_idle`.
+    pub fn oldest_idle_client(&self, min_idle: std::time::Duration) -> Option<ConnKey> {
+        let now = std::time::Instant::now();
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((i, e.as_ref()?)))
+            .filter(|(_, e)| {
+                e.worker.is_none()
+                    && e.outbox.in_flight() == 0
+                    && now.duration_since(e.last_active) >= min_idle
+            })
+            .min_by_key(|(_, e)| e.last_active)
+            .map(|(i, _)| ConnKey {
+                index: i as u16,
+                generation: self.generations[i],
+            })
     }
 
     pub fn remove(&mut self, key: ConnKey) -> Option<ConnEntry> {
