@@ -361,3 +361,22 @@ fn usage_errors_exit_2_without_contacting_the_master() {
     let jobs = titan(&master.addr, &["jobs", "--json"]).ok().json();
     assert_eq!(jobs["jobs"], json!([]));
 }
+
+#[test]
+fn a_worker_with_an_invalid_skill_name_stops_at_once() {
+    let out = support::titan_command(&[
+        "worker",
+        "--skills",
+        "GENERAL,a b",
+        "--master",
+        &dead_addr(),
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--skills: \"A B\" is not a skill name"),
+        "{stderr}"
+    );
+}

@@ -177,8 +177,8 @@ pub struct JobsArgs {
     /// CANCELLED, UPSTREAM_FAILED; any case).
     #[arg(long, value_parser = parse_state, value_name = "STATE")]
     pub state: Option<JobState>,
-    /// At most this many jobs.
-    #[arg(long, default_value_t = DEFAULT_JOBS_LIMIT, value_name = "N")]
+    /// At most this many jobs (1 or more).
+    #[arg(long, default_value_t = DEFAULT_JOBS_LIMIT, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: u32,
     /// Print one JSON value instead of a table.
     #[arg(long)]

@@ -221,6 +221,10 @@ fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         .map(|s| s.trim().to_ascii_uppercase())
         .filter(|s| !s.is_empty())
         .collect();
+    for skill in &config.skills {
+        crate::core::ids::check_name(skill)
+            .with_context(|| format!("--skills: {skill:?} is not a skill name"))?;
+    }
     config.perm_files = args.perm_files;
     config.workspace = args.workspace;
     config.kill_grace = Duration::from_millis(args.kill_grace_ms);

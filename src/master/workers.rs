@@ -136,11 +136,13 @@ impl Shard {
             });
         }
         if m.skills.len() > MAX_SKILLS
-            || m.skills
-                .iter()
-                .any(|s| s.is_empty() || s.len() > MAX_SKILL_LEN)
+            || m.skills.iter().any(|s| {
+                s.len() > MAX_SKILL_LEN || crate::core::ids::check_name(s.as_str()).is_err()
+            })
         {
-            let reason = format!("at most {MAX_SKILLS} skills of 1 to {MAX_SKILL_LEN} bytes");
+            let reason = format!(
+                "at most {MAX_SKILLS} skills of 1 to {MAX_SKILL_LEN} characters from A-Z a-z 0-9 _ . -"
+            );
             return Err(ProtoError::InvalidPayload { opcode, reason });
         }
         let allocated = self.shared.worker_ids.lock().map(|mut ids| ids.allocate());
