@@ -78,7 +78,12 @@ fn submit_and_collect(core: &mut Core, submission: Submission) -> Vec<(WorkerId,
             submission,
         },
     );
-    // Dispatches leave the core once their records are durable.
+    persist_and_collect(core)
+}
+
+/// Persists everything and returns the attempts dispatched (dispatches leave the core once their
+/// records are durable); other outputs are dropped.
+fn persist_and_collect(core: &mut Core) -> Vec<(WorkerId, JobId, u32)> {
     core.handle(
         T0,
         Input::Persisted {
@@ -496,23 +501,7 @@ fn core_with_live_jobs(n: usize) -> Core {
         };
         core.handle(T0, Input::Submit { token, submission });
     }
-    core.handle(
-        T0,
-        Input::Persisted {
-            lsn: core.last_lsn(),
-        },
-    );
-    let dispatched: Vec<(WorkerId, JobId, u32)> = core
-        .drain_outputs()
-        .filter_map(|o| match o {
-            Output::Dispatch {
-                worker,
-                job,
-                attempt,
-            } => Some((worker, job, attempt)),
-            _ => None,
-        })
-        .collect();
+    let dispatched = persist_and_collect(&mut core);
     // A tenth of the running attempts fail and wait for their retry.
     for (worker, job, attempt) in dispatched.into_iter().step_by(10) {
         let outcome = Outcome::Exited { code: 1 };

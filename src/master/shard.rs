@@ -34,28 +34,18 @@ pub(crate) async fn serve(
     mesh: Option<MeshBuilder<ShardMsg, Full>>,
     events: crossbeam_channel::Sender<ShardEvent>,
 ) {
-    let listener = match TcpListener::bind(addr).and_then(|l| l.local_addr().map(|a| (l, a))) {
-        Ok((listener, _)) => listener,
-        Err(e) => {
-            let _ = events.send(ShardEvent::Failed(MasterError::Bind {
-                shard: index,
-                addr,
-                source: e.into(),
-            }));
-            return;
-        }
-    };
-    let bound = match listener.local_addr() {
-        Ok(bound) => bound,
-        Err(e) => {
-            let _ = events.send(ShardEvent::Failed(MasterError::Bind {
-                shard: index,
-                addr,
-                source: e.into(),
-            }));
-            return;
-        }
-    };
+    let (listener, bound) =
+        match TcpListener::bind(addr).and_then(|l| l.local_addr().map(|a| (l, a))) {
+            Ok(bound) => bound,
+            Err(e) => {
+                let _ = events.send(ShardEvent::Failed(MasterError::Bind {
+                    shard: index,
+                    addr,
+                    source: e.into(),
+                }));
+                return;
+            }
+        };
     // Shard 0 owns the log sink; its port is published before any shard serves workers.
     let logs = if index == 0 {
         let log_addr = std::net::SocketAddr::new(addr.ip(), shared.config.log_port);

@@ -520,19 +520,7 @@ fn requests_for_another_shard_are_refused() {
 fn replaying_the_journal_rebuilds_the_seed_dag_mid_flight() {
     let mut h = Harness::new();
     let w = h.worker(0, 8, &["GENERAL"]);
-    let dag = h.dag("START_DASH|DEPLOY|server_dashboard.py|1|0|[] ; WORKER_A|DEPLOY|Worker.jar|8081|1|2|[START_DASH] ; WORKER_B|DEPLOY|Worker.jar|8082|1|2|[START_DASH] ; RUN_CALC|RUN|calc.py|2|0|[WORKER_A, WORKER_B] ; WORKER_C|DEPLOY|Worker.jar|8083|1|5|[RUN_CALC]");
-    h.step(Input::ServiceReady {
-        job: dag.job(0),
-        attempt: 1,
-        worker: w,
-    });
-    h.advance(Duration::from_millis(2));
-    h.step(Input::ServiceReady {
-        job: dag.job(1),
-        attempt: 1,
-        worker: w,
-    });
-    h.finish(dag.job(2), 1, w, 1);
+    let dag = h.seed_dag_mid_flight(w);
     let records: Vec<Record> = h
         .log
         .iter()

@@ -142,6 +142,25 @@ impl Harness {
         self.submit(Submission::Dag(jobs)).0
     }
 
+    /// The seed's Inception DAG on `worker`, mid flight: START_DASH and WORKER_A ready (2 ms
+    /// apart), WORKER_B's first attempt failed (exit 1), the rest waiting.
+    pub fn seed_dag_mid_flight(&mut self, worker: WorkerId) -> DagId {
+        let dag = self.dag("START_DASH|DEPLOY|server_dashboard.py|1|0|[] ; WORKER_A|DEPLOY|Worker.jar|8081|1|2|[START_DASH] ; WORKER_B|DEPLOY|Worker.jar|8082|1|2|[START_DASH] ; RUN_CALC|RUN|calc.py|2|0|[WORKER_A, WORKER_B] ; WORKER_C|DEPLOY|Worker.jar|8083|1|5|[RUN_CALC]");
+        self.step(Input::ServiceReady {
+            job: dag.job(0),
+            attempt: 1,
+            worker,
+        });
+        self.advance(Duration::from_millis(2));
+        self.step(Input::ServiceReady {
+            job: dag.job(1),
+            attempt: 1,
+            worker,
+        });
+        self.finish(dag.job(2), 1, worker, 1);
+        dag
+    }
+
     pub fn finish(&mut self, job: JobId, attempt: u32, worker: WorkerId, code: i32) -> Vec<Output> {
         let outcome = Outcome::Exited { code };
         self.step(Input::JobFinished {

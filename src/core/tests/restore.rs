@@ -14,19 +14,7 @@ fn busy() -> (Harness, WorkerId, Vec<JobId>) {
         ..config()
     });
     let w = h.worker(0, 8, &["GENERAL"]);
-    let dag = h.dag("START_DASH|DEPLOY|server_dashboard.py|1|0|[] ; WORKER_A|DEPLOY|Worker.jar|8081|1|2|[START_DASH] ; WORKER_B|DEPLOY|Worker.jar|8082|1|2|[START_DASH] ; RUN_CALC|RUN|calc.py|2|0|[WORKER_A, WORKER_B] ; WORKER_C|DEPLOY|Worker.jar|8083|1|5|[RUN_CALC]");
-    h.step(Input::ServiceReady {
-        job: dag.job(0),
-        attempt: 1,
-        worker: w,
-    });
-    h.advance(Duration::from_millis(2));
-    h.step(Input::ServiceReady {
-        job: dag.job(1),
-        attempt: 1,
-        worker: w,
-    });
-    h.finish(dag.job(2), 1, w, 1);
+    let dag = h.seed_dag_mid_flight(w);
     let delayed = h.one_off("NOOP||3|60000");
     let gpu = h.one_off("GPU|frame|2|0");
     let done = h.one_off("NOOP");
