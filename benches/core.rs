@@ -55,6 +55,7 @@ fn core_with_workers_cfg(cfg: CoreConfig, count: u16, capacity: u32) -> Core {
             ephemeral: false,
             home: true,
             spawn_ticket: None,
+            instance: id.slot() as u64,
         };
         core.handle(T0, Input::WorkerUp(info));
     }

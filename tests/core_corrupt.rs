@@ -144,6 +144,7 @@ fn exercise(core: &mut Core) {
             ephemeral: false,
             home: true,
             spawn_ticket: None,
+            instance: worker.slot() as u64,
         }),
     );
     for d in 0..6 {

@@ -307,6 +307,7 @@ impl Driver {
                     ephemeral: false,
                     home: true,
                     spawn_ticket: None,
+                    instance: id.slot() as u64,
                 };
                 self.step(Input::WorkerUp(info))?;
             }
@@ -564,7 +565,7 @@ proptest! {
                     return Err(TestCaseError::fail(format!("absorb failed: {e}")));
                 }
             }
-            let mine: Vec<Record> = merged.iter().filter(|r| shard.owns(r.dag())).map(|r| (*r).clone()).collect();
+            let mine: Vec<Record> = merged.iter().filter(|r| r.dag().is_none_or(|d| shard.owns(d))).map(|r| (*r).clone()).collect();
             replay_all(&mut core, &mine)?;
             core.finish_recovery(end);
             new.push(core);

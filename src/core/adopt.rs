@@ -7,6 +7,16 @@
 //! worker reported are re-queued as lost (journaled, counted against the crash limit), so a job
 //! runs twice only when its worker really lost it.
 //!
+//! A dispatch does not wait for its own `Dispatched` record (only for the records that made the
+//! job ready, and the worker's `WorkerJoined`), so a crash may lose the record of an attempt that
+//! runs. Such a job is recovered QUEUED, one attempt behind; the worker's report of the next
+//! attempt is adopted like a recovered one (and journaled now). Until that report is in, the
+//! number must not be handed out again: a recovered core **holds** every dispatch until each
+//! worker instance its log knows (`WorkerJoined` without `WorkerLeft`) has registered again — the
+//! shell delivers a registration's reports before its `WorkerUp` — or until `adopt_grace` ends.
+//! When every known worker is back, RUNNING attempts none of them reported are re-queued at once;
+//! instances still missing when the grace ends are journaled as gone.
+//!
 //! A report the core cannot account for — the job finished, was cancelled or re-queued meanwhile,
 //! another worker holds that attempt, or the job is unknown — is answered with `Output::Kill`
 //! ([`KillReason::Orphaned`]): a process the core does not count must not run. An orphan's number
@@ -18,14 +28,14 @@
 //! does (then applied before the dispatch pass, so no new work takes the adopted slots on this
 //! shard) or until the grace ends (then the reported attempts are killed as orphans).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::ids::{JobId, Time, WorkerId};
 use super::io::{KillReason, Output};
 use super::limits::MAX_PARKED_ADOPTS;
 use super::machine::Core;
 use super::model::JobState;
-use super::record::EndCause;
+use super::record::{EndCause, Record};
 use super::store::{flags, IdMap};
 
 /// Recovered attempts waiting for their workers, and parked reports.
@@ -40,6 +50,9 @@ pub struct Adoption {
     pub deadline: Option<Time>,
     /// Attempt numbers orphans reported beyond a job's counter: its next dispatch goes past them.
     pub floors: IdMap<JobId, u32>,
+    /// After a restart: the known worker instances not registered again yet. While set, nothing
+    /// is dispatched.
+    pub hold: Option<BTreeSet<u64>>,
 }
 
 impl Adoption {
@@ -49,6 +62,11 @@ impl Adoption {
             return 0;
         }
         self.floors.remove(&job).unwrap_or(0)
+    }
+
+    /// Dispatch is held until the known workers are back.
+    pub fn holding(&self) -> bool {
+        self.hold.is_some()
     }
 }
 
@@ -118,6 +136,17 @@ impl Core {
             return self.orphan(worker, job, attempt);
         }
         let j = self.jobs.at(slot);
+        if j.state == JobState::Queued && attempt > j.attempt && self.load.adopt(worker, self.now) {
+            // Sent before a crash that lost its `Dispatched` record: it runs (or ran) there.
+            let skill = j.skill;
+            self.ready.forget(skill);
+            self.adoption.floors.remove(&job);
+            self.begin_attempt(slot, worker, attempt);
+            self.jobs.at_mut(slot).flags |= flags::STARTED;
+            self.totals.adopted += 1;
+            return;
+        }
+        let j = self.jobs.at(slot);
         if attempt > j.attempt && !j.state.is_terminal() {
             // The record of this dispatch was lost; the next dispatch must use a fresh number.
             let floor = self.adoption.floors.entry(job).or_default();
@@ -136,9 +165,31 @@ impl Core {
         });
     }
 
-    /// The grace ended: unreported attempts are lost, parked reports are orphans.
-    pub(super) fn end_adoption_grace(&mut self) {
-        self.adoption.deadline = None;
+    /// Starts holding dispatch after a restart, when the log knows workers that may hold attempts.
+    pub(super) fn hold_for_known_workers(&mut self) {
+        if self.known_workers.is_empty() || self.cfg.adopt_grace.is_zero() {
+            return;
+        }
+        self.adoption.hold = Some(self.known_workers.clone());
+        let due = self.now + self.cfg.adopt_grace;
+        self.adoption.deadline.get_or_insert(due);
+    }
+
+    /// A worker instance registered (its reports are in): ends the hold when it was the last.
+    pub(super) fn known_worker_back(&mut self, instance: u64) {
+        let Some(missing) = self.adoption.hold.as_mut() else {
+            return;
+        };
+        missing.remove(&instance);
+        if missing.is_empty() {
+            self.adoption.hold = None;
+            // Every worker that could hold a recovered attempt has reported: the rest are lost.
+            self.requeue_unreported();
+            self.ready.mark_all_waiting();
+        }
+    }
+
+    fn requeue_unreported(&mut self) {
         let waiting = std::mem::take(&mut self.adoption.waiting);
         for (job, attempt) in waiting {
             let Some(slot) = self.jobs.slot_of(job) else {
@@ -148,6 +199,23 @@ impl Core {
             if j.state == JobState::Running && j.attempt == attempt && j.worker.is_none() {
                 self.end_attempt(slot, EndCause::WorkerLost, None);
             }
+        }
+    }
+
+    /// The grace ended: unreported attempts are lost, parked reports are orphans, and known
+    /// workers that did not come back are gone.
+    pub(super) fn end_adoption_grace(&mut self) {
+        self.adoption.deadline = None;
+        self.requeue_unreported();
+        if let Some(missing) = self.adoption.hold.take() {
+            for instance in missing {
+                self.known_workers.remove(&instance);
+                self.journal(Record::WorkerLeft {
+                    instance,
+                    at: self.now,
+                });
+            }
+            self.ready.mark_all_waiting();
         }
         let parked = std::mem::take(&mut self.adoption.parked);
         self.adoption.parked_count = 0;

@@ -59,6 +59,9 @@ pub struct WorkerInfo {
     pub home: bool,
     /// The ticket of the `SpawnWorker` output that created it, when the shell passed it through.
     pub spawn_ticket: Option<u64>,
+    /// The worker process's own identity, the same on every registration it makes (its
+    /// [`WorkerId`] is new each time). Journaled, so a restarted master knows whom to wait for.
+    pub instance: u64,
 }
 
 /// Everything a core reacts to. `now` comes with each input through [`Core::handle`](super::Core::handle).

@@ -7,12 +7,12 @@
 //! limit, separate from its retries, and a job past the limit goes DEAD. A service is re-queued the
 //! same way, which redeploys it on another worker.
 
-use super::ids::WorkerId;
+use super::ids::{Lsn, WorkerId};
 use super::io::{Output, WorkerInfo};
 use super::limits::{MAX_WORKER_CAPACITY, MAX_WORKER_SKILLS};
 use super::machine::Core;
 use super::model::JobState;
-use super::record::EndCause;
+use super::record::{EndCause, Record};
 use super::workers::WorkerEntry;
 
 impl Core {
@@ -53,12 +53,25 @@ impl Core {
                 last_heartbeat: self.now,
                 attempts: std::collections::BTreeSet::new(),
                 retiring: false,
+                instance: info.instance,
+                joined: Lsn(0),
             };
             self.dir.insert(id, entry, self.cfg.heartbeat_timeout);
+            // Journaled before anything is sent to it, so a restarted master knows to wait for it.
+            self.known_workers.insert(info.instance);
+            self.journal(Record::WorkerJoined {
+                instance: info.instance,
+                at: self.now,
+            });
+            let joined = self.last_lsn();
+            if let Some(e) = self.dir.get_mut(id) {
+                e.joined = joined;
+            }
         }
         // Attempts it reported before this shard saw it register take their slots before any new
         // work is placed (the dispatch pass runs after this input).
         self.adopt_parked(id);
+        self.known_worker_back(info.instance);
         for s in skills {
             self.ready.ensure(s);
             self.ready.mark_dirty(s);
@@ -96,6 +109,15 @@ impl Core {
             if j.state == JobState::Running && j.attempt == attempt && j.worker == Some(worker) {
                 self.end_attempt(slot, EndCause::WorkerLost, None);
             }
+        }
+        // After the ends of its attempts, so a durable leave implies they are durable too.
+        let instance = entry.instance;
+        if !self.dir.workers.values().any(|e| e.instance == instance) {
+            self.known_workers.remove(&instance);
+            self.journal(Record::WorkerLeft {
+                instance,
+                at: self.now,
+            });
         }
     }
 

@@ -7,9 +7,10 @@
 //! pass over the skills whose queues or workers changed, prunes history and, when it freed capacity
 //! other shards wait for, emits a `Wake`. Outputs that acknowledge something to a client are held in
 //! `gated` until `Persisted` covers every journal record emitted before them (raft's `Ready`), and
-//! so are dispatches and kills (an attempt must be durable before it runs; see the module docs).
+//! so are kills. A dispatch waits only for the records that made its job ready and for its
+//! worker's registration, not for its own `Dispatched` record (see `adopt.rs` for why that is safe).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use rand::rngs::SmallRng;
@@ -72,6 +73,8 @@ pub struct Core {
     pub(super) replay_clock: Time,
     /// Recovered attempts waiting for their workers, and reports from unregistered workers.
     pub(super) adoption: Adoption,
+    /// Worker instances this shard's log says are registered (journaled joins minus leaves).
+    pub(super) known_workers: BTreeSet<u64>,
 }
 
 impl std::fmt::Debug for Core {
@@ -130,6 +133,7 @@ impl Core {
             live: false,
             replay_clock: Time::ZERO,
             adoption: Adoption::default(),
+            known_workers: BTreeSet::new(),
         }
     }
 
@@ -281,6 +285,19 @@ impl Core {
         }
     }
 
+    /// Queues an effect that needs the records up to `need` durable, but not the ones emitted
+    /// after them (it may overtake held acknowledgements).
+    pub(super) fn gate(&mut self, need: Lsn, output: Output) {
+        if self.replaying {
+            return;
+        }
+        if need <= self.persisted {
+            self.out.push_back(output);
+        } else {
+            self.gated.push_back((need, output));
+        }
+    }
+
     fn on_persisted(&mut self, lsn: Lsn) {
         self.persisted = self.persisted.max(lsn.min(self.last_lsn()));
         while self
@@ -319,6 +336,8 @@ impl Core {
                 priority: job.spec.priority,
                 slot,
                 id: job.id,
+                // Every record that made it runnable was journaled before this call.
+                need: self.last_lsn(),
             },
         );
         self.ready.push(skill, entry);
@@ -371,7 +390,7 @@ impl Core {
 
     /// One placement pass over the skills whose queue or workers changed.
     fn dispatch(&mut self) {
-        if self.replaying {
+        if self.replaying || self.adoption.holding() {
             return;
         }
         for skill in self.ready.take_dirty() {
@@ -393,7 +412,7 @@ impl Core {
             match self.dir.place(skill, &self.load, self.now) {
                 Placement::Placed(w) => {
                     self.ready.pop_live(skill);
-                    self.start_attempt(entry.slot, w);
+                    self.start_attempt(entry.slot, w, entry.need);
                 }
                 Placement::NoWorker => {
                     self.ready.queue(skill).starved_since = None;
@@ -441,17 +460,37 @@ impl Core {
         None
     }
 
-    /// Sends the job in `slot` to `worker`, whose slot is already reserved.
-    pub(super) fn start_attempt(&mut self, slot: u32, worker: WorkerId) {
-        self.set_state(slot, JobState::Running);
+    /// Sends the job in `slot` to `worker`, whose slot is already reserved, once the records in
+    /// `need` (those that made the job ready) and the worker's registration are durable.
+    pub(super) fn start_attempt(&mut self, slot: u32, worker: WorkerId, need: Lsn) {
         let floor = self.adoption.take_floor(self.jobs.at(slot).id);
-        let job = self.jobs.at_mut(slot);
         // Saturating: a corrupt journal may carry any number, and must not make this panic.
-        job.attempt = job.attempt.max(floor).saturating_add(1);
+        let attempt = self.jobs.at(slot).attempt.max(floor).saturating_add(1);
+        let id = self.begin_attempt(slot, worker, attempt);
+        // Not held for its own `Dispatched` record: after a crash that lost it, the worker
+        // reports the attempt and the recovered master adopts it (`adopt.rs`), and until the
+        // workers this log knows are back, the recovered master dispatches nothing.
+        let joined = self.dir.get(worker).map_or(Lsn(0), |e| e.joined);
+        self.gate(
+            need.max(joined),
+            Output::Dispatch {
+                worker,
+                job: id,
+                attempt,
+            },
+        );
+    }
+
+    /// Makes `attempt` of the job in `slot` live on `worker` (the reservation is the caller's)
+    /// and journals it; returns the job's id.
+    pub(super) fn begin_attempt(&mut self, slot: u32, worker: WorkerId, attempt: u32) -> JobId {
+        self.set_state(slot, JobState::Running);
+        let job = self.jobs.at_mut(slot);
+        job.attempt = attempt;
         job.worker = Some(worker);
         job.started_at = self.now;
         job.flags &= !(flags::READY | flags::STARTED);
-        let (id, attempt, timeout) = (job.id, job.attempt, job.spec.timeout_ms);
+        let (id, timeout) = (job.id, job.spec.timeout_ms);
         if job.spec.is_service() {
             self.note_service_start(id);
         }
@@ -472,13 +511,7 @@ impl Core {
             worker,
             at: self.now,
         });
-        // Held until the `Dispatched` record is durable: a crash in between must not leave a
-        // running attempt the recovered master does not know (it would run the job again).
-        self.ack(Output::Dispatch {
-            worker,
-            job: id,
-            attempt,
-        });
+        id
     }
 
     /// Releases one reservation this shard held on `worker`, and lets its skills try again.

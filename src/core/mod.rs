@@ -31,15 +31,19 @@
 //! an rkyv archive: [`Record::encode`] / [`Record::decode`]) with a strictly increasing [`Lsn`].
 //! Replies and watch notifications are held until `Input::Persisted { lsn }` covers every record
 //! emitted before them (raft's `Ready`), so no acknowledgement precedes its fsync and replies leave
-//! in request order. Dispatches and kills go through the same gate: a dispatch leaves only once its
-//! `Dispatched` record is durable, so a crash can never leave an attempt running that the recovered
-//! master does not know (it would run the job a second time), and a kill never overtakes the
-//! dispatch it follows. With group commit the `Dispatched` record usually shares the batch of the
-//! submit whose acknowledgement waits for the same fsync. Without a WAL the shell feeds
+//! in request order. Kills go through the same gate, so a kill never overtakes the dispatch it
+//! follows. A dispatch waits only for the records that made its job ready (its submission, its
+//! parents' completions, its previous attempt's end) and for its worker's `WorkerJoined` record —
+//! not for its own `Dispatched` record, so a worker slot turns over without an fsync per job. A
+//! crash can therefore lose the record of an attempt that is running; the worker reports it on
+//! re-registration and the recovered master adopts it, and a recovered master dispatches nothing
+//! until every worker its log knows is back (or `adopt_grace` ends), so the lost attempt's number
+//! is never handed out twice. Without a WAL the shell feeds
 //! `Persisted` back at once.
 //!
 //! [`Core::snapshot`] is an image of the live state (jobs with specs, states, attempts and due
-//! times, DAG graphs, history, DLQ, names, counters, `next_dag_k`, the last LSN; not workers) as a
+//! times, DAG graphs, history, DLQ, names, counters, `next_dag_k`, the last LSN, the known worker
+//! instances; not the worker directory) as a
 //! [`Snapshot`] ([`Snapshot::encode`] / [`Snapshot::decode`]). Recovery after a restart is:
 //!
 //! ```text

@@ -9,7 +9,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 
-use super::ids::{JobId, Time};
+use super::ids::{JobId, Lsn, Time};
 use super::limits::MAX_SKILLS;
 use super::store::SkillId;
 
@@ -19,6 +19,9 @@ pub struct ReadyEntry {
     pub priority: i32,
     pub slot: u32,
     pub id: JobId,
+    /// The journal records that made the job ready end here: its dispatch waits for them to be
+    /// durable (not for its own `Dispatched` record; see `adopt.rs`).
+    pub need: Lsn,
 }
 
 impl Ord for ReadyEntry {
@@ -255,6 +258,7 @@ mod tests {
             priority,
             slot: 0,
             id: JobId(id),
+            need: Lsn(0),
         }
     }
 

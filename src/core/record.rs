@@ -4,9 +4,10 @@
 //! same transitions recomputes them from the DAG. Decisions that used randomness or a clock (a retry's
 //! due time) are recorded with their result, so replay never re-decides them.
 //!
-//! Every record names exactly one submission ([`Record::dag`], also on the archived form), so a
-//! master that restarts with another shard count routes each old record to its new owner
-//! (`dag.owner(count)`) without decoding more than the id. [`Record::encode`] and
+//! Every job record names exactly one submission ([`Record::dag`], also on the archived form), so
+//! a master that restarts with another shard count routes each old record to its new owner
+//! (`dag.owner(count)`) without decoding more than the id; the worker records (`WorkerJoined`,
+//! `WorkerLeft`) name none and go to every shard. [`Record::encode`] and
 //! [`Record::decode`] are the payload format the WAL stores (an rkyv archive, validated on read).
 
 use super::ids::{DagId, JobId, Time, WorkerId};
@@ -102,6 +103,20 @@ pub enum Record {
         /// When.
         at: Time,
     },
+    /// A worker process registered; this shard may send it attempts from now on.
+    WorkerJoined {
+        /// Its [`WorkerInfo::instance`](super::io::WorkerInfo).
+        instance: u64,
+        /// When.
+        at: Time,
+    },
+    /// A worker process is gone (disconnected, dead, retired, or not back after a restart).
+    WorkerLeft {
+        /// Its instance.
+        instance: u64,
+        /// When.
+        at: Time,
+    },
 }
 
 /// A journal payload that is not a valid archived [`Record`].
@@ -123,15 +138,17 @@ pub struct EncodeError {
 }
 
 impl Record {
-    /// The submission this record belongs to: what the master routes it by.
-    pub fn dag(&self) -> DagId {
+    /// The submission this record belongs to: what the master routes it by. `None` for the
+    /// worker records, which belong to every shard.
+    pub fn dag(&self) -> Option<DagId> {
         match self {
-            Record::Submitted { dag, .. } => *dag,
-            Record::Cancelled { target, .. } => target.dag(),
+            Record::Submitted { dag, .. } => Some(*dag),
+            Record::Cancelled { target, .. } => Some(target.dag()),
             Record::Dispatched { job, .. }
             | Record::ServiceReady { job, .. }
             | Record::AttemptEnded { job, .. }
-            | Record::Stopped { job, .. } => job.dag(),
+            | Record::Stopped { job, .. } => Some(job.dag()),
+            Record::WorkerJoined { .. } | Record::WorkerLeft { .. } => None,
         }
     }
 
@@ -172,25 +189,29 @@ impl Record {
             | Record::ServiceReady { at, .. }
             | Record::AttemptEnded { at, .. }
             | Record::Cancelled { at, .. }
-            | Record::Stopped { at, .. } => *at,
+            | Record::Stopped { at, .. }
+            | Record::WorkerJoined { at, .. }
+            | Record::WorkerLeft { at, .. } => *at,
         }
     }
 }
 
 impl ArchivedRecord {
-    /// The submission this record belongs to, read from the archive without decoding it.
-    pub fn dag(&self) -> DagId {
-        let job = |j: &super::ids::ArchivedJobId| JobId(j.0.to_native()).dag();
+    /// The submission this record belongs to, read from the archive without decoding it
+    /// (`None`: a worker record, for every shard).
+    pub fn dag(&self) -> Option<DagId> {
+        let job = |j: &super::ids::ArchivedJobId| Some(JobId(j.0.to_native()).dag());
         match self {
-            ArchivedRecord::Submitted { dag, .. } => DagId(dag.0.to_native()),
+            ArchivedRecord::Submitted { dag, .. } => Some(DagId(dag.0.to_native())),
             ArchivedRecord::Cancelled { target, .. } => match target {
                 super::io::ArchivedTarget::Job(j) => job(j),
-                super::io::ArchivedTarget::Dag(d) => DagId(d.0.to_native()),
+                super::io::ArchivedTarget::Dag(d) => Some(DagId(d.0.to_native())),
             },
             ArchivedRecord::Dispatched { job: j, .. }
             | ArchivedRecord::ServiceReady { job: j, .. }
             | ArchivedRecord::AttemptEnded { job: j, .. }
             | ArchivedRecord::Stopped { job: j, .. } => job(j),
+            ArchivedRecord::WorkerJoined { .. } | ArchivedRecord::WorkerLeft { .. } => None,
         }
     }
 }
@@ -232,8 +253,8 @@ mod tests {
         ];
         for r in records {
             let bytes = r.encode().unwrap();
-            assert_eq!(Record::access(&bytes).unwrap().dag(), DagId(3));
-            assert_eq!(r.dag(), DagId(3));
+            assert_eq!(Record::access(&bytes).unwrap().dag(), Some(DagId(3)));
+            assert_eq!(r.dag(), Some(DagId(3)));
             assert_eq!(Record::decode(&bytes).unwrap(), r);
         }
     }

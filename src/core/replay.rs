@@ -18,7 +18,7 @@
 //! `adopt_grace` for their worker to re-register and report them (`Input::Adopt`, see `adopt.rs`);
 //! the unreported ones are then re-queued as lost, under a new attempt and journaled.
 
-use super::ids::{DagId, JobId, Time, WorkerId};
+use super::ids::{DagId, JobId, Lsn, Time, WorkerId};
 use super::io::RequestError;
 use super::machine::Core;
 use super::model::JobState;
@@ -136,6 +136,7 @@ impl Core {
         self.replaying = false;
         self.live = true;
         self.build_ready_queues();
+        self.hold_for_known_workers();
         let mut running: Vec<(JobId, u32)> = self
             .jobs
             .iter()
@@ -163,6 +164,8 @@ impl Core {
                         priority,
                         slot,
                         id: j.id,
+                        // Everything replayed is durable.
+                        need: Lsn(0),
                     },
                 )
             })
@@ -198,10 +201,13 @@ impl Core {
         self.adoption.deadline.get_or_insert(due);
     }
 
-    fn check_replayable(&self, dag: DagId) -> Result<(), ReplayError> {
+    fn check_replayable(&self, dag: Option<DagId>) -> Result<(), ReplayError> {
         if self.live {
             return Err(ReplayError::AfterRecovery);
         }
+        let Some(dag) = dag else {
+            return Ok(());
+        };
         if dag.0 > DagId::MAX {
             return Err(ReplayError::BadDagId { dag });
         }
@@ -255,6 +261,12 @@ impl Core {
                 self.cancel(target, true)?;
             }
             Record::Stopped { job, .. } => self.stop(job, true)?,
+            Record::WorkerJoined { instance, .. } => {
+                self.known_workers.insert(instance);
+            }
+            Record::WorkerLeft { instance, .. } => {
+                self.known_workers.remove(&instance);
+            }
         }
         Ok(())
     }

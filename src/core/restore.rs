@@ -179,6 +179,7 @@ impl Core {
             names,
             dlq,
             totals,
+            workers,
             ..
         } = snapshot;
         let total = submissions.len();
@@ -217,6 +218,8 @@ impl Core {
         if shard_index == self.shard.index && shard_count == self.shard.count {
             self.totals.add(&totals);
         }
+        // Any old shard may have sent these workers attempts that this core now owns.
+        self.known_workers.extend(workers);
         // Every id the old shard handed out is below `next_dag_k * shard_count`.
         let bound = next_dag_k.saturating_mul(u64::from(shard_count));
         self.next_k = self.next_k.max(bound.div_ceil(u64::from(self.shard.count)));

@@ -4,8 +4,9 @@
 //! window (so `titan status` answers after a restart), the dead-letter queue, the name index, the
 //! skill interner's order, counters, `next_dag_k` and the last LSN — as one rkyv value.
 //!
-//! Left out on purpose: workers and reservations (workers re-register after a restart and report
-//! their attempts, see `adopt.rs`), parked watches and held replies (their connections died with
+//! Left out on purpose: the worker directory and reservations (workers re-register after a
+//! restart and report their attempts, see `adopt.rs`; only their instances are kept, so the
+//! restarted master knows whom to wait for), parked watches and held replies (their connections died with
 //! the master), scaling requests in flight, and anything derivable: per-state counts, each DAG
 //! job's remaining-dependency count (its parents that have not released it), children lists,
 //! ready queues and timeouts (from `started_at`). [`Core::restore`] (in `restore.rs`) rebuilds those.
@@ -25,7 +26,7 @@ use super::record::EncodeError;
 use super::store::{flags, IdMap, Job};
 
 /// The snapshot format this build writes and reads.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+pub const SNAPSHOT_FORMAT: u32 = 2;
 
 /// An image of one core's state (see the module docs for what is in it).
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -55,6 +56,8 @@ pub struct Snapshot {
     pub dlq: Vec<DeadLetter>,
     /// Counters.
     pub totals: Totals,
+    /// Worker instances registered with this shard (a restarted master waits for them).
+    pub workers: Vec<u64>,
 }
 
 /// One submission: a DAG, or a one-off job (no graph, one job).
@@ -228,6 +231,7 @@ impl Core {
             names,
             dlq: self.dlq.iter().cloned().collect(),
             totals: self.totals,
+            workers: self.known_workers.iter().copied().collect(),
         }
     }
 

@@ -11,7 +11,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
-use super::ids::{JobId, Time, WorkerId};
+use super::ids::{JobId, Lsn, Time, WorkerId};
 use super::limits::{LOAD_TABLE_SLOTS, MAX_PLACEMENT_RACES};
 use super::load::LoadTable;
 use super::store::SkillId;
@@ -32,6 +32,10 @@ pub struct WorkerEntry {
     pub attempts: BTreeSet<(JobId, u32)>,
     /// Retired by this (home) shard; no longer placeable while the shell disconnects it.
     pub retiring: bool,
+    /// The worker process's identity ([`WorkerInfo::instance`](super::io::WorkerInfo)).
+    pub instance: u64,
+    /// The record journaling its registration; no dispatch to it leaves before that is durable.
+    pub joined: Lsn,
 }
 
 /// Where a placement attempt ended.
@@ -241,6 +245,8 @@ mod tests {
             last_heartbeat: Time(0),
             attempts: BTreeSet::new(),
             retiring: false,
+            instance: 0,
+            joined: Lsn(0),
         }
     }
 

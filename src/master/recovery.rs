@@ -234,13 +234,22 @@ fn reshard(
                         }
                         Err(_) => rejected += 1,
                     },
-                    Replayed::Record(view) => {
-                        let owner = Record::access(view.payload).map(|r| r.dag().owner(shards));
-                        match owner {
-                            Ok(owner) if cores[owner as usize].replay_bytes(view.payload).is_ok() => {}
-                            _ => rejected += 1,
+                    Replayed::Record(view) => match Record::access(view.payload).map(|r| r.dag()) {
+                        Ok(Some(dag)) => {
+                            if cores[dag.owner(shards) as usize].replay_bytes(view.payload).is_err() {
+                                rejected += 1;
+                            }
                         }
-                    }
+                        // A worker record: every shard may have sent that worker attempts.
+                        Ok(None) => {
+                            for core in &mut cores {
+                                if core.replay_bytes(view.payload).is_err() {
+                                    rejected += 1;
+                                }
+                            }
+                        }
+                        Err(_) => rejected += 1,
+                    },
                 })
                 .await
                 .map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -166,6 +166,7 @@ impl Shard {
             ephemeral: m.ephemeral,
             home: true,
             spawn_ticket: m.spawn_ticket.as_ref().map(|t| t.to_native()),
+            instance: m.instance.to_native(),
         };
         info!(worker = %id, port = info.port, capacity = info.capacity, skills = ?info.skills, shard = self.index, "worker registered");
         let peer_ip = {

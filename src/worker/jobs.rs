@@ -68,6 +68,8 @@ pub struct Jobs {
     /// that already has them ignores them as stale). Without this, a lost report would make the
     /// job run again once the adoption grace ends.
     reports: RefCell<VecDeque<(Instant, AttemptRef, Vec<u8>)>>,
+    /// This process's identity on every registration (a restarted master waits for it by this).
+    instance: u64,
 }
 
 /// Reports kept at most; older ones are dropped first.
@@ -140,6 +142,13 @@ impl Jobs {
             scaled: RefCell::new(HashMap::new()),
             shipper: RefCell::new(None),
             reports: RefCell::new(VecDeque::new()),
+            // std's hasher keys are random per process: a random id without another dependency.
+            instance: {
+                use std::hash::{BuildHasher, Hasher};
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_u32(std::process::id());
+                h.finish()
+            },
             drains: glommio::executor().create_task_queue(
                 Shares::Static(DRAIN_SHARES),
                 Latency::NotImportant,
@@ -177,6 +186,11 @@ impl Jobs {
 
     pub fn running(&self) -> usize {
         self.running.borrow().len()
+    }
+
+    /// This worker process's identity (see `Register::instance`).
+    pub fn instance(&self) -> u64 {
+        self.instance
     }
 
     pub fn running_attempts(&self) -> Vec<AttemptRef> {

@@ -115,6 +115,7 @@ async fn session(
         ephemeral: config.ephemeral,
         spawn_ticket: config.spawn_ticket,
         running: jobs.running_attempts(),
+        instance: jobs.instance(),
     };
     outbox.push(|out| {
         // A registration is a few hundred bytes; it always fits in a frame.

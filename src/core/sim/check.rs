@@ -124,7 +124,9 @@ impl Checker {
             Record::Cancelled {
                 target: Target::Dag(_),
                 ..
-            } => {}
+            }
+            | Record::WorkerJoined { .. }
+            | Record::WorkerLeft { .. } => {}
         }
         Ok(())
     }

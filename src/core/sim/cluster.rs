@@ -42,20 +42,21 @@ impl World {
             running: BTreeSet::new(),
             listed: BTreeSet::new(),
             unsent: Vec::new(),
+            reported: Vec::new(),
             allowance: 0,
         };
         self.workers.insert(key, w);
-        self.register(key, join.ticket, &[], true)
+        self.register(key, join.ticket, &[])
     }
 
     /// Registers worker `key` with the current master under a fresh id, reporting `attempts`
-    /// (before its `WorkerUp` on each shard when `adopt_first`, else after).
+    /// before its `WorkerUp` on each shard (the real shell's order, which the hold after a restart
+    /// relies on: see `core/adopt.rs`).
     pub(super) fn register(
         &mut self,
         key: u64,
         ticket: Option<u64>,
         attempts: &[(JobId, u32)],
-        adopt_first: bool,
     ) -> Result<(), SimFailure> {
         let Some(id) = self.ids.allocate() else {
             return Ok(());
@@ -82,6 +83,7 @@ impl World {
                 ephemeral: parent.is_some(),
                 home: shard == home,
                 spawn_ticket: ticket,
+                instance: key,
             };
             let adopts: Vec<Input> = attempts
                 .iter()
@@ -92,15 +94,10 @@ impl World {
                     attempt,
                 })
                 .collect();
-            if !adopt_first {
-                self.deliver(shard, Input::WorkerUp(info.clone()))?;
-            }
             for input in adopts {
                 self.deliver(shard, input)?;
             }
-            if adopt_first {
-                self.deliver(shard, Input::WorkerUp(info))?;
-            }
+            self.deliver(shard, Input::WorkerUp(info))?;
         }
         Ok(())
     }
@@ -286,6 +283,9 @@ impl World {
             }
             _ => return,
         };
+        if matches!(input, Input::JobFinished { .. }) {
+            w.reported.push(input.clone());
+        }
         if self.down || !w.registered {
             w.unsent.push(input);
             return;

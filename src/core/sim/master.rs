@@ -242,7 +242,10 @@ impl World {
                 core.absorb(s.clone())
                     .map_err(|e| self.fail(format!("absorb: {e}")))?;
             }
-            for r in merged.iter().filter(|r| shard.owns(r.dag())) {
+            for r in merged
+                .iter()
+                .filter(|r| r.dag().is_none_or(|d| shard.owns(d)))
+            {
                 core.replay(r.clone())
                     .map_err(|e| self.fail(format!("replay after a reshard: {e}")))?;
             }
@@ -277,7 +280,7 @@ impl World {
             return Ok(());
         };
         let mut attempts: Vec<(JobId, u32)> = w.running.iter().copied().collect();
-        attempts.extend(w.unsent.iter().filter_map(|i| match i {
+        attempts.extend(w.reported.iter().filter_map(|i| match i {
             Input::JobFinished { job, attempt, .. } => Some((*job, *attempt)),
             _ => None,
         }));
@@ -285,19 +288,20 @@ impl World {
         attempts.dedup();
         for &(job, attempt) in &attempts {
             let core = &self.cores[self.owner(job.dag()) as usize];
+            // A recovered attempt, or one whose `Dispatched` record the crash lost.
             let waits = core.job(job).is_some_and(|v| {
-                v.state == JobState::Running && v.attempts == attempt && v.adopting
+                (v.state == JobState::Running && v.attempts == attempt && v.adopting)
+                    || (v.state == JobState::Queued && attempt > v.attempts)
             });
             if waits {
                 self.adoptable.insert((job, attempt), key);
             }
         }
-        let adopt_first = self.rng.gen_bool(0.5);
         if let Some(w) = self.workers.get_mut(&key) {
             w.allowance = w.running.len();
             w.listed = attempts.iter().copied().collect();
         }
-        self.register(key, None, &attempts, adopt_first)?;
+        self.register(key, None, &attempts)?;
         let id = self.workers[&key].id;
         for (&(job, _), _) in self.adoptable.iter().filter(|(_, k)| **k == key) {
             let core = &self.cores[self.owner(job.dag()) as usize];
@@ -305,8 +309,14 @@ impl World {
                 self.report.adopted += 1;
             }
         }
-        let unsent = std::mem::take(&mut self.workers.get_mut(&key).expect("exists").unsent);
-        for input in unsent {
+        let w = self.workers.get_mut(&key).expect("exists");
+        // Every final report again (the master ignores the ones it has); the rest if undelivered.
+        let mut resend: Vec<Input> = std::mem::take(&mut w.unsent)
+            .into_iter()
+            .filter(|i| !matches!(i, Input::JobFinished { .. }))
+            .collect();
+        resend.extend(w.reported.iter().cloned());
+        for input in resend {
             let lat = self.latency();
             self.send(key, lat, input);
         }

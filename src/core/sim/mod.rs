@@ -16,9 +16,11 @@
 //! no `Reply` or `Notify` leaves a core before every journal record emitted before it was persisted;
 //! at the end every job is terminal and the load table's counters are back to zero. Across master
 //! crashes: every acknowledged submission survives, the durable history never completes a job twice
-//! or dispatches a child before its parents, and an attempt that a live worker still holds and the
-//! recovered master considers running is adopted — never re-queued as lost, never killed as an
-//! orphan (so a job runs twice only when its worker, or the master's unpersisted record, lost it).
+//! or dispatches a child before its parents; an attempt that a live worker still holds and the
+//! recovered master considers running (or queued, its dispatch record lost) is adopted — never
+//! re-queued as lost, never killed as an orphan; and no attempt number goes to a second worker
+//! while the first one lives (so a job runs twice only when its worker really lost it). Workers
+//! list and re-send every final report on re-registration, as the real worker does.
 
 mod check;
 mod cluster;

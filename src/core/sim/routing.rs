@@ -203,6 +203,14 @@ impl World {
         let kind = spec.kind.clone();
         let run_for = workload::duration(&kind, &mut self.rng);
         if let Some(&key) = self.by_id.get(&worker) {
+            if let Some(first) = self.sent.insert((job, attempt), key) {
+                // Reusing the number of an attempt that died with its worker is harmless.
+                if self.workers.get(&first).is_some_and(|w| w.alive) {
+                    return Err(self.fail(format!(
+                        "{job} attempt {attempt} dispatched twice (to live worker {first}, then {key})"
+                    )));
+                }
+            }
             let lat = self.latency_to_worker(key);
             let arrive = Event::Arrive {
                 worker: key,
@@ -221,6 +229,10 @@ impl World {
         let core = &self.cores[s];
         for &job in dispatched {
             let Some(v) = core.job(job) else { continue };
+            if v.started {
+                // Adopted from a worker's report (its lost record journaled again), not placed.
+                continue;
+            }
             let mine = (v.spec.priority, Reverse(job));
             if let Some(&best) = core.queued(v.skill, 1).first() {
                 let b = core.job(best).map(|b| (b.spec.priority, Reverse(best)));

@@ -40,6 +40,10 @@ pub(super) struct SimWorker {
     /// Reports it could not deliver (master down, or not registered yet), re-sent after it
     /// re-registers and re-reports its attempts.
     pub(super) unsent: Vec<Input>,
+    /// Every final report it made (delivered or not): like the real worker's retained reports,
+    /// listed and re-sent on each re-registration, since a delivered report can die with the
+    /// master before it is journaled.
+    pub(super) reported: Vec<Input>,
     /// Attempts it held when it last re-registered: adoption may place them past its capacity.
     pub(super) allowance: usize,
 }
@@ -130,6 +134,9 @@ pub struct World {
     pub(super) deferred: Vec<Event>,
     /// Attempts held by live workers that the recovered master must adopt: attempt -> worker.
     pub(super) adoptable: BTreeMap<(JobId, u32), u64>,
+    /// Every attempt any master life dispatched, with the worker it went to: an attempt number is
+    /// never handed out twice (a lost `Dispatched` record must not lead to a second copy).
+    pub(super) sent: HashMap<(JobId, u32), u64>,
     pub(super) plan: Vec<Option<Planned>>,
     pub(super) submissions_left: usize,
     /// Acknowledged submissions: token -> (dag, jobs).
@@ -203,6 +210,7 @@ impl World {
             down: false,
             deferred: Vec::new(),
             adoptable: BTreeMap::new(),
+            sent: HashMap::new(),
             accepted: HashMap::new(),
             stops: BTreeMap::new(),
             next_token: 1,

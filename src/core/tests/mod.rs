@@ -97,6 +97,7 @@ impl Harness {
             ephemeral: false,
             home: true,
             spawn_ticket: None,
+            instance: id.slot() as u64,
         }));
         id
     }
@@ -113,6 +114,7 @@ impl Harness {
             ephemeral: false,
             home: true,
             spawn_ticket: None,
+            instance: id.slot() as u64,
         }))
     }
 

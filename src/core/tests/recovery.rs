@@ -22,14 +22,15 @@ fn a_reported_attempt_is_adopted_without_a_new_dispatch() {
     let mut h = Harness::recovered(config(), records, now + Duration::from_secs(1));
     assert!(h.core.job(job).unwrap().adopting);
     assert_eq!(h.core.poll_timeout(), Some(h.now + GRACE));
-    // The worker re-registers under a new id and lists its attempt; Adopt may come first.
-    let w = WorkerId::new(3, 1).unwrap();
+    // The worker (the same process: slot 0 is its instance here) re-registers under a new id and
+    // lists its attempt; the report comes first.
+    let w = WorkerId::new(0, 2).unwrap();
     let outs = h.adopt(w, job, 1);
     assert!(
         outs.is_empty(),
         "parked until the worker registers: {outs:?}"
     );
-    let outs = h.worker_outs(3, 1);
+    let outs = h.worker_outs(0, 2);
     assert!(
         dispatches(&outs).is_empty() && kills(&outs).is_empty(),
         "{outs:?}"
@@ -130,21 +131,55 @@ fn reports_the_core_cannot_account_for_are_killed() {
 }
 
 #[test]
-fn an_orphan_from_a_lost_dispatch_record_never_shares_its_number() {
+fn an_attempt_whose_dispatch_record_was_lost_is_adopted_and_nothing_runs_before_its_worker_is_back()
+{
     let (mut records, job, now) = crashed_with_one_running();
-    // The Dispatched record was not durable when the master died.
+    // The dispatch left without waiting for its record, which was not durable when the master died.
     assert!(matches!(records.pop(), Some(Record::Dispatched { .. })));
     let mut h = Harness::recovered(config(), records, now);
     assert_eq!(h.state(job), JobState::Queued);
-    let w = WorkerId::new(0, 1).unwrap();
-    h.adopt(w, job, 1);
-    let outs = h.worker_outs(0, 1);
-    assert_eq!(kills(&outs), vec![(job, KillReason::Orphaned)]);
-    assert_eq!(
-        dispatches(&outs),
-        vec![(w, job, 2)],
-        "a fresh attempt number"
+    // Another worker registers first: the queued job must not get attempt 1 a second time.
+    let other = h.worker_outs(5, 1);
+    assert!(dispatches(&other).is_empty(), "held: {other:?}");
+    let w = WorkerId::new(0, 2).unwrap();
+    assert!(h.adopt(w, job, 1).is_empty());
+    let outs = h.worker_outs(0, 2);
+    assert!(
+        kills(&outs).is_empty() && dispatches(&outs).is_empty(),
+        "{outs:?}"
     );
+    assert!(
+        journaled(&outs).iter().any(|r| matches!(
+            r,
+            Record::Dispatched { job: j, attempt: 1, worker, .. } if *j == job && *worker == w
+        )),
+        "the adopted attempt is journaled now: {outs:?}"
+    );
+    let view = h.core.job(job).unwrap();
+    assert_eq!(
+        (view.state, view.attempts, view.worker),
+        (JobState::Running, 1, Some(w))
+    );
+    h.finish(job, 1, w, 0);
+    assert_eq!(h.state(job), JobState::Completed);
+    assert_eq!(h.core.stats().totals.adopted, 1);
+}
+
+#[test]
+fn dispatch_resumes_when_the_grace_ends_without_the_known_worker() {
+    let (mut records, job, now) = crashed_with_one_running();
+    records.pop();
+    let mut h = Harness::recovered(config(), records, now);
+    let other = WorkerId::new(5, 1).unwrap();
+    assert!(dispatches(&h.worker_outs(5, 1)).is_empty());
+    let outs = h.advance(GRACE);
+    assert!(
+        journaled(&outs)
+            .iter()
+            .any(|r| matches!(r, Record::WorkerLeft { instance: 0, .. })),
+        "{outs:?}"
+    );
+    assert_eq!(dispatches(&outs), vec![(other, job, 1)]);
 }
 
 #[test]
@@ -201,6 +236,7 @@ fn zero_grace_requeues_at_once_and_a_second_crash_replays_cleanly() {
 #[test]
 fn bad_records_are_typed_errors() {
     let (records, job, _) = crashed_with_one_running();
+    let records: Vec<Record> = records.into_iter().filter(|r| r.dag().is_some()).collect();
     let fresh = || Core::new(config(), ShardInfo::SINGLE, Arc::new(LoadTable::new()), 1);
     let mut core = fresh();
     let err = core.replay(records[1].clone()).unwrap_err();

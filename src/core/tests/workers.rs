@@ -62,6 +62,7 @@ fn non_home_shards_do_not_track_heartbeats() {
         ephemeral: false,
         home: false,
         spawn_ticket: None,
+        instance: id.slot() as u64,
     };
     h.step(Input::WorkerUp(info));
     assert_eq!(h.core.poll_timeout(), None);
@@ -84,6 +85,7 @@ fn reusing_a_slot_forgets_the_previous_worker() {
         ephemeral: false,
         home: true,
         spawn_ticket: None,
+        instance: new.slot() as u64,
     }));
     assert_eq!(dispatches(&outs), vec![(new, job, 2)]);
     h.finish(job, 1, old, 0);
@@ -122,6 +124,7 @@ fn a_release_on_one_shard_wakes_a_hungry_shard() {
             ephemeral: false,
             home,
             spawn_ticket: None,
+            instance: id.slot() as u64,
         }));
     }
     let a = s0.one_off("RUN|a.py");
@@ -193,6 +196,7 @@ fn starving_backlog_spawns_a_child_up_to_the_maximum_and_idle_children_retire() 
         ephemeral: true,
         home: true,
         spawn_ticket: Some(ticket),
+        instance: child.slot() as u64,
     }));
     assert_eq!(dispatches(&outs), vec![(child, waiting, 1)]);
     assert_eq!(h.load.spawning(), 0);
@@ -233,6 +237,7 @@ fn the_last_worker_is_never_retired() {
         ephemeral: true,
         home: true,
         spawn_ticket: None,
+        instance: child.slot() as u64,
     }));
     for _ in 0..100 {
         assert!(!h

@@ -37,6 +37,8 @@ pub struct Register {
     pub spawn_ticket: Option<u64>,
     /// Attempts still running from before a reconnect.
     pub running: Vec<AttemptRef>,
+    /// This worker process's identity: random, the same on each of its registrations.
+    pub instance: u64,
 }
 
 #[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
