@@ -3,8 +3,9 @@
 //!
 //! Batching is natural: the flusher takes everything appended so far, and whatever is appended
 //! while it writes and syncs becomes the next batch. A taken backlog is written in batches of at
-//! most `max_batch_bytes` (or one record each in per-record mode), each one `write` plus one
-//! `fdatasync`, and each batch's records are reported durable as soon as its sync returns.
+//! most `max_batch_bytes` (or one record each in per-record mode), each one synchronous write
+//! (segments are opened `O_DSYNC`, see `segment.rs`), and each batch's records are reported
+//! durable as soon as its write returns.
 //!
 //! Direct IO writes whole blocks at block-aligned offsets. The segment's last, partly filled block
 //! is kept in memory (`tail`) and written again, extended, at the start of the next batch. The
@@ -179,7 +180,8 @@ impl Flusher {
         }
     }
 
-    /// Writes the tail block plus `records` at the tail's aligned offset, then syncs.
+    /// Writes the tail block plus `records` at the tail's aligned offset; durable on return
+    /// (`O_DSYNC`).
     async fn write_batch(&mut self, records: &[u8]) -> Result<(), IoFailure> {
         let path = &self.active.path;
         let base = align_down(self.active.end);
@@ -203,11 +205,6 @@ impl Flusher {
         if written < padded {
             return Err(IoFailure::short(IoOp::Write, path, written, padded));
         }
-        self.active
-            .file
-            .fdatasync()
-            .await
-            .map_err(|e| IoFailure::from_glommio(IoOp::Sync, path, e))?;
         self.active.end = new_end;
         self.active.tail = new_tail;
         Ok(())

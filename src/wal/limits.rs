@@ -20,7 +20,7 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 /// Largest payload a single record may carry. Submits with inline script bytes are the big ones.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 4 << 20;
 
-/// Most bytes written by one `write` + `fdatasync` pair. A larger backlog is written as several
+/// Most bytes written by one synchronous write. A larger backlog is written as several
 /// batches so the first records of a burst are not held back by the last ones.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 1 << 20;
 
@@ -55,9 +55,9 @@ pub const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
 /// When records become durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitMode {
-    /// Group commit: one write and one `fdatasync` per batch of records.
+    /// Group commit: one synchronous write per batch of records.
     Group,
-    /// One write and one `fdatasync` per record: the baseline group commit is measured against.
+    /// One synchronous write per record: the baseline group commit is measured against.
     PerRecord,
 }
 
@@ -72,7 +72,7 @@ pub struct WalConfig {
     pub snapshots_retained: usize,
     pub commit_mode: CommitMode,
     /// Create segments at full size, zero-filled, so appends overwrite instead of extending the
-    /// file and each `fdatasync` flushes data only (no file-system journal commit).
+    /// file and each synchronous write flushes data only (no file-system journal commit).
     pub preallocate: bool,
 }
 

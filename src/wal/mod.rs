@@ -11,7 +11,7 @@
 //!    ([`Replayed`]), cuts a torn or corrupt tail (logged with its offset), and returns the
 //!    journal positioned after the last valid record, plus a [`ReplayReport`].
 //! 2. [`Journal::append`] assigns the next [`Lsn`] and buffers the record; it never blocks and
-//!    never does IO. A flusher task writes batches through direct IO with one `fdatasync` each.
+//!    never does IO. A flusher task writes batches through direct IO, one `O_DSYNC` write each.
 //! 3. A record is acknowledged only after [`Journal::wait_durable`] returned `Ok` for it (or
 //!    [`Journal::outcome`] says so). When a write or sync fails, every record not yet durable fails
 //!    with [`CommitError::BatchFailed`], the segment is cut back to its last durable byte, and the
@@ -26,7 +26,8 @@
 //!
 //! On disk: segments are named after their first sequence number and, by default, created at
 //! full size and zero-filled ahead of use (`segment.rs`), so appends overwrite and each
-//! `fdatasync` flushes data only; the logical end of a segment is always found from the records.
+//! synchronous write flushes data only; the logical end of a segment is always found from the
+//! records.
 //! Limits live in [`limits`]; file formats are documented in `record.rs` and `snapshot.rs`.
 //!
 //! glommio 0.9 caveat: glommio decides per thread and device whether direct-IO reads may use the

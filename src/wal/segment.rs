@@ -4,9 +4,13 @@
 //! A preallocated segment is created under a temporary name at its full size and filled with
 //! zeros (written, not just reserved with `fallocate`, whose unwritten extents would make every
 //! write a metadata change), synced, and renamed into place when the log rolls into it. Writes into
-//! it are then pure overwrites, and `fdatasync` only has to flush data, not the file system
-//! journal: on this machine's disk that halves the cost of a sync. Zeros are exactly what the
-//! scanner reads as "no more records", so a preallocated segment needs no other marker.
+//! it are then pure overwrites, and a sync only has to flush data, not the file system journal:
+//! on this machine's disk that halves its cost. Zeros are exactly what the scanner reads as "no
+//! more records", so a preallocated segment needs no other marker.
+//!
+//! Segments are opened `O_DSYNC` ([`SYNC_WRITES`]): a write returns once its data is durable (a
+//! FUA write for an overwrite), so a batch costs one io_uring operation instead of a write and an
+//! `fdatasync` — about 50–90 µs less per commit here (ack p50 190 µs instead of 240–290).
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -37,6 +41,9 @@ pub(crate) struct PreparedSegment {
     path: PathBuf,
 }
 
+/// Open flags of every segment the flusher writes: each write is durable when it returns.
+pub(crate) const SYNC_WRITES: i32 = nix::libc::O_DSYNC;
+
 pub(crate) const fn align_down(v: u64) -> u64 {
     v - v % BLOCK_BYTES as u64
 }
@@ -54,6 +61,7 @@ pub(crate) async fn prepare_segment(dir: &Path, size: u64) -> Result<PreparedSeg
         .write(true)
         .create(true)
         .truncate(true)
+        .custom_flags(SYNC_WRITES)
         .dma_open(&path)
         .await
         .map_err(|e| IoFailure::from_glommio(IoOp::Create, &path, e))?;
@@ -129,6 +137,7 @@ pub(crate) async fn create_segment(dir: &Path, start: Lsn) -> Result<ActiveSegme
         .read(true)
         .write(true)
         .create_new(true)
+        .custom_flags(SYNC_WRITES)
         .dma_open(&path)
         .await
         .map_err(|e| IoFailure::from_glommio(IoOp::Create, &path, e))?;
@@ -157,6 +166,7 @@ pub(crate) async fn open_tail(
     let file = OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(SYNC_WRITES)
         .dma_open(path)
         .await
         .map_err(|e| IoFailure::from_glommio(IoOp::Open, path, e))?;
