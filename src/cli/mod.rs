@@ -121,9 +121,13 @@ pub struct MasterArgs {
     /// Keep state in memory only: no write-ahead log (a restart loses every job).
     #[arg(long, conflicts_with = "data_dir")]
     pub memory_only: bool,
-    /// How the log reaches the disk: `group` (one fdatasync per batch) or `per-record`.
+    /// How the log reaches the disk: `group` (one synchronous write per batch) or `per-record`.
     #[arg(long, value_enum, default_value_t = WalSync::Group)]
     pub wal_sync: WalSync,
+    /// Under load, the least microseconds between two log writes, so more records share each
+    /// write (a quiet log writes at once; 0: write whenever the previous write is done).
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub wal_batch_window_us: u64,
     /// Size of each log segment file in MiB (at least 12: a segment holds the largest record).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(12..=4096))]
     pub wal_segment_mb: u64,
@@ -270,6 +274,7 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
         WalSync::PerRecord => crate::wal::CommitMode::PerRecord,
     };
     config.snapshot_every = args.snapshot_every;
+    config.wal.batch_window = Duration::from_micros(args.wal_batch_window_us);
     config.core.spawn_after = Duration::from_millis(args.scale_after_ms);
     // Look for backlogs often enough that a decision comes soon after the threshold passes.
     config.core.scaling_interval =

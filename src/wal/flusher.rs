@@ -59,7 +59,57 @@ pub(crate) struct Flusher {
     next: Option<Task<Result<PreparedSegment, IoFailure>>>,
     /// The directory stays locked until the last write is done, even if the handle was dropped.
     _lock: DirLock,
+    /// Records written in the current and the previous millisecond: the load the batch window
+    /// reacts to (see `run`).
+    load: LoadMeter,
 }
+
+/// Records written per millisecond, over the current and the previous millisecond.
+#[derive(Debug)]
+struct LoadMeter {
+    since: std::time::Instant,
+    current: u64,
+    previous: u64,
+}
+
+impl LoadMeter {
+    const BUCKET: std::time::Duration = std::time::Duration::from_millis(1);
+
+    fn new() -> LoadMeter {
+        LoadMeter {
+            since: std::time::Instant::now(),
+            current: 0,
+            previous: 0,
+        }
+    }
+
+    fn roll(&mut self, now: std::time::Instant) {
+        let age = now.saturating_duration_since(self.since);
+        if age >= Self::BUCKET {
+            self.previous = if age < 2 * Self::BUCKET {
+                self.current
+            } else {
+                0
+            };
+            self.current = 0;
+            self.since = now;
+        }
+    }
+
+    fn add(&mut self, records: u64, now: std::time::Instant) {
+        self.roll(now);
+        self.current += records;
+    }
+
+    fn busy(&mut self, now: std::time::Instant) -> bool {
+        self.roll(now);
+        self.current.max(self.previous) >= BUSY_RECORDS_PER_MS
+    }
+}
+
+/// At this many records written per millisecond the batch window applies (one job's chain of
+/// records, submit then completion, writes about 5 per millisecond).
+const BUSY_RECORDS_PER_MS: u64 = 32;
 
 fn wake_all(wakers: Vec<Waker>) {
     for waker in wakers {
@@ -80,16 +130,28 @@ impl Flusher {
             active,
             next: None,
             _lock: lock,
+            load: LoadMeter::new(),
         }
     }
 
     /// Runs until the journal is closed (after writing what was appended before) or has failed.
     pub async fn run(mut self) {
         let window = self.shared.borrow().config.batch_window;
+        let mut last_write: Option<std::time::Instant> = None;
         while self.wait_for_work().await {
-            if !window.is_zero() && !self.shared.borrow().closing {
-                glommio::timer::sleep(window).await;
+            // Under load, writes start at most once per window, so batches grow instead of the
+            // write count. A quiet log, or one request waiting on the previous (a single job's
+            // submit, then its completion; a DAG chain), writes at once.
+            let busy = self.load.busy(std::time::Instant::now());
+            let due = last_write.filter(|_| busy).map(|t| t + window);
+            if let Some(wait) =
+                due.and_then(|d| d.checked_duration_since(std::time::Instant::now()))
+            {
+                if !self.shared.borrow().closing {
+                    glommio::timer::sleep(wait).await;
+                }
             }
+            last_write = Some(std::time::Instant::now());
             let backlog = self.take();
             self.write_backlog(&backlog).await;
             self.shared.borrow_mut().recycle(backlog.bytes);
@@ -166,6 +228,7 @@ impl Flusher {
                 CommitMode::PerRecord => 0,
             };
             let batch = Batch::cut(&bytes[pos..piece_end], limit, max_record);
+            self.load.add(batch.records, std::time::Instant::now());
             match self.write_batch(&bytes[pos..pos + batch.len]).await {
                 Ok(()) => {
                     self.on_durable(&batch);
@@ -375,5 +438,28 @@ mod tests {
         assert_eq!((single.records, single.len), (1, one));
         let all = Batch::cut(&piece, usize::MAX, 1024);
         assert_eq!((all.records, all.last), (10, Lsn(10)));
+    }
+
+    #[test]
+    fn the_load_meter_calls_a_sustained_stream_busy_and_a_single_chain_quiet() {
+        let t0 = std::time::Instant::now();
+        let ms = |n: u64| t0 + std::time::Duration::from_millis(n);
+        let mut meter = LoadMeter {
+            since: t0,
+            current: 0,
+            previous: 0,
+        };
+        assert!(!meter.busy(t0));
+        // One job's records: a few per millisecond.
+        for i in 0..4 {
+            meter.add(2, ms(i));
+            assert!(!meter.busy(ms(i)), "at {i} ms");
+        }
+        // A stream: 40 records within a millisecond.
+        meter.add(40, ms(4));
+        assert!(meter.busy(ms(4)));
+        // Still counted during the next millisecond, forgotten after two quiet ones.
+        assert!(meter.busy(ms(5)));
+        assert!(!meter.busy(ms(7)));
     }
 }
