@@ -2,7 +2,7 @@
 # Does a job printing 100 MB slow scheduling? NOOP submit → completed throughput with no other
 # load, then again while a job prints ~100 MB (9,000,000 lines) that the worker drains to its
 # files and streams to the master over UDP; with jobs at the worker's priority and at nice 10
-# (`titan worker --job-nice 10`). Usage: scripts/bench-logs.sh [rounds]
+# (`titan worker --job-nice 10`, the default). Usage: scripts/bench-logs.sh [rounds]
 source "$(dirname "$0")/lib.sh"
 rounds=${1:-3}
 TITAN_LOG=warn "$bin/titan" master --port 0 --log-port 0 --shards 1 --data-dir "$tmp/data" >"$tmp/master.out" 2>/dev/null &

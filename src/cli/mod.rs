@@ -183,8 +183,9 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub spawn_ticket: Option<u64>,
     /// Run jobs at this niceness (0 to 19): when jobs saturate the host, the master and the
-    /// workers keep the CPU they need to schedule. 0 leaves jobs at the worker's own priority.
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
+    /// workers keep the CPU they need to schedule (an idle host still gives jobs all of it).
+    /// 0 leaves jobs at the worker's own priority.
+    #[arg(long, default_value_t = crate::worker::DEFAULT_JOB_NICE, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub job_nice: i32,
 }
 

@@ -58,7 +58,7 @@ impl LineSplitter {
 
     /// Feeds the next bytes of the stream; `emit` receives every record they complete.
     pub fn feed(&mut self, mut chunk: &[u8], mut emit: impl FnMut(Record<'_>)) {
-        while let Some(newline) = chunk.iter().position(|&b| b == b'\n') {
+        while let Some(newline) = memchr::memchr(b'\n', chunk) {
             let (line, rest) = (&chunk[..newline], &chunk[newline + 1..]);
             if self.partial.is_empty() {
                 emit_line(&mut self.next_seq, self.max, line, &mut emit);

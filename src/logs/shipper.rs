@@ -95,13 +95,21 @@ pub struct ShipperCounters {
 }
 
 /// A token bucket of lines. Time is read only when the tokens run out, so a line costs a
-/// decrement while the budget lasts.
+/// decrement while the budget lasts; once it is out, only every [`RECHECK_EVERY`]th line reads
+/// the clock again (a job printing millions of lines a second otherwise spends more on clock
+/// reads than on printing).
 struct Budget {
     rate: f64,
     burst: f64,
     tokens: Cell<f64>,
     refilled: Cell<Instant>,
+    /// Lines refused since the clock was last read (0: read it at the next refusal).
+    refused: Cell<u32>,
 }
+
+/// Refused lines between two clock reads while the budget is out (~1 ms of lines at the
+/// default rate, so the bucket refills at most that late).
+const RECHECK_EVERY: u32 = 256;
 
 impl Budget {
     fn new(lines_per_sec: u32) -> Budget {
@@ -112,11 +120,18 @@ impl Budget {
             burst,
             tokens: Cell::new(burst),
             refilled: Cell::new(Instant::now()),
+            refused: Cell::new(0),
         }
     }
 
     fn take(&self) -> bool {
         if self.tokens.get() < 1.0 {
+            let refused = self.refused.get();
+            if refused > 0 && refused < RECHECK_EVERY {
+                self.refused.set(refused + 1);
+                return false;
+            }
+            self.refused.set(1);
             let now = Instant::now();
             let earned = now.duration_since(self.refilled.get()).as_secs_f64() * self.rate;
             self.refilled.set(now);
@@ -125,6 +140,7 @@ impl Budget {
             if self.tokens.get() < 1.0 {
                 return false;
             }
+            self.refused.set(0);
         }
         self.tokens.set(self.tokens.get() - 1.0);
         true
@@ -407,4 +423,29 @@ fn new_session() -> u32 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32));
     nanos ^ std::process::id().rotate_left(16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exhausted_budget_reads_the_clock_once_per_recheck_and_then_refills() {
+        let budget = Budget::new(1000);
+        let burst = budget.burst as u32;
+        for _ in 0..burst {
+            assert!(budget.take());
+        }
+        assert!(!budget.take(), "the burst is spent");
+        // A second passes: the bucket earned tokens, seen at the next recheck, not before.
+        let earlier = budget.refilled.get().checked_sub(Duration::from_secs(1));
+        budget
+            .refilled
+            .set(earlier.expect("the clock is past one second"));
+        for _ in 1..RECHECK_EVERY {
+            assert!(!budget.take());
+        }
+        assert!(budget.take(), "the recheck refills the bucket");
+        assert!(budget.take(), "and the refill lasts");
+    }
 }

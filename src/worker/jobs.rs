@@ -91,6 +91,7 @@ pub struct ChildTemplate {
     pub workspace: PathBuf,
     pub capacity: u32,
     pub skills: Vec<String>,
+    pub job_nice: i32,
 }
 
 impl ChildTemplate {
@@ -100,6 +101,7 @@ impl ChildTemplate {
         workspace: &Path,
         capacity: u32,
         skills: Vec<String>,
+        job_nice: i32,
     ) -> ChildTemplate {
         let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         ChildTemplate {
@@ -108,6 +110,7 @@ impl ChildTemplate {
             workspace: absolute(workspace),
             capacity,
             skills,
+            job_nice,
         }
     }
 
@@ -127,6 +130,7 @@ impl ChildTemplate {
         if let Some(id) = parent {
             args.extend(["--parent".into(), id.to_string().into()]);
         }
+        args.extend(["--job-nice".into(), self.job_nice.to_string().into()]);
         args
     }
 }

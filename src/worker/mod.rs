@@ -31,6 +31,12 @@ use crate::runtime::{EXECUTOR_IO_MEMORY, EXECUTOR_RING_DEPTH};
 use exec::{EngineConfig, ProcessEngine};
 use jobs::Jobs;
 
+/// Niceness of job processes unless configured: a job that floods the host (100 MB of output on
+/// two cores) then leaves NOOP scheduling at a median 85% of its quiet throughput instead of 75%
+/// (`scripts/bench-logs.sh 3`, BENCHMARKS.md). Niceness only matters under contention: on an
+/// otherwise idle host a job still gets every core.
+pub const DEFAULT_JOB_NICE: i32 = 10;
+
 /// How the worker is run; the CLI fills this from `titan worker` flags.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -68,7 +74,7 @@ impl WorkerConfig {
             parent: None,
             ephemeral: false,
             spawn_ticket: None,
-            job_nice: 0,
+            job_nice: DEFAULT_JOB_NICE,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(2),
         }
@@ -157,6 +163,7 @@ async fn serve(config: WorkerConfig, stop: StopFlag) -> Result<(), WorkerError> 
         &config.workspace,
         config.capacity,
         config.skills.clone(),
+        config.job_nice,
     );
     let jobs = Rc::new(Jobs::new(engine.clone(), children));
     session::keep_connected(&config, bound, &jobs, &shutdown).await;
