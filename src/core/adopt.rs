@@ -10,7 +10,8 @@
 //! A dispatch does not wait for its own `Dispatched` record (only for the records that made the
 //! job ready, and the worker's `WorkerJoined`), so a crash may lose the record of an attempt that
 //! runs. Such a job is recovered QUEUED, one attempt behind; the worker's report of the next
-//! attempt is adopted like a recovered one (and journaled now). Until that report is in, the
+//! attempt is adopted like a recovered one (and journaled now) — only while holding, and only
+//! for a recovered job (any other report of an attempt the core never sent is an orphan). Until that report is in, the
 //! number must not be handed out again: a recovered core **holds** every dispatch until each
 //! worker instance its log knows (`WorkerJoined` without `WorkerLeft`) has registered again — the
 //! shell delivers a registration's reports before its `WorkerUp` — or until `adopt_grace` ends.
@@ -53,6 +54,9 @@ pub struct Adoption {
     /// After a restart: the known worker instances not registered again yet. While set, nothing
     /// is dispatched.
     pub hold: Option<BTreeSet<u64>>,
+    /// While holding: submissions below this `k` were recovered; only their QUEUED jobs may be
+    /// adopted from a report of a newer attempt (a lost `Dispatched` record).
+    pub hold_from_k: Option<u64>,
 }
 
 impl Adoption {
@@ -136,7 +140,15 @@ impl Core {
             return self.orphan(worker, job, attempt);
         }
         let j = self.jobs.at(slot);
-        if j.state == JobState::Queued && attempt > j.attempt && self.load.adopt(worker, self.now) {
+        let recovered = self
+            .adoption
+            .hold_from_k
+            .is_some_and(|k| job.dag().0 / u64::from(self.shard.count) < k);
+        if recovered
+            && j.state == JobState::Queued
+            && attempt > j.attempt
+            && self.load.adopt(worker, self.now)
+        {
             // Sent before a crash that lost its `Dispatched` record: it runs (or ran) there.
             let skill = j.skill;
             self.ready.forget(skill);
@@ -171,6 +183,7 @@ impl Core {
             return;
         }
         self.adoption.hold = Some(self.known_workers.clone());
+        self.adoption.hold_from_k = Some(self.next_k);
         let due = self.now + self.cfg.adopt_grace;
         self.adoption.deadline.get_or_insert(due);
     }
@@ -183,6 +196,7 @@ impl Core {
         missing.remove(&instance);
         if missing.is_empty() {
             self.adoption.hold = None;
+            self.adoption.hold_from_k = None;
             // Every worker that could hold a recovered attempt has reported: the rest are lost.
             self.requeue_unreported();
             self.ready.mark_all_waiting();
@@ -207,6 +221,7 @@ impl Core {
     pub(super) fn end_adoption_grace(&mut self) {
         self.adoption.deadline = None;
         self.requeue_unreported();
+        self.adoption.hold_from_k = None;
         if let Some(missing) = self.adoption.hold.take() {
             for instance in missing {
                 self.known_workers.remove(&instance);

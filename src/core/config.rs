@@ -53,7 +53,10 @@ pub struct CoreConfig {
     /// Most parked `Watch` requests on this shard.
     pub max_watchers: usize,
     /// After recovery, how long attempts that were RUNNING wait for their worker to re-register and
-    /// report them (`Input::Adopt`) before they are re-queued as lost. Zero re-queues them at once.
+    /// report them (`Input::Adopt`) before they are re-queued as lost, and at most how long
+    /// dispatch is held until the known workers are back. Zero re-queues them at once and holds
+    /// nothing, so an attempt whose `Dispatched` record the crash lost may then run twice (tests
+    /// only; the master uses the default).
     pub adopt_grace: Duration,
     /// DagIds (per shard, in units of `k`) skipped when recovery ends. A submission whose record
     /// was lost in the crash was never acknowledged, but it may have been dispatched, and workers

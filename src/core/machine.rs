@@ -338,6 +338,7 @@ impl Core {
                 id: job.id,
                 // Every record that made it runnable was journaled before this call.
                 need: self.last_lsn(),
+                attempt: job.attempt,
             },
         );
         self.ready.push(skill, entry);
@@ -445,10 +446,7 @@ impl Core {
     /// The best QUEUED entry of `skill`, dropping stale entries on the way.
     fn ready_head(&mut self, skill: super::store::SkillId) -> Option<ReadyEntry> {
         let jobs = &self.jobs;
-        let is_live = |e: &ReadyEntry| {
-            jobs.check(e.slot, e.id)
-                .is_some_and(|j| j.state == JobState::Queued)
-        };
+        let is_live = |e: &ReadyEntry| e.is_live(jobs);
         let q = &mut self.ready.queues[usize::from(skill.0)];
         q.compact_if_needed(is_live);
         while let Some(top) = q.heap.peek().copied() {

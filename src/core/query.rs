@@ -184,11 +184,7 @@ impl Core {
         let mut live: Vec<_> = q
             .heap
             .iter()
-            .filter(|e| {
-                self.jobs
-                    .check(e.slot, e.id)
-                    .is_some_and(|j| j.state == JobState::Queued)
-            })
+            .filter(|e| e.is_live(&self.jobs))
             .copied()
             .collect();
         live.sort_unstable_by(|a, b| b.cmp(a));

@@ -11,7 +11,8 @@ use std::collections::{BinaryHeap, HashMap};
 
 use super::ids::{JobId, Lsn, Time};
 use super::limits::MAX_SKILLS;
-use super::store::SkillId;
+use super::model::JobState;
+use super::store::{JobStore, SkillId};
 
 /// A job waiting in a ready queue. Max-heap order: higher priority, then lower (older) JobId.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +23,18 @@ pub struct ReadyEntry {
     /// The journal records that made the job ready end here: its dispatch waits for them to be
     /// durable (not for its own `Dispatched` record; see `adopt.rs`).
     pub need: Lsn,
+    /// The job's attempt counter when it was queued: an entry left behind when the job left the
+    /// queue without being popped (adopted from a worker's report) must not count once the job
+    /// is queued again, with a newer `need`.
+    pub attempt: u32,
+}
+
+impl ReadyEntry {
+    /// Whether this entry still stands for its job (QUEUED, and queued by this entry).
+    pub fn is_live(&self, jobs: &JobStore) -> bool {
+        jobs.check(self.slot, self.id)
+            .is_some_and(|j| j.state == JobState::Queued && j.attempt == self.attempt)
+    }
 }
 
 impl Ord for ReadyEntry {
@@ -259,6 +272,7 @@ mod tests {
             slot: 0,
             id: JobId(id),
             need: Lsn(0),
+            attempt: 0,
         }
     }
 

@@ -166,6 +166,7 @@ impl Core {
                         id: j.id,
                         // Everything replayed is durable.
                         need: Lsn(0),
+                        attempt: j.attempt,
                     },
                 )
             })

@@ -158,6 +158,8 @@ pub(crate) struct Shared {
     pub log_port: Arc<std::sync::atomic::AtomicU16>,
     /// The log generation shards open (none: memory only).
     pub generation: Option<Arc<recovery::Generation>>,
+    /// Shards done replaying their logs (recovery ends when all are).
+    pub recovered_shards: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -193,6 +195,7 @@ pub fn run(config: MasterConfig) -> Result<(), MasterError> {
         worker_ids: Arc::new(Mutex::new(WorkerIdAllocator::new())),
         log_port: Arc::new(std::sync::atomic::AtomicU16::new(0)),
         generation,
+        recovered_shards: Arc::new(AtomicUsize::new(0)),
     };
     let mesh = (config.shards > 1).then(|| MeshBuilder::full(config.shards, MESH_CHANNEL_CAPACITY));
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();

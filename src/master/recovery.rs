@@ -17,7 +17,7 @@ use std::sync::Arc;
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{info, warn};
 
-use crate::core::{Core, CoreConfig, LoadTable, Record, ShardInfo, Snapshot, Time};
+use crate::core::{Core, CoreConfig, LoadTable, Record, ShardInfo, Snapshot};
 use crate::runtime::{EXECUTOR_IO_MEMORY, EXECUTOR_RING_DEPTH};
 use crate::wal::{self, Journal, Replayed, WalConfig};
 
@@ -39,6 +39,12 @@ pub enum RecoveryError {
          the log gone (restore it, or move the data directory aside to start empty)"
     )]
     Missing { path: PathBuf, current: PathBuf },
+    #[error(
+        "a snapshot in {dir} cannot be read by this build ({reason}); it was written by another \
+         version or is damaged, and the log it replaced is gone: refusing to start without the \
+         jobs it holds (run the version that wrote it, or move the data directory aside)"
+    )]
+    Snapshot { dir: PathBuf, reason: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecoveryError + '_ {
@@ -240,7 +246,15 @@ fn reshard(
                                 rejected += 1;
                             }
                         }
-                        // A worker record: every shard may have sent that worker attempts.
+                        // A departure is not replayed here: the old shards' logs are replayed one
+                        // after the other, so a leave from one could hide a later join in another
+                        // (and a shard that sent the worker an attempt). An extra instance only
+                        // makes the restarted master wait for it up to `adopt_grace`.
+                        Ok(None) if matches!(
+                            Record::access(view.payload),
+                            Ok(crate::core::record::ArchivedRecord::WorkerLeft { .. })
+                        ) => {}
+                        // A join: every shard may have sent that worker attempts.
                         Ok(None) => {
                             for core in &mut cores {
                                 if core.replay_bytes(view.payload).is_err() {
@@ -282,16 +296,19 @@ pub struct Recovered {
     pub records: u64,
     pub rejected: u64,
     pub damage: Option<String>,
+    /// Something was replayed: the core must end recovery before its first live input.
+    pub replayed: bool,
 }
 
-/// Opens a shard's log on its executor and replays it into `core`.
+/// Opens a shard's log on its executor and replays it into `core`. The caller ends recovery
+/// (`Core::finish_recovery`) once every shard has recovered, when `Recovered::replayed`.
 pub async fn open_shard(
     dir: &Path,
     wal_config: WalConfig,
     core: &mut Core,
-    now: Time,
 ) -> Result<(Journal, Recovered), RecoveryError> {
     let mut recovered = Recovered::default();
+    let mut unreadable: Option<String> = None;
     let (journal, report) = Journal::open(dir, wal_config, |replayed| match replayed {
         Replayed::Snapshot { bytes, .. } => {
             recovered.snapshot = true;
@@ -303,8 +320,7 @@ pub async fn open_shard(
                     }
                 }
                 Err(e) => {
-                    warn!(error = %e, "the snapshot could not be decoded; skipped");
-                    recovered.rejected += 1;
+                    unreadable.get_or_insert(e.to_string());
                 }
             }
         }
@@ -320,9 +336,14 @@ pub async fn open_shard(
     })
     .await
     .map_err(|e| RecoveryError::Wal { dir: dir.to_path_buf(), reason: e.to_string() })?;
-    recovered.damage = report.damage.as_ref().map(|d| format!("{d:?}"));
-    if recovered.snapshot || recovered.records > 0 {
-        core.finish_recovery(now);
+    if let Some(reason) = unreadable {
+        let _ = journal.close().await;
+        return Err(RecoveryError::Snapshot {
+            dir: dir.to_path_buf(),
+            reason,
+        });
     }
+    recovered.damage = report.damage.as_ref().map(|d| format!("{d:?}"));
+    recovered.replayed = recovered.snapshot || recovered.records > 0;
     Ok((journal, recovered))
 }

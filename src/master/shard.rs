@@ -108,8 +108,7 @@ pub(crate) async fn serve(
     let persistence = match &shared.generation {
         Some(generation) => {
             let dir = generation.shard_dir(index as u32);
-            let now = crate::master::state::Clock::default().now();
-            match recovery::open_shard(&dir, shared.config.wal.clone(), &mut core, now).await {
+            match recovery::open_shard(&dir, shared.config.wal.clone(), &mut core).await {
                 Ok((journal, recovered)) => {
                     info!(
                         shard = index,
@@ -119,6 +118,15 @@ pub(crate) async fn serve(
                         damage = ?recovered.damage,
                         "recovered"
                     );
+                    // Recovery ends — and the wait for the known workers starts — only once every
+                    // shard has replayed its log: a worker may connect to any shard, and no shard
+                    // may give up on it while another still replays.
+                    if !all_shards_recovered(&shared).await {
+                        return;
+                    }
+                    if recovered.replayed {
+                        core.finish_recovery(crate::master::state::Clock::default().now());
+                    }
                     Some(Persistence::new(journal, shared.config.snapshot_every))
                 }
                 Err(e) => {
@@ -241,4 +249,23 @@ async fn accept_loop(index: usize, listener: &TcpListener, shard: &Rc<Shard>, sh
             }
         }
     }
+}
+
+/// Counts this shard as recovered and waits until every shard is (false: the master is stopping).
+async fn all_shards_recovered(shared: &Shared) -> bool {
+    let shards = shared.config.shards;
+    shared
+        .recovered_shards
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    while shared
+        .recovered_shards
+        .load(std::sync::atomic::Ordering::Acquire)
+        < shards
+    {
+        if shared.stop.is_raised() {
+            return false;
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    true
 }

@@ -242,10 +242,13 @@ impl World {
                 core.absorb(s.clone())
                     .map_err(|e| self.fail(format!("absorb: {e}")))?;
             }
-            for r in merged
-                .iter()
-                .filter(|r| r.dag().is_none_or(|d| shard.owns(d)))
-            {
+            // As the real master: departures are not replayed across a reshard (see
+            // `master::recovery::reshard`).
+            let mine = merged.iter().filter(|r| match r.dag() {
+                Some(d) => shard.owns(d),
+                None => !matches!(r, Record::WorkerLeft { .. }),
+            });
+            for r in mine {
                 core.replay(r.clone())
                     .map_err(|e| self.fail(format!("replay after a reshard: {e}")))?;
             }

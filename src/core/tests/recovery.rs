@@ -374,3 +374,64 @@ fn an_orphan_ahead_of_a_waiting_attempt_raises_the_next_number() {
     let again = Harness::recovered(config(), all, h.now);
     assert_eq!(again.core.job(job).unwrap().attempts, 3);
 }
+
+#[test]
+fn an_adopted_job_queued_again_has_one_queue_entry() {
+    // Before the crash: A runs on a one-slot worker (its dispatch record is lost), B waits.
+    let mut h = Harness::new();
+    h.worker(0, 1, &["GENERAL"]);
+    let a = h.one_off("RUN|a.py");
+    let b = h.one_off("RUN|b.py|5|0");
+    assert_eq!(h.state(b), JobState::Queued);
+    let mut records = h.journal();
+    records.retain(|r| !matches!(r, Record::Dispatched { .. }));
+    let mut h = Harness::recovered(config(), records, h.now);
+    // The worker comes back with A: adopted, its slot taken, so B stays on top of the queue.
+    let w = WorkerId::new(0, 1).unwrap();
+    h.adopt(w, a, 1);
+    h.worker(0, 1, &["GENERAL"]);
+    assert_eq!(h.core.job(a).unwrap().worker, Some(w));
+    assert_eq!(h.core.queued("GENERAL", 10), vec![b]);
+    // The worker is lost: A is queued again, once (the entry it had before the adoption is stale).
+    h.step(Input::WorkerLost { worker: w });
+    assert_eq!(h.core.queued("GENERAL", 10), vec![b, a]);
+}
+
+#[test]
+fn an_adopted_job_queued_again_waits_for_the_record_of_its_requeue() {
+    let (mut records, job, now) = crashed_with_one_running();
+    records.pop();
+    let mut h = Harness::recovered(config(), records, now);
+    let w = WorkerId::new(0, 2).unwrap();
+    h.adopt(w, job, 1);
+    h.worker_outs(0, 2);
+    let other = h.worker(1, 2, &["GENERAL"]);
+    assert_eq!(h.core.job(job).unwrap().worker, Some(w));
+    // The adopted worker is lost before anything is durable: the job is queued again, and its
+    // next dispatch must wait for that requeue (and the adoption) to be on disk — the entry the
+    // job had in the queue before the adoption must not stand in for it.
+    h.auto_persist = false;
+    let outs = h.step(Input::WorkerLost { worker: w });
+    assert!(dispatches(&outs).is_empty(), "dispatched early: {outs:?}");
+    let lsn = h.core.last_lsn();
+    let outs = h.step(Input::Persisted { lsn });
+    assert_eq!(dispatches(&outs), vec![(other, job, 2)]);
+}
+
+#[test]
+fn a_report_of_an_attempt_for_a_job_queued_after_the_restart_is_an_orphan() {
+    let (records, _, now) = crashed_with_one_running();
+    let mut h = Harness::recovered(config(), records, now);
+    // Holding (worker instance 0 is not back): a job submitted now stays queued.
+    let fresh = h.one_off("RUN|b.py");
+    assert_eq!(h.state(fresh), JobState::Queued);
+    let w = WorkerId::new(0, 2).unwrap();
+    let outs = h.adopt(w, fresh, 1);
+    assert!(outs.is_empty(), "parked: {outs:?}");
+    let outs = h.worker_outs(0, 2);
+    assert_eq!(kills(&outs), vec![(fresh, KillReason::Orphaned)]);
+    assert!(
+        dispatches(&outs).contains(&(w, fresh, 2)),
+        "past the orphan's number: {outs:?}"
+    );
+}
