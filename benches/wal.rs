@@ -1,4 +1,4 @@
-//! WAL benchmarks on real files with real `fdatasync`:
+//! WAL benchmarks on real files with real synchronous (`O_DSYNC`) writes:
 //!
 //! - `wal_commit/group` vs `wal_commit/per_record_fsync`: many producers on one executor, each
 //!   appending a 100–200 byte record and awaiting its durability, then the next. Same run, same
@@ -127,7 +127,7 @@ fn print_latencies(name: &str, mut micros: Vec<u32>, records: u64, busy: Duratio
     micros.sort_unstable();
     let at = |q: f64| micros[((micros.len() - 1) as f64 * q) as usize];
     println!(
-        "{name}: {records} durable records in {:.2?} = {:.0} records/s; {batch:.1} records per fdatasync; \
+        "{name}: {records} durable records in {:.2?} = {:.0} records/s; {batch:.1} records per write; \
          commit latency p50 {} us, p99 {} us, p99.9 {} us, max {} us",
         busy,
         records as f64 / busy.as_secs_f64(),
