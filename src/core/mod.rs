@@ -142,7 +142,7 @@ pub use query::{DagView, JobView, NameHit, Resolved, Stats, WorkerView};
 pub use record::{DecodeError, EncodeError, EndCause, Next, Record};
 pub use replay::ReplayError;
 pub use restore::{Absorbed, RestoreError};
-pub use snapshot::{Snapshot, SnapshotDecodeError, SNAPSHOT_FORMAT};
+pub use snapshot::{Snapshot, SnapshotDecodeError, SubmissionImage, SNAPSHOT_FORMAT};
 
 #[cfg(test)]
 mod tests;

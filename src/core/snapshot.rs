@@ -146,10 +146,16 @@ pub enum SnapshotDecodeError {
 impl Snapshot {
     /// The bytes to store (an rkyv archive).
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
-        rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(self, Vec::new()).map_err(|e| {
-            EncodeError {
-                reason: e.to_string(),
-            }
+        self.encode_into(Vec::new())
+    }
+
+    /// [`Snapshot::encode`] into `out` (cleared first), reusing its allocation: a master that
+    /// snapshots every few hundred thousand records keeps one buffer of the image's size instead
+    /// of growing a fresh one, page by zeroed page, each time.
+    pub fn encode_into(&self, mut out: Vec<u8>) -> Result<Vec<u8>, EncodeError> {
+        out.clear();
+        rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(self, out).map_err(|e| EncodeError {
+            reason: e.to_string(),
         })
     }
 
@@ -181,10 +187,17 @@ impl Core {
     /// An image of this core's state, from which [`Core::restore`] rebuilds an equivalent core.
     /// Costs one pass over the retained jobs and the timers.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_reusing(Vec::new())
+    }
+
+    /// [`Core::snapshot`] building its submission list in `submissions` (cleared first), so a
+    /// shell that snapshots periodically can hand the emptied list of the previous image back.
+    pub fn snapshot_reusing(&self, mut submissions: Vec<SubmissionImage>) -> Snapshot {
         let wake = self.wake_times();
         // Sized once: at most one submission per job (growing it by doubling would copy it and
         // touch fresh pages several times over).
-        let mut submissions: Vec<SubmissionImage> = Vec::with_capacity(self.jobs.len());
+        submissions.clear();
+        submissions.reserve(self.jobs.len());
         submissions.extend(self.dags.iter().map(|(&dag, d)| {
             SubmissionImage {
                 dag,
