@@ -47,6 +47,9 @@ enum Control {
 struct Running {
     attempt: u32,
     control: Control,
+    /// A service that reported ready: said again after every registration, since the report
+    /// can die with the master before it is journaled (its children would then wait for ever).
+    ready: bool,
 }
 
 pub struct Jobs {
@@ -166,6 +169,19 @@ impl Jobs {
         self.expire_reports();
         for (_, _, frame) in self.reports.borrow().iter() {
             outbox.push(|out| out.extend_from_slice(frame));
+        }
+        // Ready services again, after the registration that lists them (a master that has the
+        // readiness ignores it; one that lost it with a crash releases the children now).
+        for (&job, running) in self.running.borrow().iter().filter(|(_, r)| r.ready) {
+            let msg = ServiceState::Ready {
+                job,
+                attempt: running.attempt,
+            };
+            outbox.push(|out| {
+                if let Err(e) = encode_frame(out, OpCode::ServiceState, &msg) {
+                    warn!(job, error = %e, "could not encode a service's readiness");
+                }
+            });
         }
         *self.link.borrow_mut() = Some(outbox);
         self.worker_id.set(Some(worker_id));
@@ -395,9 +411,14 @@ impl Jobs {
     ) {
         let cancel = Rc::new(Notify::default());
         let control = Control::Timer(cancel.clone());
-        self.running
-            .borrow_mut()
-            .insert(job, Running { attempt, control });
+        self.running.borrow_mut().insert(
+            job,
+            Running {
+                attempt,
+                control,
+                ready: false,
+            },
+        );
         let jobs = self.clone();
         glommio::spawn_local(async move {
             let began = Instant::now();
@@ -453,9 +474,14 @@ impl Jobs {
         match self.engine.launch(exec_spec) {
             Ok(process) => {
                 let control = Control::Process(process.clone());
-                self.running
-                    .borrow_mut()
-                    .insert(job, Running { attempt, control });
+                self.running.borrow_mut().insert(
+                    job,
+                    Running {
+                        attempt,
+                        control,
+                        ready: false,
+                    },
+                );
                 glommio::spawn_local(self.clone().watch(job, attempt, process, dir, service_port))
                     .detach();
             }
@@ -614,6 +640,11 @@ impl Jobs {
                 None => return None,
             }
         }
+        if let Some(running) = self.running.borrow_mut().get_mut(&job) {
+            if running.attempt == attempt {
+                running.ready = true;
+            }
+        }
         let msg = ServiceState::Ready { job, attempt };
         self.send(OpCode::ServiceState, |out| {
             encode_frame(out, OpCode::ServiceState, &msg)
@@ -628,6 +659,7 @@ impl Jobs {
             Running {
                 attempt,
                 control: Control::Timer(cancel.clone()),
+                ready: false,
             },
         );
         let jobs = self.clone();

@@ -435,3 +435,36 @@ fn a_report_of_an_attempt_for_a_job_queued_after_the_restart_is_an_orphan() {
         "past the orphan's number: {outs:?}"
     );
 }
+
+#[test]
+fn a_service_whose_readiness_was_lost_releases_its_children_when_its_worker_says_it_again() {
+    let mut h = Harness::new();
+    let w = h.worker(0, 2, &["GENERAL"]);
+    let dag = h.dag("S|DEPLOY|server.py|1|0|[] ; C|RUN|c.py|1|0|[S]");
+    let (service, child) = (dag.job(0), dag.job(1));
+    h.step(Input::ServiceReady {
+        job: service,
+        attempt: 1,
+        worker: w,
+    });
+    assert_eq!(h.state(child), JobState::Running);
+    // The crash lost the readiness record and everything after it.
+    let mut records = h.journal();
+    let ready = records
+        .iter()
+        .position(|r| matches!(r, Record::ServiceReady { .. }))
+        .expect("journaled");
+    records.truncate(ready);
+    let mut h = Harness::recovered(config(), records, h.now);
+    let back = WorkerId::new(0, 2).unwrap();
+    h.adopt(back, service, 1);
+    h.worker_outs(0, 2);
+    assert_eq!(h.state(child), JobState::Blocked);
+    // The worker repeats the readiness of the services it runs after registering.
+    let outs = h.step(Input::ServiceReady {
+        job: service,
+        attempt: 1,
+        worker: back,
+    });
+    assert_eq!(dispatches(&outs), vec![(back, child, 1)]);
+}
