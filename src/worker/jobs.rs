@@ -200,6 +200,16 @@ impl Jobs {
         }
     }
 
+    /// Counts `attempt` of `job` as running here, not yet ready.
+    fn track(&self, job: u64, attempt: u32, control: Control) {
+        let running = Running {
+            attempt,
+            control,
+            ready: false,
+        };
+        self.running.borrow_mut().insert(job, running);
+    }
+
     pub fn unlink(&self) {
         *self.link.borrow_mut() = None;
     }
@@ -411,14 +421,7 @@ impl Jobs {
     ) {
         let cancel = Rc::new(Notify::default());
         let control = Control::Timer(cancel.clone());
-        self.running.borrow_mut().insert(
-            job,
-            Running {
-                attempt,
-                control,
-                ready: false,
-            },
-        );
+        self.track(job, attempt, control);
         let jobs = self.clone();
         glommio::spawn_local(async move {
             let began = Instant::now();
@@ -473,15 +476,7 @@ impl Jobs {
     ) {
         match self.engine.launch(exec_spec) {
             Ok(process) => {
-                let control = Control::Process(process.clone());
-                self.running.borrow_mut().insert(
-                    job,
-                    Running {
-                        attempt,
-                        control,
-                        ready: false,
-                    },
-                );
+                self.track(job, attempt, Control::Process(process.clone()));
                 glommio::spawn_local(self.clone().watch(job, attempt, process, dir, service_port))
                     .detach();
             }
@@ -654,14 +649,7 @@ impl Jobs {
 
     fn start_timer(self: &Rc<Jobs>, job: u64, attempt: u32, duration: Duration) {
         let cancel = Rc::new(Notify::default());
-        self.running.borrow_mut().insert(
-            job,
-            Running {
-                attempt,
-                control: Control::Timer(cancel.clone()),
-                ready: false,
-            },
-        );
+        self.track(job, attempt, Control::Timer(cancel.clone()));
         let jobs = self.clone();
         glommio::spawn_local(async move {
             let started = Instant::now();
