@@ -51,12 +51,18 @@ pub struct Adoption {
     pub deadline: Option<Time>,
     /// Attempt numbers orphans reported beyond a job's counter: its next dispatch goes past them.
     pub floors: IdMap<JobId, u32>,
-    /// After a restart: the known worker instances not registered again yet. While set, nothing
-    /// is dispatched.
-    pub hold: Option<BTreeSet<u64>>,
-    /// While holding: submissions below this `k` were recovered; only their QUEUED jobs may be
-    /// adopted from a report of a newer attempt (a lost `Dispatched` record).
-    pub hold_from_k: Option<u64>,
+    /// After a restart, until the known workers are back: nothing is dispatched.
+    pub hold: Option<Hold>,
+}
+
+/// Dispatch held after a restart.
+#[derive(Debug)]
+pub struct Hold {
+    /// The known worker instances not registered again yet.
+    pub missing: BTreeSet<u64>,
+    /// Submissions below this `k` were recovered: only their QUEUED jobs may be adopted from a
+    /// report of a newer attempt (a lost `Dispatched` record).
+    pub recovered_below_k: u64,
 }
 
 impl Adoption {
@@ -142,8 +148,9 @@ impl Core {
         let j = self.jobs.at(slot);
         let recovered = self
             .adoption
-            .hold_from_k
-            .is_some_and(|k| job.dag().0 / u64::from(self.shard.count) < k);
+            .hold
+            .as_ref()
+            .is_some_and(|h| job.dag().0 / u64::from(self.shard.count) < h.recovered_below_k);
         if recovered
             && j.state == JobState::Queued
             && attempt > j.attempt
@@ -182,21 +189,22 @@ impl Core {
         if self.known_workers.is_empty() || self.cfg.adopt_grace.is_zero() {
             return;
         }
-        self.adoption.hold = Some(self.known_workers.clone());
-        self.adoption.hold_from_k = Some(self.next_k);
+        self.adoption.hold = Some(Hold {
+            missing: self.known_workers.clone(),
+            recovered_below_k: self.next_k,
+        });
         let due = self.now + self.cfg.adopt_grace;
         self.adoption.deadline.get_or_insert(due);
     }
 
     /// A worker instance registered (its reports are in): ends the hold when it was the last.
     pub(super) fn known_worker_back(&mut self, instance: u64) {
-        let Some(missing) = self.adoption.hold.as_mut() else {
+        let Some(hold) = self.adoption.hold.as_mut() else {
             return;
         };
-        missing.remove(&instance);
-        if missing.is_empty() {
+        hold.missing.remove(&instance);
+        if hold.missing.is_empty() {
             self.adoption.hold = None;
-            self.adoption.hold_from_k = None;
             // Every worker that could hold a recovered attempt has reported: the rest are lost.
             self.requeue_unreported();
             self.ready.mark_all_waiting();
@@ -221,9 +229,8 @@ impl Core {
     pub(super) fn end_adoption_grace(&mut self) {
         self.adoption.deadline = None;
         self.requeue_unreported();
-        self.adoption.hold_from_k = None;
-        if let Some(missing) = self.adoption.hold.take() {
-            for instance in missing {
+        if let Some(hold) = self.adoption.hold.take() {
+            for instance in hold.missing {
                 self.known_workers.remove(&instance);
                 self.journal(Record::WorkerLeft {
                     instance,

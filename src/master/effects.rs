@@ -264,7 +264,6 @@ fn encode_ack(core: &Core, ack: Ack, out: &mut Vec<u8>) {
     }
 }
 
-/// The wire code for a refused request.
 /// A refusal as the client reads it: jobs named by the labels users know (`TSK-5`, `dag-3:B`),
 /// not by the core's internal ids.
 fn error_text(core: &Core, e: &RequestError) -> String {
@@ -281,6 +280,7 @@ fn error_text(core: &Core, e: &RequestError) -> String {
     }
 }
 
+/// The wire code for a refused request.
 pub fn request_error_code(e: &RequestError) -> ErrorCode {
     match e {
         RequestError::UnknownJob { .. } | RequestError::UnknownDag { .. } => ErrorCode::NotFound,

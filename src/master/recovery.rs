@@ -240,28 +240,31 @@ fn reshard(
                         }
                         Err(_) => rejected += 1,
                     },
-                    Replayed::Record(view) => match Record::access(view.payload).map(|r| r.dag()) {
-                        Ok(Some(dag)) => {
-                            if cores[dag.owner(shards) as usize].replay_bytes(view.payload).is_err() {
-                                rejected += 1;
-                            }
-                        }
-                        // A departure is not replayed here: the old shards' logs are replayed one
-                        // after the other, so a leave from one could hide a later join in another
-                        // (and a shard that sent the worker an attempt). An extra instance only
-                        // makes the restarted master wait for it up to `adopt_grace`.
-                        Ok(None) if matches!(
-                            Record::access(view.payload),
-                            Ok(crate::core::record::ArchivedRecord::WorkerLeft { .. })
-                        ) => {}
-                        // A join: every shard may have sent that worker attempts.
-                        Ok(None) => {
-                            for core in &mut cores {
-                                if core.replay_bytes(view.payload).is_err() {
+                    Replayed::Record(view) => match Record::access(view.payload) {
+                        Ok(archived) => match archived.dag() {
+                            Some(dag) => {
+                                if cores[dag.owner(shards) as usize].replay_bytes(view.payload).is_err() {
                                     rejected += 1;
                                 }
                             }
-                        }
+                            // A departure is not replayed here: the old shards' logs are replayed
+                            // one after the other, so a leave from one could hide a later join in
+                            // another (and a shard that sent the worker an attempt). An extra
+                            // instance only makes the restarted master wait for it up to
+                            // `adopt_grace`.
+                            None if matches!(
+                                archived,
+                                crate::core::record::ArchivedRecord::WorkerLeft { .. }
+                            ) => {}
+                            // A join: every shard may have sent that worker attempts.
+                            None => {
+                                for core in &mut cores {
+                                    if core.replay_bytes(view.payload).is_err() {
+                                        rejected += 1;
+                                    }
+                                }
+                            }
+                        },
                         Err(_) => rejected += 1,
                     },
                 })

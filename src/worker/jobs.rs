@@ -10,9 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +18,7 @@ use futures_lite::future;
 use glommio::{Latency, Shares, TaskQueueHandle};
 use tracing::{debug, info, warn};
 
+use super::children::ChildTemplate;
 use super::exec::{self, Job, OutputMode, ProcessEngine, Program, Termination};
 use crate::core::{JobId, JobKind, Outcome, WorkerId};
 use crate::logs::{drain_output, AttemptKey, LogShipper, ShipperConfig};
@@ -84,59 +83,6 @@ pub const REPORT_RETENTION: Duration = Duration::from_secs(60);
 
 /// Shares of the output-draining task queue (the default queue has 1000).
 const DRAIN_SHARES: usize = 100;
-
-/// What a child worker inherits from this one.
-#[derive(Clone, Debug)]
-pub struct ChildTemplate {
-    pub master: String,
-    /// Absolute: a child's cwd is a job directory, where relative paths would point nowhere.
-    pub perm_files: PathBuf,
-    pub workspace: PathBuf,
-    pub capacity: u32,
-    pub skills: Vec<String>,
-    pub job_nice: i32,
-}
-
-impl ChildTemplate {
-    pub fn new(
-        master: String,
-        perm_files: &Path,
-        workspace: &Path,
-        capacity: u32,
-        skills: Vec<String>,
-        job_nice: i32,
-    ) -> ChildTemplate {
-        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        ChildTemplate {
-            master,
-            perm_files: absolute(perm_files),
-            workspace: absolute(workspace),
-            capacity,
-            skills,
-            job_nice,
-        }
-    }
-
-    /// `titan worker` arguments for a child on `port`.
-    fn args(&self, port: u16, parent: Option<u32>) -> Vec<OsString> {
-        let mut args: Vec<OsString> =
-            vec!["worker".into(), "--port".into(), port.to_string().into()];
-        args.extend(["--master".into(), self.master.clone().into()]);
-        args.extend([
-            "--perm-files".into(),
-            self.perm_files.clone().into_os_string(),
-        ]);
-        args.extend([
-            "--workspace".into(),
-            self.workspace.clone().into_os_string(),
-        ]);
-        if let Some(id) = parent {
-            args.extend(["--parent".into(), id.to_string().into()]);
-        }
-        args.extend(["--job-nice".into(), self.job_nice.to_string().into()]);
-        args
-    }
-}
 
 impl Jobs {
     pub fn new(engine: ProcessEngine, children: ChildTemplate) -> Jobs {

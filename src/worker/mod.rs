@@ -12,6 +12,7 @@
 //! Jobs outlive sessions: a process keeps running while the master is unreachable. On
 //! re-registration the worker lists what it still runs; the master decides their fate.
 
+mod children;
 pub mod exec;
 mod jobs;
 mod peers;
@@ -157,7 +158,7 @@ async fn serve(config: WorkerConfig, stop: StopFlag) -> Result<(), WorkerError> 
         std::path::absolute(&config.workspace).unwrap_or_else(|_| config.workspace.clone()),
     );
     glommio::spawn_local(peers::serve(listener, shutdown.clone(), workspace)).detach();
-    let children = jobs::ChildTemplate::new(
+    let children = children::ChildTemplate::new(
         config.master.clone(),
         &config.perm_files,
         &config.workspace,

@@ -1,0 +1,58 @@
+//! What a worker passes on to the workers it starts (an Inception `DEPLOY` of itself, or a
+//! child spawned for scaling): the master, its directories, capacity, skills and job niceness.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// What a child worker inherits from this one.
+#[derive(Clone, Debug)]
+pub struct ChildTemplate {
+    pub master: String,
+    /// Absolute: a child's cwd is a job directory, where relative paths would point nowhere.
+    pub perm_files: PathBuf,
+    pub workspace: PathBuf,
+    pub capacity: u32,
+    pub skills: Vec<String>,
+    pub job_nice: i32,
+}
+
+impl ChildTemplate {
+    pub fn new(
+        master: String,
+        perm_files: &Path,
+        workspace: &Path,
+        capacity: u32,
+        skills: Vec<String>,
+        job_nice: i32,
+    ) -> ChildTemplate {
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        ChildTemplate {
+            master,
+            perm_files: absolute(perm_files),
+            workspace: absolute(workspace),
+            capacity,
+            skills,
+            job_nice,
+        }
+    }
+
+    /// `titan worker` arguments for a child on `port`.
+    pub(super) fn args(&self, port: u16, parent: Option<u32>) -> Vec<OsString> {
+        let mut args: Vec<OsString> =
+            vec!["worker".into(), "--port".into(), port.to_string().into()];
+        args.extend(["--master".into(), self.master.clone().into()]);
+        args.extend([
+            "--perm-files".into(),
+            self.perm_files.clone().into_os_string(),
+        ]);
+        args.extend([
+            "--workspace".into(),
+            self.workspace.clone().into_os_string(),
+        ]);
+        if let Some(id) = parent {
+            args.extend(["--parent".into(), id.to_string().into()]);
+        }
+        args.extend(["--job-nice".into(), self.job_nice.to_string().into()]);
+        args
+    }
+}
