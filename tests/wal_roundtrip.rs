@@ -150,7 +150,7 @@ fn limits_are_enforced_without_assigning_numbers() {
     let config = WalConfig {
         max_record_bytes: 1000,
         max_pending_bytes: 4096,
-        ..WalConfig::default()
+        ..small_config()
     };
     run(|| async move {
         let (journal, _, _) = open(&dir, config).await.expect("open");
