@@ -22,6 +22,13 @@ fn main() -> std::process::ExitCode {
         // 74% to 81% of memory-only over 7 rounds, with the same RSS at the end (BENCHMARKS.md).
         // SAFETY: sets one integer option; mimalloc allows it at any time.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+        // No transparent huge pages: the first touch of a huge page zeroes all 2 MiB of it, and
+        // the allocator touches its fresh regions sparsely, so the master spent 10-18% of its
+        // CPU under load zeroing memory it barely used (1.5% without). Where THP is "always"
+        // or "madvise", this flag wins; a master that cannot set it just runs slower.
+        if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+            eprintln!("warning: could not turn off transparent huge pages: {e}");
+        }
     }
     match titan::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
