@@ -138,6 +138,15 @@ pub struct MasterArgs {
     /// Journal records between snapshots of a shard's state.
     #[arg(long, default_value_t = 200_000)]
     pub snapshot_every: u64,
+    /// Jobs a worker may hold beyond its capacity, waiting in its own queue, while its jobs run
+    /// shorter than --prefetch-below-ms on average (plain jobs only: no service, SLEEP or job
+    /// with a timeout). A slot that frees then starts the next job without a round trip to the
+    /// master. 0 turns it off.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=4096))]
+    pub prefetch: u32,
+    /// Below this average run time a worker's jobs count as short, for --prefetch.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub prefetch_below_ms: u64,
 }
 
 /// `--wal-sync` values.
@@ -281,6 +290,8 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     config.core.scaling_interval =
         (config.core.spawn_after / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
     config.core.idle_timeout = Duration::from_millis(args.idle_timeout_ms);
+    config.core.prefetch = args.prefetch;
+    config.core.prefetch_below = Duration::from_millis(args.prefetch_below_ms);
     master::run(config).context("master failed")
 }
 

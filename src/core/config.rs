@@ -63,6 +63,15 @@ pub struct CoreConfig {
     /// may still run it under its id: the id must not name another submission. Must exceed the
     /// submissions one shard accepts before their records are durable (the WAL's pending bound).
     pub recovery_dag_skip: u64,
+    /// Attempts placed on a worker beyond its capacity while its jobs are short: they wait in
+    /// the worker's own queue, so a slot that frees starts the next job without a round trip to
+    /// the master. Only plain jobs are placed so (no service, `SLEEP` or job with a timeout:
+    /// their clocks and slots must mean what they say). 0 turns prefetching off.
+    pub prefetch: u32,
+    /// A worker's jobs count as short while the moving average of their run times, as the
+    /// worker reports them, is below this. It bounds what prefetching can cost: a job waits
+    /// behind at most `prefetch` short ones on a worker that may have freed up elsewhere.
+    pub prefetch_below: Duration,
 }
 
 impl Default for CoreConfig {
@@ -91,6 +100,8 @@ impl Default for CoreConfig {
             max_watchers: 100_000,
             adopt_grace: Duration::from_secs(10),
             recovery_dag_skip: 1 << 18,
+            prefetch: 16,
+            prefetch_below: Duration::from_millis(10),
         }
     }
 }

@@ -55,6 +55,7 @@ impl Core {
                 retiring: false,
                 instance: info.instance,
                 joined: Lsn(0),
+                run_time: super::workers::RunTime::UNKNOWN,
             };
             self.dir.insert(id, entry, self.cfg.heartbeat_timeout);
             // Journaled before anything is sent to it, so a restarted master knows to wait for it.

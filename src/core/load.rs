@@ -203,13 +203,16 @@ impl LoadTable {
         done
     }
 
-    /// Reserves one slot on `w` if it is alive and has room. Returns whether it did.
-    pub fn reserve(&self, w: WorkerId, now: Time) -> bool {
+    /// Reserves one slot on `w` if it is alive and has room: fewer than its capacity plus
+    /// `extra` (prefetched attempts) reserved. Returns whether it did.
+    pub fn reserve(&self, w: WorkerId, extra: u32, now: Time) -> bool {
         let g = w.generation();
         let done = self
             .update(w, |s| {
-                (s.generation() == g && s.alive() && s.running() < s.capacity())
-                    .then(|| s.with_running(s.running() + 1))
+                (s.generation() == g
+                    && s.alive()
+                    && s.running() < s.capacity().saturating_add(extra).min(RUNNING_MASK as u32))
+                .then(|| s.with_running(s.running() + 1))
             })
             .is_some();
         if done {
@@ -367,10 +370,10 @@ mod tests {
     #[test]
     fn reserve_respects_capacity_and_release_frees() {
         let t = LoadTable::new();
-        assert!(!t.reserve(w(0, 1), Time(1)), "not alive yet");
+        assert!(!t.reserve(w(0, 1), 0, Time(1)), "not alive yet");
         assert!(t.activate(w(0, 1), 2, Time(1)));
-        assert!(t.reserve(w(0, 1), Time(2)) && t.reserve(w(0, 1), Time(3)));
-        assert!(!t.reserve(w(0, 1), Time(4)));
+        assert!(t.reserve(w(0, 1), 0, Time(2)) && t.reserve(w(0, 1), 0, Time(3)));
+        assert!(!t.reserve(w(0, 1), 0, Time(4)));
         t.release(w(0, 1), Time(5));
         assert_eq!(
             t.load(w(0, 1)),
@@ -387,7 +390,7 @@ mod tests {
     fn stale_generations_cannot_touch_a_reused_slot() {
         let t = LoadTable::new();
         t.activate(w(3, 1), 4, Time(0));
-        assert!(t.reserve(w(3, 1), Time(0)));
+        assert!(t.reserve(w(3, 1), 0, Time(0)));
         assert!(t.deactivate(w(3, 1)));
         assert!(!t.deactivate(w(3, 1)), "exactly once");
         assert!(t.activate(w(3, 2), 4, Time(0)));
@@ -406,10 +409,10 @@ mod tests {
         let t = LoadTable::new();
         assert!(!t.adopt(w(0, 1), Time(1)), "not alive yet");
         t.activate(w(0, 1), 1, Time(1));
-        assert!(t.reserve(w(0, 1), Time(1)));
+        assert!(t.reserve(w(0, 1), 0, Time(1)));
         assert!(t.adopt(w(0, 1), Time(2)), "the process exists: count it");
         assert_eq!(t.load(w(0, 1)).unwrap().running, 2);
-        assert!(!t.reserve(w(0, 1), Time(3)), "still no new placements");
+        assert!(!t.reserve(w(0, 1), 0, Time(3)), "still no new placements");
         assert!(!t.adopt(w(0, 2), Time(3)), "another generation");
     }
 
@@ -418,7 +421,7 @@ mod tests {
         let t = LoadTable::new();
         t.activate(w(0, 1), 1, Time(0));
         t.activate(w(1, 1), 1, Time(0));
-        assert!(t.reserve(w(1, 1), Time(0)));
+        assert!(t.reserve(w(1, 1), 0, Time(0)));
         assert!(!t.try_retire(w(1, 1)), "busy");
         assert_eq!(t.alive_workers(), 2);
         assert!(t.try_retire(w(0, 1)));
@@ -467,7 +470,7 @@ mod tests {
             .map(|_| {
                 let t = t.clone();
                 std::thread::spawn(move || {
-                    (0..1000).filter(|_| t.reserve(w(0, 1), Time(0))).count()
+                    (0..1000).filter(|_| t.reserve(w(0, 1), 0, Time(0))).count()
                 })
             })
             .collect();

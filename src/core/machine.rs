@@ -28,7 +28,7 @@ use super::queues::{ReadyEntry, ReadyQueues, Skills, TimerEntry, TimerKind, Time
 use super::record::Record;
 use super::scaling::Scaling;
 use super::store::{flags, DagState, IdMap, JobStore};
-use super::workers::{Directory, Placement};
+use super::workers::{Directory, Placement, Prefetch};
 
 /// The scheduler state machine of one shard. See the module docs of [`crate::core`].
 pub struct Core {
@@ -166,8 +166,11 @@ impl Core {
                 attempt,
                 worker,
                 outcome,
-                duration: _,
-            } => self.on_job_finished(job, attempt, worker, outcome),
+                duration,
+            } => {
+                self.dir.note_run_time(worker, duration);
+                self.on_job_finished(job, attempt, worker, outcome)
+            }
             Input::ServiceReady {
                 job,
                 attempt,
@@ -410,7 +413,8 @@ impl Core {
                 self.ready.queue(skill).starved_since = None;
                 return;
             };
-            match self.dir.place(skill, &self.load, self.now) {
+            let prefetch = self.prefetch_for(entry.slot);
+            match self.dir.place(skill, &self.load, prefetch, self.now) {
                 Placement::Placed(w) => {
                     self.ready.pop_live(skill);
                     self.start_attempt(entry.slot, w, entry.need);
@@ -434,6 +438,21 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// How far the job in `slot` may be placed beyond a worker's capacity: only a plain job, whose
+    /// wait in a worker's queue changes nothing but when it starts. A service holds its slot for
+    /// ever, `SLEEP` runs on the worker's timer whatever its slots, and a timeout's clock starts
+    /// at the dispatch.
+    fn prefetch_for(&self, slot: u32) -> Option<Prefetch> {
+        let spec = &self.jobs.at(slot).spec;
+        let plain = !spec.is_service()
+            && spec.timeout_ms.is_none()
+            && !matches!(spec.kind, super::model::JobKind::Sleep { .. });
+        (plain && self.cfg.prefetch > 0).then_some(Prefetch {
+            depth: self.cfg.prefetch,
+            below: self.cfg.prefetch_below,
+        })
     }
 
     fn any_starving(&self) -> bool {

@@ -7,9 +7,16 @@
 //! compare-and-swap, rescanning when another shard won the race. The directory also remembers the
 //! attempts this shard has reserved on each worker, live or being killed, so a lost worker's
 //! reservations are released and its live attempts re-queued.
+//!
+//! **Prefetching.** A worker whose recent jobs were short (see [`RunTime`]) may be given up to
+//! `CoreConfig::prefetch` plain jobs beyond its capacity. They wait in the worker's own queue, and
+//! a slot that frees starts the next one at once, without a round trip through the master: with
+//! jobs that take less than a round trip, slots otherwise idle half the time. Least-connections
+//! still decides: a worker past its capacity ranks after every worker with a free slot.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::time::Duration;
 
 use super::ids::{JobId, Lsn, Time, WorkerId};
 use super::limits::{LOAD_TABLE_SLOTS, MAX_PLACEMENT_RACES};
@@ -36,6 +43,50 @@ pub struct WorkerEntry {
     pub instance: u64,
     /// The record journaling its registration; no dispatch to it leaves before that is durable.
     pub joined: Lsn,
+    /// How long its attempts have run lately (for prefetching).
+    pub run_time: RunTime,
+}
+
+/// A moving average of a worker's attempt run times, as the worker reports them (from the real
+/// start of the process, not from the dispatch). Each report moves it an eighth of the way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunTime {
+    average_us: u64,
+}
+
+impl RunTime {
+    /// Where a new worker starts: one second, so that prefetching waits for a few dozen short
+    /// attempts, and one long attempt among short ones stops it again at once.
+    pub const UNKNOWN: RunTime = RunTime {
+        average_us: 1_000_000,
+    };
+
+    pub fn note(&mut self, ran: Duration) {
+        let us = u64::try_from(ran.as_micros()).unwrap_or(u64::MAX);
+        self.average_us = self.average_us - self.average_us / 8 + us / 8;
+    }
+
+    pub fn is_below(self, limit: Duration) -> bool {
+        u128::from(self.average_us) < limit.as_micros()
+    }
+}
+
+/// How far placement may go beyond a worker's capacity: `depth` more attempts on a worker whose
+/// jobs run shorter than `below` on average (see `CoreConfig::prefetch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefetch {
+    pub depth: u32,
+    pub below: Duration,
+}
+
+impl WorkerEntry {
+    /// Attempts placement may put on this worker beyond its capacity.
+    fn extra(&self, prefetch: Option<Prefetch>) -> u32 {
+        match prefetch {
+            Some(p) if self.run_time.is_below(p.below) => p.depth,
+            _ => 0,
+        }
+    }
 }
 
 /// Where a placement attempt ended.
@@ -164,21 +215,36 @@ impl Directory {
             .is_some_and(|e| e.attempts.remove(&(job, attempt)))
     }
 
-    /// Least-connections placement for `skill`, reserving the chosen slot.
-    pub fn place(&self, skill: SkillId, load: &LoadTable, now: Time) -> Placement {
+    /// Least-connections placement for `skill`, reserving the chosen slot; `prefetch` when the
+    /// job may wait in a worker's queue.
+    pub fn place(
+        &self,
+        skill: SkillId,
+        load: &LoadTable,
+        prefetch: Option<Prefetch>,
+        now: Time,
+    ) -> Placement {
         let candidates = self.with_skill(skill);
         if candidates.is_empty() {
             return Placement::NoWorker;
         }
+        let extra = |w: WorkerId| self.workers.get(&w).map_or(0, |e| e.extra(prefetch));
         for _ in 0..MAX_PLACEMENT_RACES {
-            let Some(w) = least_loaded(candidates, load) else {
+            let Some(w) = least_loaded(candidates, load, extra) else {
                 return Placement::Full;
             };
-            if load.reserve(w, now) {
+            if load.reserve(w, extra(w), now) {
                 return Placement::Placed(w);
             }
         }
         Placement::Full
+    }
+
+    /// Notes how long an attempt ran on `w`.
+    pub fn note_run_time(&mut self, w: WorkerId, ran: Duration) {
+        if let Some(e) = self.workers.get_mut(&w) {
+            e.run_time.note(ran);
+        }
     }
 
     /// The earliest heartbeat deadline of an alive home worker, fixing lazily stale heap entries.
@@ -212,11 +278,15 @@ impl Directory {
 }
 
 /// The candidate with the fewest reservations relative to capacity and a free slot; lowest id on ties.
-fn least_loaded(candidates: &[WorkerId], load: &LoadTable) -> Option<WorkerId> {
+fn least_loaded(
+    candidates: &[WorkerId],
+    load: &LoadTable,
+    extra: impl Fn(WorkerId) -> u32,
+) -> Option<WorkerId> {
     let mut best: Option<(WorkerId, u64, u64)> = None;
     for &w in candidates {
         let Some(l) = load.load(w) else { continue };
-        if !l.alive || l.running >= l.capacity {
+        if !l.alive || l.running >= l.capacity.saturating_add(extra(w)) {
             continue;
         }
         let (r, c) = (u64::from(l.running), u64::from(l.capacity));
@@ -231,7 +301,6 @@ fn least_loaded(candidates: &[WorkerId], load: &LoadTable) -> Option<WorkerId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn entry(skills: &[u16], home: bool) -> WorkerEntry {
         WorkerEntry {
@@ -247,6 +316,7 @@ mod tests {
             retiring: false,
             instance: 0,
             joined: Lsn(0),
+            run_time: RunTime::UNKNOWN,
         }
     }
 
@@ -262,13 +332,25 @@ mod tests {
             load.activate(w(slot), cap, Time(0));
             d.insert(w(slot), entry(&[0], false), Duration::from_secs(1));
         }
-        assert!(load.reserve(w(0), Time(0)));
+        assert!(load.reserve(w(0), 0, Time(0)));
         // w0 is at 1/2, w1 and w2 at 0/8: the tie goes to the lower id.
-        assert_eq!(d.place(SkillId(0), &load, Time(0)), Placement::Placed(w(1)));
-        assert_eq!(d.place(SkillId(0), &load, Time(0)), Placement::Placed(w(2)));
+        assert_eq!(
+            d.place(SkillId(0), &load, None, Time(0)),
+            Placement::Placed(w(1))
+        );
+        assert_eq!(
+            d.place(SkillId(0), &load, None, Time(0)),
+            Placement::Placed(w(2))
+        );
         // w1 1/8, w2 1/8, w0 1/2: w1 again.
-        assert_eq!(d.place(SkillId(0), &load, Time(0)), Placement::Placed(w(1)));
-        assert_eq!(d.place(SkillId(1), &load, Time(0)), Placement::NoWorker);
+        assert_eq!(
+            d.place(SkillId(0), &load, None, Time(0)),
+            Placement::Placed(w(1))
+        );
+        assert_eq!(
+            d.place(SkillId(1), &load, None, Time(0)),
+            Placement::NoWorker
+        );
     }
 
     #[test]
@@ -277,10 +359,16 @@ mod tests {
         let mut d = Directory::default();
         load.activate(w(0), 1, Time(0));
         d.insert(w(0), entry(&[0], false), Duration::from_secs(1));
-        assert_eq!(d.place(SkillId(0), &load, Time(0)), Placement::Placed(w(0)));
-        assert_eq!(d.place(SkillId(0), &load, Time(0)), Placement::Full);
+        assert_eq!(
+            d.place(SkillId(0), &load, None, Time(0)),
+            Placement::Placed(w(0))
+        );
+        assert_eq!(d.place(SkillId(0), &load, None, Time(0)), Placement::Full);
         d.unlist(w(0));
-        assert_eq!(d.place(SkillId(0), &load, Time(0)), Placement::NoWorker);
+        assert_eq!(
+            d.place(SkillId(0), &load, None, Time(0)),
+            Placement::NoWorker
+        );
     }
 
     #[test]

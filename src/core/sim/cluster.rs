@@ -140,16 +140,17 @@ impl World {
                 worker,
                 job,
                 attempt,
+                ran,
             } => {
                 let fail = self.rng.gen_range(0..1000) < self.cfg.fail_permille;
                 let code = i32::from(fail);
-                self.report_end(worker, job, attempt, Outcome::Exited { code });
+                self.report_end(worker, job, attempt, Outcome::Exited { code }, ran);
             }
             Event::KillArrive {
                 worker,
                 job,
                 attempt,
-            } => self.report_end(worker, job, attempt, Outcome::Killed),
+            } => self.report_end(worker, job, attempt, Outcome::Killed, Duration::ZERO),
             Event::Crash { silent } => self.on_crash(silent)?,
             Event::Join(join) => self.join(join)?,
             Event::Heartbeats => {
@@ -232,10 +233,14 @@ impl World {
             return Ok(());
         }
         w.running.insert((job, attempt));
+        // The simulated worker runs prefetched attempts at once instead of queueing them; what
+        // is checked is that the master places no more than capacity plus prefetch.
         let (running, capacity, allowance) = (w.running.len(), w.capacity, w.allowance);
-        if running > capacity as usize + allowance {
+        let prefetch = super::world::core_config(&self.cfg).prefetch as usize;
+        if running > capacity as usize + prefetch + allowance {
             return Err(self.fail(format!(
-                "worker {key} runs {running} attempts with capacity {capacity} (+{allowance} adopted)"
+                "worker {key} holds {running} attempts with capacity {capacity} \
+                 (+{prefetch} prefetched, +{allowance} adopted)"
             )));
         }
         let lat = self.latency();
@@ -262,6 +267,7 @@ impl World {
                     worker: key,
                     job,
                     attempt,
+                    ran: run_for,
                 },
             );
         }
@@ -294,7 +300,7 @@ impl World {
         self.schedule(after, Event::Deliver { shard, input });
     }
 
-    fn report_end(&mut self, key: u64, job: JobId, attempt: u32, outcome: Outcome) {
+    fn report_end(&mut self, key: u64, job: JobId, attempt: u32, outcome: Outcome, ran: Duration) {
         let Some(w) = self.workers.get_mut(&key).filter(|w| w.alive) else {
             return;
         };
@@ -307,7 +313,7 @@ impl World {
             attempt,
             worker: WorkerId(0),
             outcome,
-            duration: Duration::ZERO,
+            duration: ran,
         };
         self.send(key, lat, input);
     }

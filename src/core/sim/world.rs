@@ -81,6 +81,7 @@ pub(super) enum Event {
         worker: u64,
         job: JobId,
         attempt: u32,
+        ran: Duration,
     },
     KillArrive {
         worker: u64,

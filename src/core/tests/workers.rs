@@ -271,3 +271,101 @@ fn an_unanswered_spawn_expires() {
     );
     assert!(h.load.spawning() <= 1);
 }
+
+/// Reports the attempt finished after running for `ran`; returns what the core dispatched.
+fn finish_after(h: &mut Harness, job: JobId, w: WorkerId, ran: Duration) -> Vec<(JobId, u32)> {
+    let outs = h.step(Input::JobFinished {
+        job,
+        attempt: 1,
+        worker: w,
+        outcome: Outcome::Exited { code: 0 },
+        duration: ran,
+    });
+    dispatches(&outs)
+        .into_iter()
+        .map(|(_, j, a)| (j, a))
+        .collect()
+}
+
+#[test]
+fn a_worker_of_short_jobs_gets_prefetched_plain_jobs_and_no_more() {
+    let mut h = Harness::with(CoreConfig {
+        prefetch: 3,
+        prefetch_below: Duration::from_millis(10),
+        ..config()
+    });
+    let w = h.worker(0, 1, &["GENERAL"]);
+    let queued: Vec<JobId> = (0..100).map(|_| h.one_off("NOOP")).collect();
+    let held = |h: &Harness| h.load.load(w).unwrap().running;
+    assert_eq!(
+        held(&h),
+        1,
+        "a new worker's run times are unknown: no prefetch"
+    );
+    let mut on_worker: std::collections::VecDeque<JobId> = [queued[0]].into();
+    let mut most = Vec::new();
+    while let Some(job) = on_worker.pop_front() {
+        for (next, attempt) in finish_after(&mut h, job, w, Duration::from_millis(1)) {
+            assert_eq!(attempt, 1);
+            on_worker.push_back(next);
+        }
+        most.push(held(&h));
+    }
+    assert!(queued.iter().all(|&j| h.state(j) == JobState::Completed));
+    // The average starts at 1 s and moves an eighth of the way per report: a few dozen 1 ms jobs
+    // run one at a time, then capacity + prefetch are held, never more.
+    assert!(most[..30].iter().all(|&n| n <= 1), "{most:?}");
+    assert_eq!(most.iter().max(), Some(&4), "{most:?}");
+
+    // One long run among the short ones ends the prefetching at once.
+    let noop = h.one_off("NOOP");
+    assert!(finish_after(&mut h, noop, w, Duration::from_secs(1)).is_empty());
+    let more: Vec<JobId> = (0..3).map(|_| h.one_off("NOOP")).collect();
+    assert_eq!(h.core.job(more[0]).unwrap().worker, Some(w));
+    assert!(more[1..].iter().all(|&j| h.state(j) == JobState::Queued));
+    assert_eq!(held(&h), 1);
+}
+
+#[test]
+fn services_sleeps_and_jobs_with_timeouts_are_never_prefetched() {
+    let mut timed = grammar::parse_one_off("NOOP").unwrap();
+    timed.timeout_ms = std::num::NonZeroU32::new(60_000);
+    let kinds: [(&str, Submission); 3] = [
+        (
+            "SLEEP",
+            Submission::OneOff(grammar::parse_one_off("SLEEP|5000").unwrap()),
+        ),
+        (
+            "DEPLOY",
+            Submission::OneOff(grammar::parse_one_off("DEPLOY|server.py").unwrap()),
+        ),
+        ("timeout", Submission::OneOff(timed)),
+    ];
+    for (what, submission) in kinds {
+        let mut h = Harness::with(CoreConfig {
+            prefetch: 3,
+            ..config()
+        });
+        let w = h.worker(0, 1, &["GENERAL"]);
+        // Forty 1 ms jobs make the worker's jobs short.
+        for _ in 0..40 {
+            let job = h.one_off("NOOP");
+            assert!(finish_after(&mut h, job, w, Duration::from_millis(1)).is_empty());
+        }
+        let first = h.submit(submission.clone()).0.job(0);
+        assert_eq!(h.core.job(first).unwrap().worker, Some(w), "{what}");
+        let noop = h.one_off("NOOP");
+        assert_eq!(
+            h.core.job(noop).unwrap().worker,
+            Some(w),
+            "{what}: prefetched"
+        );
+        let second = h.submit(submission).0.job(0);
+        assert_eq!(
+            h.state(second),
+            JobState::Queued,
+            "{what}: past the capacity"
+        );
+        assert_eq!(h.load.load(w).unwrap().running, 2, "{what}");
+    }
+}
