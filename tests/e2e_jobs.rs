@@ -305,3 +305,38 @@ fn job_nice_lowers_the_priority_of_job_processes() {
     let out = std::fs::read_to_string(worker.workspace.join(&job).join("stdout.log")).unwrap();
     assert_eq!(out.trim(), "7");
 }
+
+/// With prefetching on, a worker of capacity 1 holds short jobs beyond it: every NOOP and every
+/// real process (`/bin/true`, through the worker's launch queue) still completes, once.
+#[test]
+fn prefetched_jobs_all_complete() {
+    let master = Master::start(&["--shards", "1", "--prefetch", "8"]);
+    let perm = support::scratch_dir("prefetch-perm");
+    std::fs::copy("/bin/true", perm.join("true")).expect("copying /bin/true");
+    let perm = perm.display().to_string();
+    let _worker = Worker::start(&master.addr, &["--capacity", "1", "--perm-files", &perm]);
+    for (kind, jobs) in [("noop", "3000"), ("true", "300")] {
+        let (ok, out) = support::loadgen(&[
+            "e2e",
+            "--addr",
+            &master.addr,
+            "--jobs",
+            jobs,
+            "--depth",
+            "64",
+            "--kind",
+            kind,
+            "--json",
+        ]);
+        assert!(ok, "loadgen e2e {kind} failed: {out}");
+        let report: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON value");
+        assert_eq!(report["jobs"].as_u64(), jobs.parse().ok(), "{report}");
+    }
+    let mut client = Client::connect(&master.addr).expect("connect");
+    let stats = client.stats().expect("stats");
+    assert_eq!(
+        (stats.completed, stats.queued, stats.running, stats.dlq),
+        (3300, 0, 0, 0),
+        "{stats:?}"
+    );
+}

@@ -126,7 +126,8 @@ pub struct MasterArgs {
     pub wal_sync: WalSync,
     /// Under load, the least microseconds between two log writes, so more records share each
     /// write (a quiet log writes at once; 0: write whenever the previous write is done).
-    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    #[arg(long, default_value_t = crate::wal::limits::DEFAULT_BATCH_WINDOW.as_micros() as u64,
+          value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pub wal_batch_window_us: u64,
     /// Size of each log segment file in MiB (at least 12: a segment holds the largest record).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(12..=4096))]
@@ -136,13 +137,13 @@ pub struct MasterArgs {
     #[arg(long)]
     pub wal_no_preallocate: bool,
     /// Journal records between snapshots of a shard's state.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = master::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
     /// Jobs a worker may hold beyond its capacity, waiting in its own queue, while its jobs run
     /// shorter than --prefetch-below-ms on average (plain jobs only: no service, SLEEP or job
     /// with a timeout). A slot that frees then starts the next job without a round trip to the
-    /// master. 0 turns it off.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=4096))]
+    /// master. Off (0) by default: for clusters of short jobs only (README).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub prefetch: u32,
     /// Below this average run time a worker's jobs count as short, for --prefetch.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60_000))]

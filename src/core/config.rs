@@ -66,7 +66,9 @@ pub struct CoreConfig {
     /// Attempts placed on a worker beyond its capacity while its jobs are short: they wait in
     /// the worker's own queue, so a slot that frees starts the next job without a round trip to
     /// the master. Only plain jobs are placed so (no service, `SLEEP` or job with a timeout:
-    /// their clocks and slots must mean what they say). 0 turns prefetching off.
+    /// their clocks and slots must mean what they say). 0 (the default) turns prefetching off:
+    /// it is for clusters of short jobs only, see "Prefetching" in ARCHITECTURE.md for what it
+    /// does not handle yet.
     pub prefetch: u32,
     /// A worker's jobs count as short while the moving average of their run times, as the
     /// worker reports them, is below this. It bounds what prefetching can cost: a job waits
@@ -100,7 +102,7 @@ impl Default for CoreConfig {
             max_watchers: 100_000,
             adopt_grace: Duration::from_secs(10),
             recovery_dag_skip: 1 << 18,
-            prefetch: 16,
+            prefetch: 0,
             prefetch_below: Duration::from_millis(10),
         }
     }

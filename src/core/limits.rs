@@ -22,6 +22,9 @@ pub const MAX_SHARDS: u32 = 64;
 /// Most concurrent jobs one worker may advertise (packed into 16 bits of a load slot).
 pub const MAX_WORKER_CAPACITY: u32 = 4096;
 
+/// Most attempts placed on one worker beyond its capacity (`CoreConfig::prefetch`).
+pub const MAX_PREFETCH: u32 = 1024;
+
 /// Most distinct skills one core interns (TYPE names of skill jobs plus worker skills).
 pub const MAX_SKILLS: usize = 4096;
 
@@ -44,13 +47,15 @@ pub const MAX_INLINE_BYTES: usize = 8 * 1024 * 1024;
 pub const MAX_DELAY_MS: u32 = 30 * 24 * 3600 * 1000;
 
 /// Most `Adopt` reports one core holds for workers it has not seen register yet (every attempt
-/// the whole cluster can run); beyond it a report is answered with an orphan kill.
-pub const MAX_PARKED_ADOPTS: usize = LOAD_TABLE_SLOTS * MAX_WORKER_CAPACITY as usize;
+/// the whole cluster can hold, prefetched ones included); beyond it a report is answered with an
+/// orphan kill.
+pub const MAX_PARKED_ADOPTS: usize =
+    LOAD_TABLE_SLOTS * (MAX_WORKER_CAPACITY + MAX_PREFETCH) as usize;
 
 /// Most placement attempts for one job in one pass when compare-and-swap keeps losing races.
 pub const MAX_PLACEMENT_RACES: usize = 8;
 
 const _: () = assert!(MAX_DAG_JOBS < (1 << JOB_INDEX_BITS));
 const _: () = assert!(LOAD_TABLE_SLOTS <= u16::MAX as usize);
-const _: () = assert!(MAX_WORKER_CAPACITY < u16::MAX as u32);
+const _: () = assert!(MAX_WORKER_CAPACITY + MAX_PREFETCH < u16::MAX as u32);
 const _: () = assert!(MAX_SKILLS <= u16::MAX as usize);

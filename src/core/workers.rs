@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
 
 use super::ids::{JobId, Lsn, Time, WorkerId};
-use super::limits::{LOAD_TABLE_SLOTS, MAX_PLACEMENT_RACES};
+use super::limits::{LOAD_TABLE_SLOTS, MAX_PLACEMENT_RACES, MAX_PREFETCH};
 use super::load::LoadTable;
 use super::store::SkillId;
 
@@ -83,7 +83,7 @@ impl WorkerEntry {
     /// Attempts placement may put on this worker beyond its capacity.
     fn extra(&self, prefetch: Option<Prefetch>) -> u32 {
         match prefetch {
-            Some(p) if self.run_time.is_below(p.below) => p.depth,
+            Some(p) if self.run_time.is_below(p.below) => p.depth.min(MAX_PREFETCH),
             _ => 0,
         }
     }

@@ -94,6 +94,8 @@ fn wal_config() -> crate::wal::WalConfig {
 /// Where the write-ahead log lives unless configured.
 pub const DEFAULT_DATA_DIR: &str = "titan_data";
 
+pub use persist::DEFAULT_SNAPSHOT_EVERY;
+
 /// The master's TCP port unless configured (the one client commands use by default).
 pub const DEFAULT_PORT: u16 = 9090;
 

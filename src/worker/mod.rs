@@ -151,6 +151,10 @@ async fn serve(config: WorkerConfig, stop: StopFlag) -> Result<(), WorkerError> 
     engine_config.kill_grace = config.kill_grace;
     engine_config.job_nice = config.job_nice;
     engine_config.max_running = config.capacity.max(1) as usize;
+    // The master may place prefetched jobs beyond the capacity; they wait in the engine's queue.
+    engine_config.max_jobs = engine_config
+        .max_jobs
+        .max((config.capacity + crate::core::limits::MAX_PREFETCH) as usize);
     let engine = ProcessEngine::start(engine_config)?;
     let shutdown = Shutdown::default();
     glommio::spawn_local(shutdown.clone().follow(stop)).detach();

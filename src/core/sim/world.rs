@@ -162,6 +162,8 @@ pub(super) fn core_config(cfg: &SimConfig) -> CoreConfig {
         history_limit: usize::MAX,
         history_max_age: Duration::from_secs(365 * 24 * 3600),
         adopt_grace: Duration::from_secs(2),
+        // The simulated workers run what they hold at once; this checks the master's accounting.
+        prefetch: 4,
         ..CoreConfig::default()
     }
 }
