@@ -139,13 +139,14 @@ pub struct MasterArgs {
     /// Journal records between snapshots of a shard's state.
     #[arg(long, default_value_t = master::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
-    /// Jobs a worker may hold beyond its capacity, waiting in its own queue, while its jobs run
-    /// shorter than --prefetch-below-ms on average (plain jobs only: no service, SLEEP or job
-    /// with a timeout). A slot that frees then starts the next job without a round trip to the
-    /// master. Off (0) by default: for clusters of short jobs only (README).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    /// Plain jobs a worker may hold beyond its capacity, waiting in its own queue, so that a slot
+    /// that frees starts the next one without a round trip to the master: NOOPs always, process
+    /// jobs while its processes turn over within --prefetch-below-ms (never a service, SLEEP or
+    /// job with a timeout, nor onto a worker running a service). 0 turns it off.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub prefetch: u32,
-    /// Below this average run time a worker's jobs count as short, for --prefetch.
+    /// A worker's processes turn over fast (for --prefetch) while their average run time is
+    /// below this and one of them ended less than this long ago.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub prefetch_below_ms: u64,
 }

@@ -131,12 +131,13 @@ impl Core {
         if this_attempt && j.worker == Some(worker) {
             return; // Reported twice.
         }
+        let service = j.spec.is_service();
         if this_attempt && j.worker.is_none() && self.adoption.waiting.remove(&job).is_some() {
-            if self.load.adopt(worker, self.now) {
+            if self.load.adopt(worker, service, self.now) {
                 let j = self.jobs.at_mut(slot);
                 j.worker = Some(worker);
                 j.flags |= flags::STARTED;
-                self.dir.add_attempt(worker, job, attempt);
+                self.dir.add_attempt(worker, job, attempt, service);
                 self.totals.adopted += 1;
                 return;
             }
@@ -154,7 +155,7 @@ impl Core {
         if recovered
             && j.state == JobState::Queued
             && attempt > j.attempt
-            && self.load.adopt(worker, self.now)
+            && self.load.adopt(worker, service, self.now)
         {
             // Sent before a crash that lost its `Dispatched` record: it runs (or ran) there.
             let skill = j.skill;

@@ -63,16 +63,15 @@ pub struct CoreConfig {
     /// may still run it under its id: the id must not name another submission. Must exceed the
     /// submissions one shard accepts before their records are durable (the WAL's pending bound).
     pub recovery_dag_skip: u64,
-    /// Attempts placed on a worker beyond its capacity while its jobs are short: they wait in
-    /// the worker's own queue, so a slot that frees starts the next job without a round trip to
-    /// the master. Only plain jobs are placed so (no service, `SLEEP` or job with a timeout:
-    /// their clocks and slots must mean what they say). 0 (the default) turns prefetching off:
-    /// it is for clusters of short jobs only, see "Prefetching" in ARCHITECTURE.md for what it
-    /// does not handle yet.
+    /// Plain jobs placed on a worker beyond its capacity, waiting in the worker's own queue so
+    /// that a slot that frees starts the next one without a round trip to the master: NOOPs at
+    /// any time (they hold no slot there), process jobs while the worker's processes turn over
+    /// fast (see `prefetch_below`). Never a service, `SLEEP` or a job with a timeout, never onto
+    /// a worker a service holds, and nowhere while any shard has a job that found no room and
+    /// could not be prefetched (see `workers.rs`). 0 turns prefetching off.
     pub prefetch: u32,
-    /// A worker's jobs count as short while the moving average of their run times, as the
-    /// worker reports them, is below this. It bounds what prefetching can cost: a job waits
-    /// behind at most `prefetch` short ones on a worker that may have freed up elsewhere.
+    /// A worker's processes turn over fast while the moving average of their run times (as the
+    /// worker reports them) is below this and one of them ended less than this long ago.
     pub prefetch_below: Duration,
 }
 
@@ -102,7 +101,7 @@ impl Default for CoreConfig {
             max_watchers: 100_000,
             adopt_grace: Duration::from_secs(10),
             recovery_dag_skip: 1 << 18,
-            prefetch: 0,
+            prefetch: 16,
             prefetch_below: Duration::from_millis(10),
         }
     }

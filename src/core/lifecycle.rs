@@ -53,15 +53,19 @@ impl Core {
         attempt: u32,
         worker: WorkerId,
         outcome: Outcome,
+        ran: std::time::Duration,
     ) {
         let live = self.live_attempt(job, attempt, worker);
-        if !self.dir.take_attempt(worker, job, attempt) {
+        let Some(service) = self.dir.take_attempt(worker, job, attempt) else {
             // Not an attempt this shard holds on that worker: old, duplicated or misrouted.
             self.totals.stale_reports += 1;
             return;
-        }
-        self.release_slot(worker);
+        };
+        self.release_slot(worker, service);
         if let Some(slot) = live {
+            if self.jobs.at(slot).spec.kind.runs_a_process() {
+                self.dir.note_run_time(worker, ran, &self.load, self.now);
+            }
             self.end_attempt(slot, EndCause::Reported(outcome), None);
         }
     }

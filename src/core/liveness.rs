@@ -51,7 +51,7 @@ impl Core {
                 home: info.home,
                 registered: self.now,
                 last_heartbeat: self.now,
-                attempts: std::collections::BTreeSet::new(),
+                attempts: std::collections::BTreeMap::new(),
                 retiring: false,
                 instance: info.instance,
                 joined: Lsn(0),
@@ -101,8 +101,8 @@ impl Core {
         if !self.replaying {
             self.load.deactivate(worker);
         }
-        for (job, attempt) in entry.attempts {
-            self.release_slot(worker);
+        for ((job, attempt), service) in entry.attempts {
+            self.release_slot(worker, service);
             let Some(slot) = self.jobs.slot_of(job) else {
                 continue;
             };

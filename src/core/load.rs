@@ -23,6 +23,8 @@ const RUNNING_MASK: u64 = 0xffff;
 const CAPACITY_SHIFT: u32 = 16;
 const GENERATION_SHIFT: u32 = 32;
 const ALIVE_BIT: u64 = 1 << 48;
+const SERVICES_SHIFT: u32 = 49;
+const SERVICES_MASK: u64 = 0x7fff;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct SlotState(u64);
@@ -49,8 +51,24 @@ impl SlotState {
     fn alive(self) -> bool {
         self.0 & ALIVE_BIT != 0
     }
+    fn services(self) -> u32 {
+        (self.0 >> SERVICES_SHIFT & SERVICES_MASK) as u32
+    }
     fn with_running(self, running: u32) -> SlotState {
         SlotState(self.0 & !RUNNING_MASK | u64::from(running))
+    }
+    fn with_services(self, services: u32) -> SlotState {
+        let bits = u64::from(services).min(SERVICES_MASK) << SERVICES_SHIFT;
+        SlotState(self.0 & !(SERVICES_MASK << SERVICES_SHIFT) | bits)
+    }
+    /// One more reservation (and one more service if it is one).
+    fn plus(self, service: bool) -> SlotState {
+        let s = self.with_running(self.running() + 1);
+        if service {
+            s.with_services(self.services() + 1)
+        } else {
+            s
+        }
     }
     fn with_alive(self, alive: bool) -> SlotState {
         SlotState(if alive {
@@ -72,6 +90,8 @@ fn newer(a: u16, b: u16) -> bool {
 struct LoadSlot {
     state: AtomicU64,
     last_active_us: AtomicU64,
+    /// When an attempt that ran a process last ended on the worker (for prefetching).
+    last_turnover_us: AtomicU64,
 }
 
 /// A worker's load as seen by placement.
@@ -79,6 +99,8 @@ struct LoadSlot {
 pub struct Load {
     /// Attempts reserved on the worker, summed over all shards.
     pub running: u32,
+    /// How many of them are services (which hold a slot for as long as they live).
+    pub services: u32,
     /// Concurrent attempts the worker accepts.
     pub capacity: u32,
     /// Whether the worker may receive new work.
@@ -148,7 +170,7 @@ impl LoadTable {
         let g = w.generation();
         let before = self.update(w, |s| {
             if s.generation() == g && s.alive() {
-                Some(SlotState::new(g, capacity, s.running(), true))
+                Some(SlotState::new(g, capacity, s.running(), true).with_services(s.services()))
             } else if s.generation() == 0 || newer(g, s.generation()) {
                 Some(SlotState::new(g, capacity, 0, true))
             } else {
@@ -203,16 +225,18 @@ impl LoadTable {
         done
     }
 
-    /// Reserves one slot on `w` if it is alive and has room: fewer than its capacity plus
-    /// `extra` (prefetched attempts) reserved. Returns whether it did.
-    pub fn reserve(&self, w: WorkerId, extra: u32, now: Time) -> bool {
+    /// Reserves one slot on `w` (for a service if `service`) if it is alive and has room: fewer
+    /// than its capacity reserved, or, with no service on it, fewer than capacity plus `extra`
+    /// (prefetched attempts). Returns whether it did.
+    pub fn reserve(&self, w: WorkerId, extra: u32, service: bool, now: Time) -> bool {
         let g = w.generation();
         let done = self
             .update(w, |s| {
+                let extra = if s.services() == 0 { extra } else { 0 };
                 (s.generation() == g
                     && s.alive()
                     && s.running() < s.capacity().saturating_add(extra).min(RUNNING_MASK as u32))
-                .then(|| s.with_running(s.running() + 1))
+                .then(|| s.plus(service))
             })
             .is_some();
         if done {
@@ -224,12 +248,12 @@ impl LoadTable {
     /// Reserves one slot on `w` for an attempt it already runs (adoption after a master restart),
     /// even past its capacity: the process exists, so the count must include it. Fails only when
     /// `w` is not this alive generation or the counter is saturated.
-    pub fn adopt(&self, w: WorkerId, now: Time) -> bool {
+    pub fn adopt(&self, w: WorkerId, service: bool, now: Time) -> bool {
         let g = w.generation();
         let done = self
             .update(w, |s| {
                 (s.generation() == g && s.alive() && u64::from(s.running()) < RUNNING_MASK)
-                    .then(|| s.with_running(s.running() + 1))
+                    .then(|| s.plus(service))
             })
             .is_some();
         if done {
@@ -238,12 +262,20 @@ impl LoadTable {
         done
     }
 
-    /// Releases one reservation on `w` (alive or not); a no-op for a stale generation.
-    pub fn release(&self, w: WorkerId, now: Time) {
+    /// Releases one reservation on `w` (alive or not), a service's if `service`; a no-op for a
+    /// stale generation.
+    pub fn release(&self, w: WorkerId, service: bool, now: Time) {
         let g = w.generation();
         let done = self
             .update(w, |s| {
-                (s.generation() == g && s.running() > 0).then(|| s.with_running(s.running() - 1))
+                (s.generation() == g && s.running() > 0).then(|| {
+                    let s = s.with_running(s.running() - 1);
+                    if service {
+                        s.with_services(s.services().saturating_sub(1))
+                    } else {
+                        s
+                    }
+                })
             })
             .is_some();
         if done {
@@ -251,11 +283,22 @@ impl LoadTable {
         }
     }
 
+    /// Notes that an attempt which ran a process just ended on `w`.
+    pub fn note_turnover(&self, w: WorkerId, now: Time) {
+        self.slot(w).last_turnover_us.fetch_max(now.0, SeqCst);
+    }
+
+    /// When an attempt that ran a process last ended on `w` (`Time(0)`: never).
+    pub fn last_turnover(&self, w: WorkerId) -> Time {
+        Time(self.slot(w).last_turnover_us.load(SeqCst))
+    }
+
     /// The load of `w`, or `None` when the slot holds another generation.
     pub fn load(&self, w: WorkerId) -> Option<Load> {
         let s = SlotState(self.slot(w).state.load(SeqCst));
         (s.generation() == w.generation()).then(|| Load {
             running: s.running(),
+            services: s.services(),
             capacity: s.capacity(),
             alive: s.alive(),
         })
@@ -370,15 +413,16 @@ mod tests {
     #[test]
     fn reserve_respects_capacity_and_release_frees() {
         let t = LoadTable::new();
-        assert!(!t.reserve(w(0, 1), 0, Time(1)), "not alive yet");
+        assert!(!t.reserve(w(0, 1), 0, false, Time(1)), "not alive yet");
         assert!(t.activate(w(0, 1), 2, Time(1)));
-        assert!(t.reserve(w(0, 1), 0, Time(2)) && t.reserve(w(0, 1), 0, Time(3)));
-        assert!(!t.reserve(w(0, 1), 0, Time(4)));
-        t.release(w(0, 1), Time(5));
+        assert!(t.reserve(w(0, 1), 0, false, Time(2)) && t.reserve(w(0, 1), 0, false, Time(3)));
+        assert!(!t.reserve(w(0, 1), 0, false, Time(4)));
+        t.release(w(0, 1), false, Time(5));
         assert_eq!(
             t.load(w(0, 1)),
             Some(Load {
                 running: 1,
+                services: 0,
                 capacity: 2,
                 alive: true
             })
@@ -387,14 +431,38 @@ mod tests {
     }
 
     #[test]
+    fn prefetched_reservations_stop_while_a_service_holds_a_slot() {
+        let t = LoadTable::new();
+        let w = w(0, 1);
+        t.activate(w, 1, Time(0));
+        assert!(t.reserve(w, 2, false, Time(1)), "within capacity");
+        assert!(t.reserve(w, 2, false, Time(1)) && t.reserve(w, 2, false, Time(1)));
+        assert!(
+            !t.reserve(w, 2, false, Time(1)),
+            "capacity 1 + 2 prefetched"
+        );
+        for _ in 0..3 {
+            t.release(w, false, Time(2));
+        }
+        assert!(t.reserve(w, 0, true, Time(3)), "a service takes the slot");
+        assert!(!t.reserve(w, 2, false, Time(3)), "no prefetching behind it");
+        // A re-registration keeps the count; the service's end clears it.
+        t.activate(w, 1, Time(4));
+        assert_eq!(t.load(w).map(|l| (l.running, l.services)), Some((1, 1)));
+        t.release(w, true, Time(5));
+        assert_eq!(t.load(w).map(|l| (l.running, l.services)), Some((0, 0)));
+        assert!(t.reserve(w, 2, false, Time(6)) && t.reserve(w, 2, false, Time(6)));
+    }
+
+    #[test]
     fn stale_generations_cannot_touch_a_reused_slot() {
         let t = LoadTable::new();
         t.activate(w(3, 1), 4, Time(0));
-        assert!(t.reserve(w(3, 1), 0, Time(0)));
+        assert!(t.reserve(w(3, 1), 0, false, Time(0)));
         assert!(t.deactivate(w(3, 1)));
         assert!(!t.deactivate(w(3, 1)), "exactly once");
         assert!(t.activate(w(3, 2), 4, Time(0)));
-        t.release(w(3, 1), Time(0));
+        t.release(w(3, 1), false, Time(0));
         assert!(
             !t.activate(w(3, 1), 4, Time(0)),
             "late duplicate registration of the old worker"
@@ -407,13 +475,19 @@ mod tests {
     #[test]
     fn adoption_reserves_past_capacity_but_only_on_the_alive_generation() {
         let t = LoadTable::new();
-        assert!(!t.adopt(w(0, 1), Time(1)), "not alive yet");
+        assert!(!t.adopt(w(0, 1), false, Time(1)), "not alive yet");
         t.activate(w(0, 1), 1, Time(1));
-        assert!(t.reserve(w(0, 1), 0, Time(1)));
-        assert!(t.adopt(w(0, 1), Time(2)), "the process exists: count it");
+        assert!(t.reserve(w(0, 1), 0, false, Time(1)));
+        assert!(
+            t.adopt(w(0, 1), false, Time(2)),
+            "the process exists: count it"
+        );
         assert_eq!(t.load(w(0, 1)).unwrap().running, 2);
-        assert!(!t.reserve(w(0, 1), 0, Time(3)), "still no new placements");
-        assert!(!t.adopt(w(0, 2), Time(3)), "another generation");
+        assert!(
+            !t.reserve(w(0, 1), 0, false, Time(3)),
+            "still no new placements"
+        );
+        assert!(!t.adopt(w(0, 2), false, Time(3)), "another generation");
     }
 
     #[test]
@@ -421,11 +495,11 @@ mod tests {
         let t = LoadTable::new();
         t.activate(w(0, 1), 1, Time(0));
         t.activate(w(1, 1), 1, Time(0));
-        assert!(t.reserve(w(1, 1), 0, Time(0)));
+        assert!(t.reserve(w(1, 1), 0, false, Time(0)));
         assert!(!t.try_retire(w(1, 1)), "busy");
         assert_eq!(t.alive_workers(), 2);
         assert!(t.try_retire(w(0, 1)));
-        t.release(w(1, 1), Time(0));
+        t.release(w(1, 1), false, Time(0));
         assert!(!t.try_retire(w(1, 1)), "last worker");
         assert_eq!(t.alive_workers(), 1);
     }
@@ -470,7 +544,9 @@ mod tests {
             .map(|_| {
                 let t = t.clone();
                 std::thread::spawn(move || {
-                    (0..1000).filter(|_| t.reserve(w(0, 1), 0, Time(0))).count()
+                    (0..1000)
+                        .filter(|_| t.reserve(w(0, 1), 0, false, Time(0)))
+                        .count()
                 })
             })
             .collect();

@@ -167,10 +167,7 @@ impl Core {
                 worker,
                 outcome,
                 duration,
-            } => {
-                self.dir.note_run_time(worker, duration);
-                self.on_job_finished(job, attempt, worker, outcome)
-            }
+            } => self.on_job_finished(job, attempt, worker, outcome, duration),
             Input::ServiceReady {
                 job,
                 attempt,
@@ -414,7 +411,11 @@ impl Core {
                 return;
             };
             let prefetch = self.prefetch_for(entry.slot);
-            match self.dir.place(skill, &self.load, prefetch, self.now) {
+            let service = self.jobs.at(entry.slot).spec.is_service();
+            match self
+                .dir
+                .place(skill, &self.load, prefetch, service, self.now)
+            {
                 Placement::Placed(w) => {
                     self.ready.pop_live(skill);
                     self.start_attempt(entry.slot, w, entry.need);
@@ -443,16 +444,24 @@ impl Core {
     /// How far the job in `slot` may be placed beyond a worker's capacity: only a plain job, whose
     /// wait in a worker's queue changes nothing but when it starts. A service holds its slot for
     /// ever, `SLEEP` runs on the worker's timer whatever its slots, and a timeout's clock starts
-    /// at the dispatch.
-    fn prefetch_for(&self, slot: u32) -> Option<Prefetch> {
+    /// at the dispatch. A NOOP holds no slot on the worker at all.
+    fn prefetch_for(&self, slot: u32) -> Prefetch {
+        use super::model::JobKind;
         let spec = &self.jobs.at(slot).spec;
-        let plain = !spec.is_service()
-            && spec.timeout_ms.is_none()
-            && !matches!(spec.kind, super::model::JobKind::Sleep { .. });
-        (plain && self.cfg.prefetch > 0).then_some(Prefetch {
-            depth: self.cfg.prefetch,
-            below: self.cfg.prefetch_below,
-        })
+        let depth = self.cfg.prefetch;
+        if depth == 0 || spec.timeout_ms.is_some() {
+            return Prefetch::Never;
+        }
+        match spec.kind {
+            JobKind::Noop => Prefetch::Always { depth },
+            JobKind::Run { .. } | JobKind::RunInline { .. } | JobKind::Skill { .. } => {
+                Prefetch::WhileShort {
+                    depth,
+                    below: self.cfg.prefetch_below,
+                }
+            }
+            JobKind::Sleep { .. } | JobKind::Deploy { .. } => Prefetch::Never,
+        }
     }
 
     fn any_starving(&self) -> bool {
@@ -511,7 +520,8 @@ impl Core {
         if job.spec.is_service() {
             self.note_service_start(id);
         }
-        self.dir.add_attempt(worker, id, attempt);
+        let service = self.jobs.at(slot).spec.is_service();
+        self.dir.add_attempt(worker, id, attempt, service);
         if let Some(ms) = timeout {
             let due = self.now.add_millis(u64::from(ms.get()));
             self.timers.push(TimerEntry {
@@ -532,11 +542,11 @@ impl Core {
     }
 
     /// Releases one reservation this shard held on `worker`, and lets its skills try again.
-    pub(super) fn release_slot(&mut self, worker: WorkerId) {
+    pub(super) fn release_slot(&mut self, worker: WorkerId, service: bool) {
         if self.replaying {
             return;
         }
-        self.load.release(worker, self.now);
+        self.load.release(worker, service, self.now);
         self.freed = true;
         if let Some(e) = self.dir.get(worker) {
             for i in 0..e.skills.len() {

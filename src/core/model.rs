@@ -69,6 +69,14 @@ impl JobKind {
             JobKind::Skill { name, .. } => name,
         }
     }
+
+    /// Whether a worker runs it as a bounded process (services are processes too, but unbounded).
+    pub fn runs_a_process(&self) -> bool {
+        matches!(
+            self,
+            JobKind::Run { .. } | JobKind::RunInline { .. } | JobKind::Skill { .. }
+        )
+    }
 }
 
 /// A job as submitted: what to run and how to schedule it.

@@ -323,7 +323,7 @@ impl Core {
         };
         let mut ids: Vec<JobId> = e
             .attempts
-            .iter()
+            .keys()
             .filter_map(|&(job, attempt)| {
                 let j = self.jobs.at(self.jobs.slot_of(job)?);
                 (j.spec.is_service() && j.state == JobState::Running && j.attempt == attempt)

@@ -8,14 +8,16 @@
 //! attempts this shard has reserved on each worker, live or being killed, so a lost worker's
 //! reservations are released and its live attempts re-queued.
 //!
-//! **Prefetching.** A worker whose recent jobs were short (see [`RunTime`]) may be given up to
-//! `CoreConfig::prefetch` plain jobs beyond its capacity. They wait in the worker's own queue, and
-//! a slot that frees starts the next one at once, without a round trip through the master: with
-//! jobs that take less than a round trip, slots otherwise idle half the time. Least-connections
-//! still decides: a worker past its capacity ranks after every worker with a free slot.
+//! **Prefetching** ([`Prefetch`]). A worker may be given up to `CoreConfig::prefetch` plain jobs
+//! beyond its capacity: NOOPs at any time (they hold no slot on the worker: they complete on
+//! arrival), process jobs only while its processes turn over fast ([`RunTime`] and the load
+//! table's last turnover) and no service holds one of its slots. They wait in the worker's own
+//! queue, and a slot that frees starts the next one at once, without a round trip through the
+//! master. Least connections still decides: a worker past its capacity ranks after every worker
+//! with a free slot.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
 use super::ids::{JobId, Lsn, Time, WorkerId};
@@ -34,9 +36,10 @@ pub struct WorkerEntry {
     pub home: bool,
     pub registered: Time,
     pub last_heartbeat: Time,
-    /// Attempts this shard reserved on the worker: `(job, attempt)`, live or being killed. A set,
-    /// because a worker may hold thousands and every report removes one.
-    pub attempts: BTreeSet<(JobId, u32)>,
+    /// Attempts this shard reserved on the worker: `(job, attempt)`, live or being killed, and
+    /// whether it is a service's. A map, because a worker may hold thousands and every report
+    /// removes one.
+    pub attempts: BTreeMap<(JobId, u32), bool>,
     /// Retired by this (home) shard; no longer placeable while the shell disconnects it.
     pub retiring: bool,
     /// The worker process's identity ([`WorkerInfo::instance`](super::io::WorkerInfo)).
@@ -47,8 +50,9 @@ pub struct WorkerEntry {
     pub run_time: RunTime,
 }
 
-/// A moving average of a worker's attempt run times, as the worker reports them (from the real
-/// start of the process, not from the dispatch). Each report moves it an eighth of the way.
+/// A moving average of how long a worker's processes ran, as the worker reports them (from the
+/// real start, not from the dispatch; reports of no run time, NOOPs and attempts that never
+/// started, are not counted). Each report moves it an eighth of the way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunTime {
     average_us: u64,
@@ -71,20 +75,33 @@ impl RunTime {
     }
 }
 
-/// How far placement may go beyond a worker's capacity: `depth` more attempts on a worker whose
-/// jobs run shorter than `below` on average (see `CoreConfig::prefetch`).
+/// How far placement may go beyond a worker's capacity for one job (see `CoreConfig::prefetch`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Prefetch {
-    pub depth: u32,
-    pub below: Duration,
+pub enum Prefetch {
+    /// Never: a service, `SLEEP`, a job with a timeout, or prefetching is off.
+    Never,
+    /// `depth` more, whatever runs there: a NOOP holds no slot on the worker.
+    Always { depth: u32 },
+    /// `depth` more on a worker whose processes ran shorter than `below` on average and one of
+    /// which ended less than `below` ago.
+    WhileShort { depth: u32, below: Duration },
 }
 
-impl WorkerEntry {
-    /// Attempts placement may put on this worker beyond its capacity.
-    fn extra(&self, prefetch: Option<Prefetch>) -> u32 {
-        match prefetch {
-            Some(p) if self.run_time.is_below(p.below) => p.depth.min(MAX_PREFETCH),
-            _ => 0,
+impl Prefetch {
+    /// Attempts beyond its capacity this job may find on `entry`'s worker, before the load
+    /// table's own condition (no service there).
+    fn extra(self, w: WorkerId, entry: &WorkerEntry, load: &LoadTable, now: Time) -> u32 {
+        match self {
+            Prefetch::Never => 0,
+            Prefetch::Always { depth } => depth.min(MAX_PREFETCH),
+            Prefetch::WhileShort { depth, below } => {
+                let turning = load.last_turnover(w).0 + below.as_micros() as u64 > now.0;
+                if turning && entry.run_time.is_below(below) {
+                    depth.min(MAX_PREFETCH)
+                } else {
+                    0
+                }
+            }
         }
     }
 }
@@ -202,48 +219,59 @@ impl Directory {
             .map_or(&[], Vec::as_slice)
     }
 
-    pub fn add_attempt(&mut self, w: WorkerId, job: JobId, attempt: u32) {
+    pub fn add_attempt(&mut self, w: WorkerId, job: JobId, attempt: u32, service: bool) {
         if let Some(e) = self.workers.get_mut(&w) {
-            e.attempts.insert((job, attempt));
+            e.attempts.insert((job, attempt), service);
         }
     }
 
-    /// Removes a reservation record; false when this shard holds no such attempt on `w` (stale report).
-    pub fn take_attempt(&mut self, w: WorkerId, job: JobId, attempt: u32) -> bool {
+    /// Removes a reservation record and says whether it was a service's; `None` when this shard
+    /// holds no such attempt on `w` (stale report).
+    pub fn take_attempt(&mut self, w: WorkerId, job: JobId, attempt: u32) -> Option<bool> {
         self.workers
             .get_mut(&w)
-            .is_some_and(|e| e.attempts.remove(&(job, attempt)))
+            .and_then(|e| e.attempts.remove(&(job, attempt)))
     }
 
-    /// Least-connections placement for `skill`, reserving the chosen slot; `prefetch` when the
-    /// job may wait in a worker's queue.
+    /// Least-connections placement for `skill`, reserving the chosen slot (a service's if
+    /// `service`); `prefetch` says how far past a worker's capacity the job may go.
     pub fn place(
         &self,
         skill: SkillId,
         load: &LoadTable,
-        prefetch: Option<Prefetch>,
+        prefetch: Prefetch,
+        service: bool,
         now: Time,
     ) -> Placement {
         let candidates = self.with_skill(skill);
         if candidates.is_empty() {
             return Placement::NoWorker;
         }
-        let extra = |w: WorkerId| self.workers.get(&w).map_or(0, |e| e.extra(prefetch));
+        let extra = |w: WorkerId| {
+            self.workers
+                .get(&w)
+                .map_or(0, |e| prefetch.extra(w, e, load, now))
+        };
         for _ in 0..MAX_PLACEMENT_RACES {
             let Some(w) = least_loaded(candidates, load, extra) else {
                 return Placement::Full;
             };
-            if load.reserve(w, extra(w), now) {
+            if load.reserve(w, extra(w), service, now) {
                 return Placement::Placed(w);
             }
         }
         Placement::Full
     }
 
-    /// Notes how long an attempt ran on `w`.
-    pub fn note_run_time(&mut self, w: WorkerId, ran: Duration) {
+    /// Notes that an attempt which ran a process for `ran` ended on `w` (reports of no run time,
+    /// from NOOPs or attempts that never started, say nothing about its processes).
+    pub fn note_run_time(&mut self, w: WorkerId, ran: Duration, load: &LoadTable, now: Time) {
+        if ran.is_zero() {
+            return;
+        }
         if let Some(e) = self.workers.get_mut(&w) {
             e.run_time.note(ran);
+            load.note_turnover(w, now);
         }
     }
 
@@ -286,7 +314,8 @@ fn least_loaded(
     let mut best: Option<(WorkerId, u64, u64)> = None;
     for &w in candidates {
         let Some(l) = load.load(w) else { continue };
-        if !l.alive || l.running >= l.capacity.saturating_add(extra(w)) {
+        let extra = if l.services == 0 { extra(w) } else { 0 };
+        if !l.alive || l.running >= l.capacity.saturating_add(extra) {
             continue;
         }
         let (r, c) = (u64::from(l.running), u64::from(l.capacity));
@@ -312,7 +341,7 @@ mod tests {
             home,
             registered: Time(0),
             last_heartbeat: Time(0),
-            attempts: BTreeSet::new(),
+            attempts: BTreeMap::new(),
             retiring: false,
             instance: 0,
             joined: Lsn(0),
@@ -332,23 +361,23 @@ mod tests {
             load.activate(w(slot), cap, Time(0));
             d.insert(w(slot), entry(&[0], false), Duration::from_secs(1));
         }
-        assert!(load.reserve(w(0), 0, Time(0)));
+        assert!(load.reserve(w(0), 0, false, Time(0)));
         // w0 is at 1/2, w1 and w2 at 0/8: the tie goes to the lower id.
         assert_eq!(
-            d.place(SkillId(0), &load, None, Time(0)),
+            d.place(SkillId(0), &load, Prefetch::Never, false, Time(0)),
             Placement::Placed(w(1))
         );
         assert_eq!(
-            d.place(SkillId(0), &load, None, Time(0)),
+            d.place(SkillId(0), &load, Prefetch::Never, false, Time(0)),
             Placement::Placed(w(2))
         );
         // w1 1/8, w2 1/8, w0 1/2: w1 again.
         assert_eq!(
-            d.place(SkillId(0), &load, None, Time(0)),
+            d.place(SkillId(0), &load, Prefetch::Never, false, Time(0)),
             Placement::Placed(w(1))
         );
         assert_eq!(
-            d.place(SkillId(1), &load, None, Time(0)),
+            d.place(SkillId(1), &load, Prefetch::Never, false, Time(0)),
             Placement::NoWorker
         );
     }
@@ -360,13 +389,16 @@ mod tests {
         load.activate(w(0), 1, Time(0));
         d.insert(w(0), entry(&[0], false), Duration::from_secs(1));
         assert_eq!(
-            d.place(SkillId(0), &load, None, Time(0)),
+            d.place(SkillId(0), &load, Prefetch::Never, false, Time(0)),
             Placement::Placed(w(0))
         );
-        assert_eq!(d.place(SkillId(0), &load, None, Time(0)), Placement::Full);
+        assert_eq!(
+            d.place(SkillId(0), &load, Prefetch::Never, false, Time(0)),
+            Placement::Full
+        );
         d.unlist(w(0));
         assert_eq!(
-            d.place(SkillId(0), &load, None, Time(0)),
+            d.place(SkillId(0), &load, Prefetch::Never, false, Time(0)),
             Placement::NoWorker
         );
     }
@@ -387,9 +419,9 @@ mod tests {
     fn attempts_are_taken_once() {
         let mut d = Directory::default();
         d.insert(w(0), entry(&[0], false), Duration::from_secs(1));
-        d.add_attempt(w(0), JobId(1), 1);
-        assert!(d.take_attempt(w(0), JobId(1), 1));
-        assert!(!d.take_attempt(w(0), JobId(1), 1));
-        assert!(!d.take_attempt(w(1), JobId(1), 1));
+        d.add_attempt(w(0), JobId(1), 1, false);
+        assert_eq!(d.take_attempt(w(0), JobId(1), 1), Some(false));
+        assert_eq!(d.take_attempt(w(0), JobId(1), 1), None);
+        assert_eq!(d.take_attempt(w(1), JobId(1), 1), None);
     }
 }

@@ -54,6 +54,8 @@ struct Running {
 pub struct Jobs {
     engine: ProcessEngine,
     running: RefCell<HashMap<u64, Running>>,
+    /// Attempts dropped before their process started (see `drop_unstarted`): not reported.
+    dropped: RefCell<std::collections::HashSet<(u64, u32)>>,
     link: RefCell<Option<Rc<Outbox>>>,
     worker_id: Cell<Option<u32>>,
     children: ChildTemplate,
@@ -89,6 +91,7 @@ impl Jobs {
         Jobs {
             engine,
             running: RefCell::new(HashMap::new()),
+            dropped: RefCell::default(),
             link: RefCell::new(None),
             worker_id: Cell::new(None),
             children,
@@ -158,6 +161,29 @@ impl Jobs {
 
     pub fn unlink(&self) {
         *self.link.borrow_mut() = None;
+        self.drop_unstarted();
+    }
+
+    /// Drops, unreported, the attempts whose launch still waits for a slot (prefetched ones):
+    /// with the connection gone, a master that is still up has re-queued them already, and a
+    /// restarted one re-queues every attempt its workers do not list. Left in the queue they
+    /// would start here while running elsewhere too. A launch a process thread already took
+    /// runs and reports as usual.
+    fn drop_unstarted(&self) {
+        let mut running = self.running.borrow_mut();
+        let mut withdrawn = Vec::new();
+        for (&job, r) in running.iter() {
+            if let Control::Process(process) = &r.control {
+                if process.pid().is_none() && process.withdraw() {
+                    withdrawn.push((job, r.attempt));
+                }
+            }
+        }
+        for (job, attempt) in withdrawn {
+            debug!(job, attempt, "dropped a launch that had not started");
+            running.remove(&job);
+            self.dropped.borrow_mut().insert((job, attempt));
+        }
     }
 
     pub fn running(&self) -> usize {
@@ -513,6 +539,9 @@ impl Jobs {
             Some(task) => task.await.unwrap_or_default(),
             None => (0, 0),
         };
+        if self.dropped.borrow_mut().remove(&(job, attempt)) {
+            return;
+        }
         self.forget(job, attempt);
         self.report_finished_with_lines(
             job,

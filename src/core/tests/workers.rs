@@ -287,18 +287,34 @@ fn finish_after(h: &mut Harness, job: JobId, w: WorkerId, ran: Duration) -> Vec<
         .collect()
 }
 
-#[test]
-fn a_worker_of_short_jobs_gets_prefetched_plain_jobs_and_no_more() {
-    let mut h = Harness::with(CoreConfig {
-        prefetch: 3,
+fn prefetching(depth: u32) -> CoreConfig {
+    CoreConfig {
+        prefetch: depth,
         prefetch_below: Duration::from_millis(10),
         ..config()
-    });
+    }
+}
+
+fn held(h: &Harness, w: WorkerId) -> u32 {
+    h.load.load(w).unwrap().running
+}
+
+/// Runs `n` process jobs of 1 ms one at a time on `w`: its processes turn over fast.
+fn run_short_jobs(h: &mut Harness, w: WorkerId, n: usize) {
+    for _ in 0..n {
+        let job = h.one_off("RUN|a.py");
+        assert_eq!(h.core.job(job).unwrap().worker, Some(w));
+        assert!(finish_after(h, job, w, Duration::from_millis(1)).is_empty());
+    }
+}
+
+#[test]
+fn process_jobs_are_prefetched_while_a_workers_processes_turn_over_fast() {
+    let mut h = Harness::with(prefetching(3));
     let w = h.worker(0, 1, &["GENERAL"]);
-    let queued: Vec<JobId> = (0..100).map(|_| h.one_off("NOOP")).collect();
-    let held = |h: &Harness| h.load.load(w).unwrap().running;
+    let queued: Vec<JobId> = (0..100).map(|_| h.one_off("RUN|a.py")).collect();
     assert_eq!(
-        held(&h),
+        held(&h, w),
         1,
         "a new worker's run times are unknown: no prefetch"
     );
@@ -309,7 +325,7 @@ fn a_worker_of_short_jobs_gets_prefetched_plain_jobs_and_no_more() {
             assert_eq!(attempt, 1);
             on_worker.push_back(next);
         }
-        most.push(held(&h));
+        most.push(held(&h, w));
     }
     assert!(queued.iter().all(|&j| h.state(j) == JobState::Completed));
     // The average starts at 1 s and moves an eighth of the way per report: a few dozen 1 ms jobs
@@ -317,18 +333,46 @@ fn a_worker_of_short_jobs_gets_prefetched_plain_jobs_and_no_more() {
     assert!(most[..30].iter().all(|&n| n <= 1), "{most:?}");
     assert_eq!(most.iter().max(), Some(&4), "{most:?}");
 
-    // One long run among the short ones ends the prefetching at once.
-    let noop = h.one_off("NOOP");
-    assert!(finish_after(&mut h, noop, w, Duration::from_secs(1)).is_empty());
-    let more: Vec<JobId> = (0..3).map(|_| h.one_off("NOOP")).collect();
-    assert_eq!(h.core.job(more[0]).unwrap().worker, Some(w));
-    assert!(more[1..].iter().all(|&j| h.state(j) == JobState::Queued));
-    assert_eq!(held(&h), 1);
+    // No process ended lately (the worker sat idle): the next burst starts within capacity.
+    h.advance(Duration::from_secs(1));
+    let burst: Vec<JobId> = (0..3).map(|_| h.one_off("RUN|a.py")).collect();
+    assert_eq!(held(&h, w), 1);
+    assert!(burst[1..].iter().all(|&j| h.state(j) == JobState::Queued));
+    // One long run among short ones ends the prefetching too.
+    assert_eq!(
+        finish_after(&mut h, burst[0], w, Duration::from_secs(2)),
+        vec![(burst[1], 1)]
+    );
+    assert_eq!(held(&h, w), 1);
+}
+
+#[test]
+fn noops_are_prefetched_at_once_and_quick_reports_say_nothing_about_processes() {
+    let mut h = Harness::with(prefetching(3));
+    let w = h.worker(0, 1, &["GENERAL"]);
+    let noops: Vec<JobId> = (0..6).map(|_| h.one_off("NOOP")).collect();
+    assert_eq!(held(&h, w), 4, "a NOOP holds no slot on the worker");
+    for &j in &noops[..4] {
+        finish_after(&mut h, j, w, Duration::ZERO);
+    }
+    assert!(noops.iter().all(|&j| h.state(j) != JobState::Queued));
+    // Hundreds of NOOP reports say nothing about the worker's processes: their average stays
+    // unknown.
+    for _ in 0..200 {
+        let j = h.one_off("NOOP");
+        finish_after(&mut h, j, w, Duration::ZERO);
+    }
+    for &j in &noops[4..] {
+        finish_after(&mut h, j, w, Duration::ZERO);
+    }
+    let runs: Vec<JobId> = (0..3).map(|_| h.one_off("RUN|a.py")).collect();
+    assert_eq!(held(&h, w), 1);
+    assert!(runs[1..].iter().all(|&j| h.state(j) == JobState::Queued));
 }
 
 #[test]
 fn services_sleeps_and_jobs_with_timeouts_are_never_prefetched() {
-    let mut timed = grammar::parse_one_off("NOOP").unwrap();
+    let mut timed = grammar::parse_one_off("RUN|a.py").unwrap();
     timed.timeout_ms = std::num::NonZeroU32::new(60_000);
     let kinds: [(&str, Submission); 3] = [
         (
@@ -342,30 +386,31 @@ fn services_sleeps_and_jobs_with_timeouts_are_never_prefetched() {
         ("timeout", Submission::OneOff(timed)),
     ];
     for (what, submission) in kinds {
-        let mut h = Harness::with(CoreConfig {
-            prefetch: 3,
-            ..config()
-        });
+        let mut h = Harness::with(prefetching(3));
         let w = h.worker(0, 1, &["GENERAL"]);
-        // Forty 1 ms jobs make the worker's jobs short.
-        for _ in 0..40 {
-            let job = h.one_off("NOOP");
-            assert!(finish_after(&mut h, job, w, Duration::from_millis(1)).is_empty());
-        }
+        run_short_jobs(&mut h, w, 40);
         let first = h.submit(submission.clone()).0.job(0);
         assert_eq!(h.core.job(first).unwrap().worker, Some(w), "{what}");
-        let noop = h.one_off("NOOP");
-        assert_eq!(
-            h.core.job(noop).unwrap().worker,
-            Some(w),
-            "{what}: prefetched"
-        );
         let second = h.submit(submission).0.job(0);
         assert_eq!(
             h.state(second),
             JobState::Queued,
             "{what}: past the capacity"
         );
-        assert_eq!(h.load.load(w).unwrap().running, 2, "{what}");
+        assert_eq!(held(&h, w), 1, "{what}");
     }
+}
+
+#[test]
+fn nothing_is_prefetched_onto_a_worker_a_service_holds() {
+    let mut h = Harness::with(prefetching(3));
+    let w = h.worker(0, 2, &["GENERAL"]);
+    run_short_jobs(&mut h, w, 40);
+    let service = h.one_off("DEPLOY|server.py");
+    assert_eq!(h.core.job(service).unwrap().worker, Some(w));
+    // The other slot still takes a job, and nothing waits behind the service.
+    let jobs: Vec<JobId> = (0..3).map(|_| h.one_off("NOOP")).collect();
+    assert_eq!(h.core.job(jobs[0]).unwrap().worker, Some(w));
+    assert!(jobs[1..].iter().all(|&j| h.state(j) == JobState::Queued));
+    assert_eq!(held(&h, w), 2);
 }

@@ -249,6 +249,19 @@ impl Job {
     /// Cancels the job: a queued launch is skipped; a running process group gets SIGTERM, then
     /// SIGKILL after the grace period. The outcome is `Cancelled` unless the job had already
     /// ended. Idempotent; returns at once.
+    /// Takes the job back if its launch is still waiting for a slot: it then ends cancelled,
+    /// never started, and true is returned. False when its process started or is starting.
+    pub fn withdraw(&self) -> bool {
+        if self.cell.started.get().is_some() || self.cell.cancel_requested.get() {
+            return false;
+        }
+        let withdrawn = self.pool.withdraw(self.cell.token);
+        if withdrawn {
+            self.cell.cancel_requested.set(true);
+        }
+        withdrawn
+    }
+
     pub fn cancel(&self) {
         if self.cell.cancel_requested.replace(true) {
             return;

@@ -133,6 +133,26 @@ impl ProcessPool {
         self.signal_work();
     }
 
+    /// Takes back a request no process thread has taken yet: it completes as cancelled, never
+    /// started. False when a thread took it (its process started, or is starting).
+    pub fn withdraw(&self, token: u64) -> bool {
+        let withdrawn = {
+            let mut state = self.lock();
+            match state.pending.iter().position(|r| r.token == token) {
+                Some(i) => state.pending.remove(i).is_some(),
+                None => false,
+            }
+        };
+        if withdrawn {
+            let cancelled = Completion::Launched {
+                token,
+                result: Err(NotLaunched::Cancelled),
+            };
+            let _ = self.queue.push(vec![cancelled]);
+        }
+        withdrawn
+    }
+
     /// A job was cancelled; if its request is still queued, it completes at once.
     pub fn on_cancel(&self) {
         self.cancels.fetch_add(1, Ordering::AcqRel);
