@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Scheduler and process-job numbers for issue 4, with their baselines, in one run:
 #   NOOP submit → completed throughput (worker capacity 4, 16 and 256; capacity 4 also with
-#   --prefetch 16) and master CPU per job,
+#   --prefetch 0, the baseline for prefetching) and master CPU per job,
 #   single NOOP job latency, DAG hand-off over a 1,000-node chain,
 #   /bin/true jobs against a bare spawn-and-wait loop at the same concurrency (ext4 and tmpfs).
 # Usage: scripts/bench-jobs.sh [rounds]
@@ -29,8 +29,8 @@ for round in $(seq "$rounds"); do
   echo "noop-e2e cap4 r$round $(lg e2e --addr "$addr" --jobs 200000 --depth 512 --master-pid "$master_pid")"
   echo "noop-latency r$round $(lg e2e --addr "$addr" --latency 2000)"
   echo "dag-chain-1000 r$round $(lg dag --addr "$addr" --chain 1000)"
-  start_cluster 4 "$tmp/ws" "$PWD/perm_files" --prefetch 16
-  echo "noop-e2e cap4 prefetch16 r$round $(lg e2e --addr "$addr" --jobs 200000 --depth 512 --master-pid "$master_pid")"
+  start_cluster 4 "$tmp/ws" "$PWD/perm_files" --prefetch 0
+  echo "noop-e2e cap4 prefetch-off r$round $(lg e2e --addr "$addr" --jobs 200000 --depth 512 --master-pid "$master_pid")"
   start_cluster 16 "$tmp/ws" "$PWD/perm_files"
   echo "noop-e2e cap16 r$round $(lg e2e --addr "$addr" --jobs 300000 --depth 512 --master-pid "$master_pid")"
   start_cluster 256 "$tmp/ws" "$PWD/perm_files"
@@ -40,6 +40,6 @@ for round in $(seq "$rounds"); do
   echo "true-e2e cap4 ext4 r$round $(lg e2e --addr "$addr" --jobs 3000 --kind true)"
   start_cluster 4 "$shm/ws" "$tmp/pf"
   echo "true-e2e cap4 tmpfs r$round $(lg e2e --addr "$addr" --jobs 3000 --kind true)"
-  start_cluster 4 "$shm/ws" "$tmp/pf" --prefetch 16
-  echo "true-e2e cap4 tmpfs prefetch16 r$round $(lg e2e --addr "$addr" --jobs 3000 --kind true)"
+  start_cluster 4 "$shm/ws" "$tmp/pf" --prefetch 0
+  echo "true-e2e cap4 tmpfs prefetch-off r$round $(lg e2e --addr "$addr" --jobs 3000 --kind true)"
 done
