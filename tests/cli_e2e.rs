@@ -345,10 +345,12 @@ fn cancel_gives_a_job_that_handles_sigterm_the_chance_to_clean_up() {
     );
     let id = submitted_id(&run);
     let log = worker.workspace.join(&id).join("stdout.log");
+    // The whole line: `python3 -u` writes "ready" and its newline separately, and a SIGTERM in
+    // between ends the job before the newline.
     eventually("the job to install its handler", || {
         std::fs::read_to_string(&log)
             .ok()
-            .filter(|out| out.contains("ready"))
+            .filter(|out| out.contains("ready\n"))
     });
     titan(&master.addr, &["cancel", &id]).ok();
     eventually("the job's processes to be gone", || {

@@ -322,6 +322,14 @@ impl LoadTable {
             .sum()
     }
 
+    /// Services counted over all slots (what the simulator checks returns to zero).
+    pub fn services_total(&self) -> u64 {
+        self.slots
+            .iter()
+            .map(|s| u64::from(SlotState(s.state.load(SeqCst)).services()))
+            .sum()
+    }
+
     /// Spawn requests in flight (not yet registered, not expired).
     pub fn spawning(&self) -> u32 {
         self.spawning.load(SeqCst)

@@ -395,7 +395,7 @@ impl World {
                 }
             }
         }
-        if self.load.running_total() != 0 {
+        if self.load.running_total() != 0 || self.load.services_total() != 0 {
             return Err(self.fail(format!(
                 "load counters did not return to zero: {:?}",
                 self.load
