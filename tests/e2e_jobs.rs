@@ -306,8 +306,10 @@ fn job_nice_lowers_the_priority_of_job_processes() {
     assert_eq!(out.trim(), "7");
 }
 
-/// With prefetching on, a worker of capacity 1 holds short jobs beyond it: every NOOP and every
-/// real process (`/bin/true`, through the worker's launch queue) still completes, once.
+/// With prefetching on, a worker of capacity 1 holds short jobs beyond it (NOOPs at once,
+/// `/bin/true` through the worker's launch queue once its processes turn over): every job still
+/// completes, and nothing is left queued, running or dead. (Whether a job was prefetched is
+/// checked by the core's tests; here it is that the whole path still delivers.)
 #[test]
 fn prefetched_jobs_all_complete() {
     let master = Master::start(&["--shards", "1", "--prefetch", "8"]);

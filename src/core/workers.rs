@@ -9,9 +9,9 @@
 //! reservations are released and its live attempts re-queued.
 //!
 //! **Prefetching** ([`Prefetch`]). A worker may be given up to `CoreConfig::prefetch` plain jobs
-//! beyond its capacity: NOOPs at any time (they hold no slot on the worker: they complete on
-//! arrival), process jobs only while its processes turn over fast ([`RunTime`] and the load
-//! table's last turnover) and no service holds one of its slots. They wait in the worker's own
+//! beyond its capacity, never while a service holds one of its slots: NOOPs at any other time
+//! (they hold no slot on the worker: they complete on arrival), process jobs only while its
+//! processes turn over fast ([`RunTime`] and the load table's last turnover). They wait in the worker's own
 //! queue, and a slot that frees starts the next one at once, without a round trip through the
 //! master. Least connections still decides: a worker past its capacity ranks after every worker
 //! with a free slot.
@@ -80,7 +80,8 @@ impl RunTime {
 pub enum Prefetch {
     /// Never: a service, `SLEEP`, a job with a timeout, or prefetching is off.
     Never,
-    /// `depth` more, whatever runs there: a NOOP holds no slot on the worker.
+    /// `depth` more, whatever runs there (but a service, which the load table checks): a NOOP
+    /// holds no slot on the worker.
     Always { depth: u32 },
     /// `depth` more on a worker whose processes ran shorter than `below` on average and one of
     /// which ended less than `below` ago.

@@ -152,9 +152,12 @@ async fn serve(config: WorkerConfig, stop: StopFlag) -> Result<(), WorkerError> 
     engine_config.job_nice = config.job_nice;
     engine_config.max_running = config.capacity.max(1) as usize;
     // The master may place prefetched jobs beyond the capacity; they wait in the engine's queue.
-    engine_config.max_jobs = engine_config
-        .max_jobs
-        .max((config.capacity + crate::core::limits::MAX_PREFETCH) as usize);
+    // (The master clamps a capacity to its maximum; room is left for children and stragglers.)
+    let most_placed = config
+        .capacity
+        .min(crate::core::limits::MAX_WORKER_CAPACITY)
+        + crate::core::limits::MAX_PREFETCH;
+    engine_config.max_jobs = engine_config.max_jobs.max(most_placed as usize + 64);
     let engine = ProcessEngine::start(engine_config)?;
     let shutdown = Shutdown::default();
     glommio::spawn_local(shutdown.clone().follow(stop)).detach();

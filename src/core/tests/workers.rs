@@ -353,17 +353,17 @@ fn noops_are_prefetched_at_once_and_quick_reports_say_nothing_about_processes() 
     let noops: Vec<JobId> = (0..6).map(|_| h.one_off("NOOP")).collect();
     assert_eq!(held(&h, w), 4, "a NOOP holds no slot on the worker");
     for &j in &noops[..4] {
-        finish_after(&mut h, j, w, Duration::ZERO);
+        finish_after(&mut h, j, w, Duration::from_millis(1));
     }
     assert!(noops.iter().all(|&j| h.state(j) != JobState::Queued));
-    // Hundreds of NOOP reports say nothing about the worker's processes: their average stays
-    // unknown.
+    // Hundreds of NOOP reports, even of 1 ms, say nothing about the worker's processes: their
+    // average stays unknown.
     for _ in 0..200 {
         let j = h.one_off("NOOP");
-        finish_after(&mut h, j, w, Duration::ZERO);
+        finish_after(&mut h, j, w, Duration::from_millis(1));
     }
     for &j in &noops[4..] {
-        finish_after(&mut h, j, w, Duration::ZERO);
+        finish_after(&mut h, j, w, Duration::from_millis(1));
     }
     let runs: Vec<JobId> = (0..3).map(|_| h.one_off("RUN|a.py")).collect();
     assert_eq!(held(&h, w), 1);

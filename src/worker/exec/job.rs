@@ -246,11 +246,9 @@ impl Job {
         self.cell.outcome.borrow().clone()
     }
 
-    /// Cancels the job: a queued launch is skipped; a running process group gets SIGTERM, then
-    /// SIGKILL after the grace period. The outcome is `Cancelled` unless the job had already
-    /// ended. Idempotent; returns at once.
     /// Takes the job back if its launch is still waiting for a slot: it then ends cancelled,
-    /// never started, and true is returned. False when its process started or is starting.
+    /// never started, and true is returned. False when its process started or is starting, or
+    /// when it was already cancelled (the cancel completes it).
     pub fn withdraw(&self) -> bool {
         if self.cell.started.get().is_some() || self.cell.cancel_requested.get() {
             return false;
@@ -262,6 +260,9 @@ impl Job {
         withdrawn
     }
 
+    /// Cancels the job: a queued launch is skipped; a running process group gets SIGTERM, then
+    /// SIGKILL after the grace period. The outcome is `Cancelled` unless the job had already
+    /// ended. Idempotent; returns at once.
     pub fn cancel(&self) {
         if self.cell.cancel_requested.replace(true) {
             return;

@@ -64,6 +64,14 @@ impl PoolState {
         Some(request)
     }
 
+    /// Removes a request no thread has taken yet; false when there is none with that token.
+    fn withdraw(&mut self, token: u64) -> bool {
+        match self.pending.iter().position(|r| r.token == token) {
+            Some(i) => self.pending.remove(i).is_some(),
+            None => false,
+        }
+    }
+
     fn has_startable(&self, max_running: usize) -> bool {
         self.running < max_running && !self.pending.is_empty()
     }
@@ -136,13 +144,7 @@ impl ProcessPool {
     /// Takes back a request no process thread has taken yet: it completes as cancelled, never
     /// started. False when a thread took it (its process started, or is starting).
     pub fn withdraw(&self, token: u64) -> bool {
-        let withdrawn = {
-            let mut state = self.lock();
-            match state.pending.iter().position(|r| r.token == token) {
-                Some(i) => state.pending.remove(i).is_some(),
-                None => false,
-            }
-        };
+        let withdrawn = self.lock().withdraw(token);
         if withdrawn {
             let cancelled = Completion::Launched {
                 token,
@@ -356,5 +358,20 @@ mod tests {
         state.running -= 1;
         assert_eq!(state.take_startable(2).map(|r| r.token), Some(3));
         assert!(state.pending.is_empty());
+    }
+
+    #[test]
+    fn only_requests_no_thread_took_can_be_withdrawn() {
+        let mut state = PoolState::default();
+        for token in 1..=3 {
+            state.pending.push_back(request(token));
+        }
+        assert_eq!(state.take_startable(1).map(|r| r.token), Some(1));
+        assert!(!state.withdraw(1), "taken: its process is starting");
+        assert!(state.withdraw(3));
+        assert!(!state.withdraw(3), "once");
+        state.running -= 1;
+        assert_eq!(state.take_startable(1).map(|r| r.token), Some(2));
+        assert!(state.take_startable(1).is_none() && state.pending.is_empty());
     }
 }
