@@ -79,6 +79,13 @@ impl SlotState {
     }
 }
 
+/// Reservations a worker takes: its capacity, plus `extra` prefetched attempts while no service
+/// holds one of its slots.
+fn limit(capacity: u32, services: u32, extra: u32) -> u32 {
+    let extra = if services == 0 { extra } else { 0 };
+    capacity.saturating_add(extra).min(RUNNING_MASK as u32)
+}
+
 /// Whether generation `a` is newer than `b` on the 16-bit wrapping circle.
 fn newer(a: u16, b: u16) -> bool {
     (a.wrapping_sub(b) as i16) > 0
@@ -105,6 +112,13 @@ pub struct Load {
     pub capacity: u32,
     /// Whether the worker may receive new work.
     pub alive: bool,
+}
+
+impl Load {
+    /// Reservations it takes with `extra` prefetched attempts allowed (see `LoadTable::reserve`).
+    pub fn limit(&self, extra: u32) -> u32 {
+        limit(self.capacity, self.services, extra)
+    }
 }
 
 /// The lock-free load table shared (via `Arc`) by every shard's core.
@@ -232,10 +246,9 @@ impl LoadTable {
         let g = w.generation();
         let done = self
             .update(w, |s| {
-                let extra = if s.services() == 0 { extra } else { 0 };
                 (s.generation() == g
                     && s.alive()
-                    && s.running() < s.capacity().saturating_add(extra).min(RUNNING_MASK as u32))
+                    && s.running() < limit(s.capacity(), s.services(), extra))
                 .then(|| s.plus(service))
             })
             .is_some();

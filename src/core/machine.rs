@@ -448,7 +448,7 @@ impl Core {
     fn prefetch_for(&self, slot: u32) -> Prefetch {
         use super::model::JobKind;
         let spec = &self.jobs.at(slot).spec;
-        let depth = self.cfg.prefetch;
+        let depth = self.cfg.prefetch.min(super::limits::MAX_PREFETCH);
         if depth == 0 || spec.timeout_ms.is_some() {
             return Prefetch::Never;
         }
@@ -516,11 +516,10 @@ impl Core {
         job.worker = Some(worker);
         job.started_at = self.now;
         job.flags &= !(flags::READY | flags::STARTED);
-        let (id, timeout) = (job.id, job.spec.timeout_ms);
-        if job.spec.is_service() {
+        let (id, timeout, service) = (job.id, job.spec.timeout_ms, job.spec.is_service());
+        if service {
             self.note_service_start(id);
         }
-        let service = self.jobs.at(slot).spec.is_service();
         self.dir.add_attempt(worker, id, attempt, service);
         if let Some(ms) = timeout {
             let due = self.now.add_millis(u64::from(ms.get()));

@@ -11,9 +11,9 @@
 //! **Prefetching** ([`Prefetch`]). A worker may be given up to `CoreConfig::prefetch` plain jobs
 //! beyond its capacity, never while a service holds one of its slots: NOOPs at any other time
 //! (they hold no slot on the worker: they complete on arrival), process jobs only while its
-//! processes turn over fast ([`RunTime`] and the load table's last turnover). They wait in the worker's own
-//! queue, and a slot that frees starts the next one at once, without a round trip through the
-//! master. Least connections still decides: a worker past its capacity ranks after every worker
+//! processes turn over fast ([`RunTime`] and the load table's last turnover). They wait in the
+//! worker's own queue, and a slot that frees starts the next one at once, without a round trip
+//! through the master. Least connections still decides: a worker past its capacity ranks after every worker
 //! with a free slot.
 
 use std::cmp::Reverse;
@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
 use super::ids::{JobId, Lsn, Time, WorkerId};
-use super::limits::{LOAD_TABLE_SLOTS, MAX_PLACEMENT_RACES, MAX_PREFETCH};
+use super::limits::{LOAD_TABLE_SLOTS, MAX_PLACEMENT_RACES};
 use super::load::LoadTable;
 use super::store::SkillId;
 
@@ -94,11 +94,11 @@ impl Prefetch {
     fn extra(self, w: WorkerId, entry: &WorkerEntry, load: &LoadTable, now: Time) -> u32 {
         match self {
             Prefetch::Never => 0,
-            Prefetch::Always { depth } => depth.min(MAX_PREFETCH),
+            Prefetch::Always { depth } => depth,
             Prefetch::WhileShort { depth, below } => {
                 let turning = load.last_turnover(w).0 + below.as_micros() as u64 > now.0;
                 if turning && entry.run_time.is_below(below) {
-                    depth.min(MAX_PREFETCH)
+                    depth
                 } else {
                     0
                 }
@@ -315,8 +315,7 @@ fn least_loaded(
     let mut best: Option<(WorkerId, u64, u64)> = None;
     for &w in candidates {
         let Some(l) = load.load(w) else { continue };
-        let extra = if l.services == 0 { extra(w) } else { 0 };
-        if !l.alive || l.running >= l.capacity.saturating_add(extra) {
+        if !l.alive || l.running >= l.limit(extra(w)) {
             continue;
         }
         let (r, c) = (u64::from(l.running), u64::from(l.capacity));

@@ -9,7 +9,7 @@
 //! and on re-registration it is told which attempts still run.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -55,7 +55,7 @@ pub struct Jobs {
     engine: ProcessEngine,
     running: RefCell<HashMap<u64, Running>>,
     /// Attempts dropped before their process started (see `drop_unstarted`): not reported.
-    dropped: RefCell<std::collections::HashSet<(u64, u32)>>,
+    dropped: RefCell<HashSet<(u64, u32)>>,
     link: RefCell<Option<Rc<Outbox>>>,
     worker_id: Cell<Option<u32>>,
     children: ChildTemplate,

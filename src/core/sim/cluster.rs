@@ -236,7 +236,7 @@ impl World {
         // The simulated worker runs prefetched attempts at once instead of queueing them; what
         // is checked is that the master places no more than capacity plus prefetch.
         let (running, capacity, allowance) = (w.running.len(), w.capacity, w.allowance);
-        let prefetch = super::world::core_config(&self.cfg).prefetch as usize;
+        let prefetch = super::world::SIM_PREFETCH as usize;
         if running > capacity as usize + prefetch + allowance {
             return Err(self.fail(format!(
                 "worker {key} holds {running} attempts with capacity {capacity} \

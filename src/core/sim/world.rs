@@ -149,6 +149,10 @@ pub struct World {
     pub(super) report: SimReport,
 }
 
+/// Prefetch depth of the simulated master. The simulated workers run what they hold at once;
+/// what is checked is the master's accounting (capacity plus this, never more).
+pub(super) const SIM_PREFETCH: u32 = 4;
+
 pub(super) fn core_config(cfg: &SimConfig) -> CoreConfig {
     CoreConfig {
         backoff_base: Duration::from_millis(10),
@@ -162,8 +166,7 @@ pub(super) fn core_config(cfg: &SimConfig) -> CoreConfig {
         history_limit: usize::MAX,
         history_max_age: Duration::from_secs(365 * 24 * 3600),
         adopt_grace: Duration::from_secs(2),
-        // The simulated workers run what they hold at once; this checks the master's accounting.
-        prefetch: 4,
+        prefetch: SIM_PREFETCH,
         ..CoreConfig::default()
     }
 }
