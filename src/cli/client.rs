@@ -138,21 +138,31 @@ impl Client {
     /// The next reply frame; an `Error` frame becomes `ClientError::Server`.
     pub fn recv(&mut self) -> Result<Reply, ClientError> {
         loop {
-            if let Some(frame) = self.recv.next_frame()? {
-                let reply = Reply {
-                    header: frame.header,
-                    payload: frame.payload.to_vec(),
-                };
-                return match reply.header.opcode {
-                    OpCode::Error => Err(server_error(&reply.payload)),
-                    _ => Ok(reply),
-                };
+            if let Some(reply) = self.recv_buffered()? {
+                return Ok(reply);
             }
             let n = self.stream.read(self.recv.spare_mut())?;
             if n == 0 {
                 return Err(ClientError::Closed);
             }
             self.recv.commit(n);
+        }
+    }
+
+    /// The next reply if it has already been read from the socket whole, without blocking or a
+    /// system call: a pipelining caller drains these before it writes again, so one write carries
+    /// the requests that replace a whole batch of replies.
+    pub fn recv_buffered(&mut self) -> Result<Option<Reply>, ClientError> {
+        let Some(frame) = self.recv.next_frame()? else {
+            return Ok(None);
+        };
+        let reply = Reply {
+            header: frame.header,
+            payload: frame.payload.to_vec(),
+        };
+        match reply.header.opcode {
+            OpCode::Error => Err(server_error(&reply.payload)),
+            _ => Ok(Some(reply)),
         }
     }
 
@@ -317,5 +327,63 @@ pub fn fetch_output_file(worker: &str, job_dir: &str, stream: u8) -> Result<Vec<
         if done {
             return Ok(bytes);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::message::ErrorReply;
+    use std::net::TcpListener;
+
+    /// A master stand-in that writes `frames` in one write once the client is connected, then
+    /// holds the connection open until the test ends.
+    fn serve_once(frames: Vec<u8>) -> (String, std::sync::mpsc::Receiver<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (written, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.write_all(&frames).unwrap();
+            written.send(()).unwrap();
+            // Keep the connection open until the client is done with it.
+            let _ = stream.read(&mut [0u8; 1]);
+        });
+        (addr, wait)
+    }
+
+    #[test]
+    fn recv_buffered_hands_out_what_one_read_brought_and_never_blocks() {
+        let mut frames = Vec::new();
+        for _ in 0..3 {
+            proto::encode_raw_frame(&mut frames, OpCode::Ack, &[]).unwrap();
+        }
+        let error = ErrorReply {
+            code: ErrorCode::NotFound as u16,
+            message: "no such job".into(),
+        };
+        proto::encode_frame(&mut frames, OpCode::Error, &error).unwrap();
+        let (addr, written) = serve_once(frames);
+        let mut client = Client::connect(&addr).unwrap();
+        // Nothing read yet: no reply, and no wait for one (a blocking read would time out).
+        client.set_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert!(client.recv_buffered().unwrap().is_none());
+        written.recv().unwrap();
+        // One read takes all four frames (they sit whole in the socket buffer).
+        assert_eq!(client.recv().unwrap().header.opcode, OpCode::Ack);
+        for _ in 0..2 {
+            let reply = client.recv_buffered().unwrap().expect("buffered");
+            assert_eq!(reply.header.opcode, OpCode::Ack);
+        }
+        match client.recv_buffered() {
+            Err(ClientError::Server { code, message }) => {
+                assert_eq!(
+                    (code, message.as_str()),
+                    (Some(ErrorCode::NotFound), "no such job")
+                );
+            }
+            other => panic!("expected the server's error, got {other:?}"),
+        }
+        assert!(client.recv_buffered().unwrap().is_none());
     }
 }
