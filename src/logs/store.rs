@@ -104,9 +104,11 @@ pub struct LogStore {
     /// Counts datagrams and end markers: the clock of "least recently active".
     tick: u64,
     stats: SinkStats,
-    /// Lost and late lines of attempts no longer tracked.
-    forgotten_lost: u64,
-    forgotten_late: u64,
+    /// Lost and late lines of every attempt, tracked or forgotten: kept up to date as rings
+    /// change, so `stats` does not sum over every ring (a client polling STATS would pay for
+    /// each tracked attempt on every call).
+    lines_lost: u64,
+    lines_late: u64,
 }
 
 impl LogStore {
@@ -119,8 +121,8 @@ impl LogStore {
             bytes: 0,
             tick: 0,
             stats: SinkStats::default(),
-            forgotten_lost: 0,
-            forgotten_late: 0,
+            lines_lost: 0,
+            lines_late: 0,
         }
     }
 
@@ -177,7 +179,10 @@ impl LogStore {
     pub fn on_stream_end(&mut self, key: AttemptKey, stream: Stream, total: u64) -> bool {
         self.tick += 1;
         let ring = self.ring(key);
+        let before = (ring.lost(), ring.late());
         let ended_now = ring.on_end(stream, total);
+        let after = (ring.lost(), ring.late());
+        self.count_losses(before, after);
         if ended_now {
             self.finished.push_back(key);
             self.prune_finished();
@@ -216,13 +221,9 @@ impl LogStore {
     }
 
     pub fn stats(&self) -> SinkStats {
-        let (lost, late) = self.jobs.values().fold(
-            (self.forgotten_lost, self.forgotten_late),
-            |(lost, late), ring| (lost + ring.lost(), late + ring.late()),
-        );
         SinkStats {
-            lines_lost: lost,
-            lines_late: late,
+            lines_lost: self.lines_lost,
+            lines_late: self.lines_late,
             jobs_tracked: self.jobs.len(),
             bytes_held: self.bytes,
             workers_tracked: self.senders.len(),
@@ -292,7 +293,10 @@ impl LogStore {
             max_bytes: self.limits.max_bytes_per_job,
         };
         let ring = self.ring(key);
+        let before = (ring.lost(), ring.late());
         let effect = ring.on_line(stream, seq, flags, bytes, limits);
+        let after = (ring.lost(), ring.late());
+        self.count_losses(before, after);
         if effect.stored {
             self.stats.lines += 1;
         }
@@ -371,8 +375,14 @@ impl LogStore {
 
     fn release(&mut self, ring: &JobRing) {
         self.bytes -= ring.bytes();
-        self.forgotten_lost += ring.lost();
-        self.forgotten_late += ring.late();
+    }
+
+    /// Moves the totals by one ring's change of (lost, late) lines. A ring's loss can shrink (a
+    /// line counted in its missing tail arrives after the end marker), and the totals include
+    /// the ring's earlier value, so subtracting it first cannot underflow.
+    fn count_losses(&mut self, before: (u64, u64), after: (u64, u64)) {
+        self.lines_lost = self.lines_lost - before.0 + after.0;
+        self.lines_late = self.lines_late - before.1 + after.1;
     }
 
     /// Drops forgotten keys from the finished queue when it has grown well past the jobs.

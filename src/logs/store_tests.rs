@@ -39,6 +39,32 @@ fn feed(store: &mut LogStore, bytes: &[u8]) -> Vec<AttemptKey> {
 }
 
 #[test]
+fn loss_totals_follow_rings_as_they_change_and_after_they_are_forgotten() {
+    let mut store = LogStore::new(SinkLimits::default());
+    // The end marker overtakes job 1's lines: all three count as lost for now.
+    feed(&mut store, &end(0, 1, [3, 0]));
+    assert_eq!(store.stats().lines_lost, 3);
+    // Two of them arrive after all, so the loss shrinks; one arrives twice (late).
+    feed(
+        &mut store,
+        &datagram(1, &[(1, Stream::Stdout, 0), (1, Stream::Stdout, 1)]),
+    );
+    feed(&mut store, &datagram(2, &[(1, Stream::Stdout, 1)]));
+    let stats = store.stats();
+    assert_eq!((stats.lines_lost, stats.lines_late), (1, 1));
+    // A forgotten attempt's losses stay in the totals.
+    assert!(store.forget(attempt(1)));
+    let stats = store.stats();
+    assert_eq!(
+        (stats.lines_lost, stats.lines_late, stats.jobs_tracked),
+        (1, 1, 0)
+    );
+    // Job 2 skips two stderr lines: they add to what job 1 left.
+    feed(&mut store, &datagram(3, &[(2, Stream::Stderr, 2)]));
+    assert_eq!(store.stats().lines_lost, 3);
+}
+
+#[test]
 fn datagram_and_line_gaps_are_counted() {
     let mut store = LogStore::new(SinkLimits::default());
     feed(
