@@ -448,6 +448,57 @@ fn odd_output_is_stored_exactly_and_rebuilt_from_the_ring() {
 }
 
 #[test]
+fn a_quiet_stream_still_gets_its_empty_file_and_both_ends_travel_in_one_datagram() {
+    let dir = TestDir::new("logs-quiet");
+    let engine_config = config(&dir);
+    with_sink(SinkConfig::default(), move |addr, sink| async move {
+        sink.ask(Request::Serve).await;
+        let engine = ProcessEngine::start(engine_config).unwrap();
+        let shipper = LogShipper::new(ShipperConfig::new(addr, WorkerId(6))).unwrap();
+        let wait_ended = |key| {
+            let sink = &sink;
+            async move {
+                loop {
+                    let page = sink.page(Request::Follow(key, u64::MAX)).await;
+                    if page.is_some_and(|p| p.ended.is_some()) {
+                        break;
+                    }
+                }
+            }
+        };
+        // Nothing on either stream: two empty files, and one datagram with both end markers.
+        let silent = AttemptKey::new(JobId(9), 0);
+        let program = Program::Inline {
+            name: "silent.sh".into(),
+            bytes: b"exit 0\n".to_vec(),
+            args: Vec::new(),
+        };
+        let report = run_job(&engine, &shipper, "silent", silent, program).await;
+        assert_eq!((report.stdout.records, report.stderr.records), (0, 0));
+        let job_dir = engine.job_dir("silent");
+        assert_eq!(read_bytes(&job_dir.join(STDOUT_FILE)), b"");
+        assert_eq!(read_bytes(&job_dir.join(STDERR_FILE)), b"");
+        wait_ended(silent).await;
+        assert!(sink.summary(silent).await.unwrap().holds_everything);
+        assert_eq!(sink.stats().await.datagrams, 1);
+        // Only stderr has bytes: its file is written, stdout's stays empty.
+        let one_sided = AttemptKey::new(JobId(10), 0);
+        let program = Program::Inline {
+            name: "stderr.sh".into(),
+            bytes: b"echo oops >&2\n".to_vec(),
+            args: Vec::new(),
+        };
+        let report = run_job(&engine, &shipper, "stderr", one_sided, program).await;
+        assert_eq!((report.stdout.records, report.stderr.records), (0, 1));
+        let job_dir = engine.job_dir("stderr");
+        assert_eq!(read_bytes(&job_dir.join(STDOUT_FILE)), b"");
+        assert_eq!(read_bytes(&job_dir.join(STDERR_FILE)), b"oops\n");
+        wait_ended(one_sided).await;
+        assert!(sink.summary(one_sided).await.unwrap().holds_everything);
+    });
+}
+
+#[test]
 fn with_nothing_listening_the_job_runs_at_full_speed_and_the_drops_are_counted() {
     let dir = TestDir::new("logs-nobody");
     let engine_config = config(&dir);

@@ -8,7 +8,7 @@
 //! goes on without it: a job must never block because its log cannot be stored.
 
 use super::datagram::{AttemptKey, Stream, StreamKey};
-use super::limits::READ_CHUNK_BYTES;
+use super::limits::{FIRST_READ_BYTES, READ_CHUNK_BYTES};
 use super::lines::LineSplitter;
 use super::shipper::LogShipper;
 use crate::worker::exec::{CapturedOutput, STDERR_FILE, STDOUT_FILE};
@@ -72,9 +72,13 @@ pub struct DrainReport {
 }
 
 /// Drains a job's captured output until both streams reach their end (every process of the
-/// job has closed them): writes `stdout.log` and `stderr.log` in `job_dir` (which must exist;
-/// the engine creates it) byte for byte, and hands each line to `shipper` under `key`. Run it
-/// as a task beside the job's `outcome()`; it ends shortly after the job.
+/// job has closed them): writes `stdout.log` and `stderr.log` in `job_dir` byte for byte, and
+/// hands each line to `shipper` under `key`. Run it as a task beside the job's `outcome()`; it
+/// ends shortly after the job.
+///
+/// The engine has created both files, empty, before the job started; a stream's file is opened
+/// here only when the stream has bytes for it. A job that prints nothing (most short jobs) so
+/// costs no file operation on the executor, and its two end markers leave in one datagram.
 pub async fn drain_output(
     output: CapturedOutput,
     job_dir: &Path,
@@ -94,7 +98,23 @@ pub async fn drain_output(
         shipper,
     );
     let (stdout, stderr) = futures_lite::future::zip(stdout, stderr).await;
+    if let Some(shipper) = shipper {
+        shipper.ship_end(key.stream(Stream::Stdout), stdout.records);
+        shipper.ship_end(key.stream(Stream::Stderr), stderr.records);
+        // The end markers go out now rather than after the flush window, ahead of the worker's
+        // TCP report of the job's end.
+        shipper.flush();
+    }
     DrainReport { stdout, stderr }
+}
+
+/// A stream's log file, opened when its first bytes arrive.
+enum LogFile {
+    NotOpened,
+    Open(BufferedFile),
+    /// It could not be opened or written (the error is in the report): the stream is still read
+    /// to its end, and shipped.
+    Failed,
 }
 
 async fn drain_stream(
@@ -104,18 +124,11 @@ async fn drain_stream(
     shipper: Option<&LogShipper>,
 ) -> StreamReport {
     let mut report = StreamReport::default();
-    let mut file = match BufferedFile::create(&path).await {
-        Ok(file) => Some(file),
-        Err(error) => {
-            report.error = Some(DrainError::CreateFile {
-                path: path.clone(),
-                source: Arc::new(error.into()),
-            });
-            None
-        }
-    };
+    let mut file = LogFile::NotOpened;
     let mut splitter = LineSplitter::new();
-    let mut buf = vec![0u8; READ_CHUNK_BYTES];
+    // Most jobs print little or nothing: the buffer grows to a full chunk only once a read
+    // fills it (a zeroed 64 KiB per stream was most of a silent job's drain).
+    let mut buf = vec![0u8; FIRST_READ_BYTES];
     loop {
         // A read of a socket with data ready completes without yielding, and without a file
         // there is no write to yield at either: give other tasks their turn.
@@ -141,7 +154,22 @@ async fn drain_stream(
             Some(shipper) => splitter.feed(chunk, |record| shipper.ship_line(key, record)),
             None => splitter.feed(chunk, |_| {}),
         }
-        if let Some(open) = file.as_ref() {
+        if let LogFile::NotOpened = file {
+            file = match BufferedFile::create(&path).await {
+                Ok(open) => LogFile::Open(open),
+                Err(error) => {
+                    note(
+                        &mut report,
+                        DrainError::CreateFile {
+                            path: path.clone(),
+                            source: Arc::new(error.into()),
+                        },
+                    );
+                    LogFile::Failed
+                }
+            };
+        }
+        if let LogFile::Open(open) = &file {
             match write_all_at(open, chunk, report.file_bytes).await {
                 Ok(()) => report.file_bytes += n as u64,
                 Err(error) => {
@@ -154,23 +182,23 @@ async fn drain_stream(
                             source: Arc::new(error),
                         },
                     );
-                    close(file.take(), &path, &mut report).await;
+                    if let LogFile::Open(open) = std::mem::replace(&mut file, LogFile::Failed) {
+                        close(open, &path, &mut report).await;
+                    }
                 }
             }
         }
+        if n == buf.len() && buf.len() < READ_CHUNK_BYTES {
+            buf.resize(READ_CHUNK_BYTES, 0);
+        }
     }
     report.records = match shipper {
-        Some(shipper) => {
-            let total = splitter.finish(|record| shipper.ship_line(key, record));
-            shipper.ship_end(key, total);
-            // The end marker goes out now rather than after the flush window, ahead of the
-            // worker's TCP report of the job's end.
-            shipper.flush();
-            total
-        }
+        Some(shipper) => splitter.finish(|record| shipper.ship_line(key, record)),
         None => splitter.finish(|_| {}),
     };
-    close(file, &path, &mut report).await;
+    if let LogFile::Open(open) = file {
+        close(open, &path, &mut report).await;
+    }
     report
 }
 
@@ -187,17 +215,15 @@ async fn write_all_at(file: &BufferedFile, mut bytes: &[u8], mut offset: u64) ->
     Ok(())
 }
 
-async fn close(file: Option<BufferedFile>, path: &Path, report: &mut StreamReport) {
-    if let Some(file) = file {
-        if let Err(error) = file.close().await {
-            note(
-                report,
-                DrainError::CloseFile {
-                    path: path.to_owned(),
-                    source: Arc::new(error.into()),
-                },
-            );
-        }
+async fn close(file: BufferedFile, path: &Path, report: &mut StreamReport) {
+    if let Err(error) = file.close().await {
+        note(
+            report,
+            DrainError::CloseFile {
+                path: path.to_owned(),
+                source: Arc::new(error.into()),
+            },
+        );
     }
 }
 

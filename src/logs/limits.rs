@@ -52,6 +52,10 @@ pub const MAX_FLUSH_WINDOW: Duration = Duration::from_secs(1);
 /// Bytes read from a job's output socket at once; one read is one write to the log file.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
+/// The first reads of a stream use a buffer this large; it grows to [`READ_CHUNK_BYTES`] when a
+/// read fills it.
+pub const FIRST_READ_BYTES: usize = 4 * 1024;
+
 /// The sink's requested socket receive buffer. Linux caps it at `net.core.rmem_max` (4 MiB on
 /// a stock kernel) and doubles it for bookkeeping.
 pub const DEFAULT_RECV_BUFFER_BYTES: usize = 4 << 20;

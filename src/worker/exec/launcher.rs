@@ -1,6 +1,6 @@
 //! Launching one job, on a process thread (never the executor): create the workspace
 //! directory, resolve the program (canonicalize, stat, PATH search), write an inline script,
-//! open the log files (or socket pairs), fork/exec in a new process group, open a pidfd and
+//! create the log files (and the socket pairs when output is captured), fork/exec in a new process group, open a pidfd and
 //! register it with the pool's epoll. Also the signalling helpers shared with the supervisor.
 
 use super::completion::{NotLaunched, Spawned};
@@ -133,6 +133,17 @@ fn open_output(dir: &Path, mode: OutputMode) -> Result<Output, NotLaunched> {
             Ok((stdout.into(), stderr.into(), None))
         }
         OutputMode::Capture => {
+            // The files exist, empty, from the job's start, whatever it prints; the drain opens
+            // one only when its stream has bytes. Creating them here, on a process thread, keeps
+            // the file system calls of a job that prints nothing off the executor. A file that
+            // cannot be created does not stop the job: the drain tries again when output
+            // arrives, and reports what fails then.
+            for name in [STDOUT_FILE, STDERR_FILE] {
+                let path = dir.join(name);
+                if let Err(error) = File::create(&path) {
+                    tracing::warn!(path = %path.display(), %error, "cannot create a job's log file");
+                }
+            }
             let (out_read, out_write) = UnixStream::pair().map_err(|e| workspace_error(dir, e))?;
             let (err_read, err_write) = UnixStream::pair().map_err(|e| workspace_error(dir, e))?;
             // The job only writes; shutting our read ends' write side makes that explicit.

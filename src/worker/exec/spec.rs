@@ -102,7 +102,9 @@ pub enum OutputMode {
     /// Into two Unix sockets whose read ends the caller takes with
     /// [`Job::take_output`](super::Job::take_output) and must drain (a child blocks once a
     /// socket buffer is full). Use it to read output line by line (log streaming) and write the
-    /// workspace files yourself.
+    /// workspace files yourself: the engine creates both files, empty, before the job starts
+    /// (on a process thread, so a caller need not open a file for a stream that stays empty),
+    /// and never writes them.
     Capture,
 }
 
