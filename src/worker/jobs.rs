@@ -522,14 +522,19 @@ impl Jobs {
             if let Some(output) = process.take_output() {
                 drain = Some(self.drain(output, &dir, JobId(job), attempt));
             }
-            let msg = JobStarted {
-                job,
-                attempt,
-                pid: started.pid,
-            };
-            self.send(OpCode::JobStarted, |out| {
-                encode_frame(out, OpCode::JobStarted, &msg)
-            });
+            // The news of a start usually rides along with the exit (the engine delays it):
+            // the finished report then follows at once and says everything the start notice
+            // would, so a short job costs the master one frame, not two.
+            if service.is_some() || !process.has_exited() {
+                let msg = JobStarted {
+                    job,
+                    attempt,
+                    pid: started.pid,
+                };
+                self.send(OpCode::JobStarted, |out| {
+                    encode_frame(out, OpCode::JobStarted, &msg)
+                });
+            }
             if let Some(port) = service {
                 failed = self.await_service_ready(job, attempt, &process, port).await;
             }

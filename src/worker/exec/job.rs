@@ -241,6 +241,11 @@ impl Job {
         .await
     }
 
+    /// Whether the job's process is known to have exited (its outcome may still be on the way).
+    pub fn has_exited(&self) -> bool {
+        self.cell.exited.get().is_some() || self.cell.outcome.borrow().is_some()
+    }
+
     /// The outcome if the job has ended.
     pub fn try_outcome(&self) -> Option<Outcome> {
         self.cell.outcome.borrow().clone()
