@@ -3,7 +3,8 @@
 #   NOOP submit → completed throughput (worker capacity 4, 16 and 256; capacity 4 also with
 #   --prefetch 0, the baseline for prefetching) and master CPU per job,
 #   single NOOP job latency, DAG hand-off over a 1,000-node chain,
-#   /bin/true jobs against a bare spawn-and-wait loop at the same concurrency (ext4 and tmpfs).
+#   /bin/true jobs against a bare spawn-and-wait loop at the same concurrency (ext4 and tmpfs),
+#   and against that loop doing each job's workspace, output files and process group.
 # Usage: scripts/bench-jobs.sh [rounds]
 source "$(dirname "$0")/lib.sh"
 rounds=${1:-2}
@@ -36,6 +37,11 @@ for round in $(seq "$rounds"); do
   start_cluster 256 "$tmp/ws" "$PWD/perm_files"
   echo "noop-e2e cap256 r$round $(lg e2e --addr "$addr" --jobs 300000 --depth 512 --master-pid "$master_pid")"
   echo "bare-spawn t4 r$round $(lg spawn --count 3000 --threads 4)"
+  # The same loop doing the per-job work every Titan job gets (own directory as cwd, output
+  # files, own process group): the ceiling for any orchestrator keeping those promises.
+  rm -rf "$tmp/sws" "$shm/sws"
+  echo "bare-spawn-workspace t4 ext4 r$round $(lg spawn --count 3000 --threads 4 --workspace "$tmp/sws")"
+  echo "bare-spawn-workspace t4 tmpfs r$round $(lg spawn --count 3000 --threads 4 --workspace "$shm/sws")"
   start_cluster 4 "$tmp/ws" "$tmp/pf"
   echo "true-e2e cap4 ext4 r$round $(lg e2e --addr "$addr" --jobs 3000 --kind true)"
   start_cluster 4 "$shm/ws" "$tmp/pf"

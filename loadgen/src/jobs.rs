@@ -3,7 +3,9 @@
 //! spawn-and-wait loop that `/bin/true` jobs are compared with).
 
 use std::collections::VecDeque;
-use std::process::Command;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -107,6 +109,11 @@ pub struct SpawnArgs {
     pub threads: usize,
     #[arg(long, default_value = "/bin/true")]
     pub program: String,
+    /// Also do the per-job work every Titan job gets, and nothing else: a directory of its own
+    /// under this one as its cwd, its stdout and stderr in files there, stdin from /dev/null, a
+    /// process group of its own. The ceiling for any orchestrator that keeps those promises.
+    #[arg(long)]
+    pub workspace: Option<std::path::PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -418,12 +425,24 @@ pub fn spawn(args: SpawnArgs) -> anyhow::Result<bool> {
     let budget = Arc::new(AtomicI64::new(args.count as i64));
     let started = Instant::now();
     let threads: Vec<_> = (0..args.threads.max(1))
-        .map(|_| {
+        .map(|thread| {
             let (budget, program) = (budget.clone(), args.program.clone());
+            let workspace = args.workspace.clone();
             thread::spawn(move || -> std::io::Result<u64> {
                 let mut n = 0;
                 while budget.fetch_sub(1, Ordering::Relaxed) > 0 {
-                    Command::new(&program).status()?;
+                    let mut command = Command::new(&program);
+                    if let Some(workspace) = &workspace {
+                        let dir = workspace.join(format!("job-{thread}-{n}"));
+                        std::fs::create_dir_all(&dir)?;
+                        command
+                            .current_dir(&dir)
+                            .process_group(0)
+                            .stdin(Stdio::null())
+                            .stdout(File::create(dir.join("stdout.log"))?)
+                            .stderr(File::create(dir.join("stderr.log"))?);
+                    }
+                    command.status()?;
                     n += 1;
                 }
                 Ok(n)
