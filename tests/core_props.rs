@@ -195,7 +195,7 @@ impl Driver {
                             need
                         );
                     }
-                    if let Ok(Ack::Submitted { dag, jobs }) = reply {
+                    if let Ok(Ack::Submitted { dag, jobs, .. }) = reply {
                         self.jobs.extend((0..jobs).map(|i| dag.job(i)));
                     }
                 }

@@ -197,6 +197,8 @@ pub enum Ack {
         dag: DagId,
         /// Number of jobs.
         jobs: u32,
+        /// A one-off job (its label is `TSK-<n>`, known without looking the job up).
+        one_off: bool,
     },
     /// Jobs moved to CANCELLED by this request (descendants included).
     Cancelled {

@@ -49,9 +49,10 @@ impl Core {
     // ---- submit --------------------------------------------------------------------------------
 
     pub(super) fn on_submit(&mut self, token: u64, submission: Submission) {
+        let one_off = matches!(submission, Submission::OneOff(_));
         let reply = self
             .submit(submission, None)
-            .map(|(dag, jobs)| Ack::Submitted { dag, jobs });
+            .map(|(dag, jobs)| Ack::Submitted { dag, jobs, one_off });
         self.reply(token, reply);
     }
 

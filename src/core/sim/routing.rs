@@ -51,7 +51,7 @@ impl World {
                     self.check
                         .on_reply(s, token, reply.is_ok())
                         .map_err(|e| self.fail(e))?;
-                    if let Ok(Ack::Submitted { dag, jobs }) = reply {
+                    if let Ok(Ack::Submitted { dag, jobs, .. }) = reply {
                         self.accepted.insert(token, (dag, jobs));
                         self.report.jobs += u64::from(jobs);
                         if self.rng.gen_range(0..4) == 0 {

@@ -120,17 +120,20 @@ impl Harness {
 
     pub fn submit(&mut self, submission: Submission) -> (DagId, Vec<Output>) {
         let token = self.token();
+        let is_one_off = matches!(submission, Submission::OneOff(_));
         let outs = self.step(Input::Submit { token, submission });
-        let dag = outs
+        let (dag, one_off) = outs
             .iter()
             .find_map(|o| match o {
                 Output::Reply {
                     token: t,
-                    reply: Ok(Ack::Submitted { dag, .. }),
-                } if *t == token => Some(*dag),
+                    reply: Ok(Ack::Submitted { dag, one_off, .. }),
+                } if *t == token => Some((*dag, *one_off)),
                 _ => None,
             })
             .unwrap_or_else(|| panic!("no accepted reply in {outs:?}"));
+        // The shell labels a one-off's ack from this flag alone, without a lookup.
+        assert_eq!(one_off, is_one_off, "{outs:?}");
         (dag, outs)
     }
 
