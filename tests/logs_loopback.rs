@@ -466,35 +466,34 @@ fn a_quiet_stream_still_gets_its_empty_file_and_both_ends_travel_in_one_datagram
                 }
             }
         };
-        // Nothing on either stream: two empty files, and one datagram with both end markers.
-        let silent = AttemptKey::new(JobId(9), 0);
-        let program = Program::Inline {
-            name: "silent.sh".into(),
-            bytes: b"exit 0\n".to_vec(),
-            args: Vec::new(),
-        };
-        let report = run_job(&engine, &shipper, "silent", silent, program).await;
-        assert_eq!((report.stdout.records, report.stderr.records), (0, 0));
-        let job_dir = engine.job_dir("silent");
-        assert_eq!(read_bytes(&job_dir.join(STDOUT_FILE)), b"");
-        assert_eq!(read_bytes(&job_dir.join(STDERR_FILE)), b"");
-        wait_ended(silent).await;
-        assert!(sink.summary(silent).await.unwrap().holds_everything);
-        assert_eq!(sink.stats().await.datagrams, 1);
-        // Only stderr has bytes: its file is written, stdout's stays empty.
-        let one_sided = AttemptKey::new(JobId(10), 0);
-        let program = Program::Inline {
-            name: "stderr.sh".into(),
-            bytes: b"echo oops >&2\n".to_vec(),
-            args: Vec::new(),
-        };
-        let report = run_job(&engine, &shipper, "stderr", one_sided, program).await;
-        assert_eq!((report.stdout.records, report.stderr.records), (0, 1));
-        let job_dir = engine.job_dir("stderr");
-        assert_eq!(read_bytes(&job_dir.join(STDOUT_FILE)), b"");
-        assert_eq!(read_bytes(&job_dir.join(STDERR_FILE)), b"oops\n");
-        wait_ended(one_sided).await;
-        assert!(sink.summary(one_sided).await.unwrap().holds_everything);
+        // A job silent on both streams, then one that writes only to stderr: every file exists,
+        // the silent streams' empty. The silent job's two end markers travel in one datagram.
+        let cases: [(u64, &str, &[u8], Option<u64>); 2] =
+            [(9, "silent", b"", Some(1)), (10, "stderr", b"oops\n", None)];
+        for (job, name, stderr, datagrams) in cases {
+            let key = AttemptKey::new(JobId(job), 0);
+            let script = if stderr.is_empty() {
+                "exit 0\n"
+            } else {
+                "echo oops >&2\n"
+            };
+            let program = Program::Inline {
+                name: format!("{name}.sh"),
+                bytes: script.as_bytes().to_vec(),
+                args: Vec::new(),
+            };
+            let report = run_job(&engine, &shipper, name, key, program).await;
+            let lines = stderr.iter().filter(|&&b| b == b'\n').count() as u64;
+            assert_eq!((report.stdout.records, report.stderr.records), (0, lines));
+            let job_dir = engine.job_dir(name);
+            assert_eq!(read_bytes(&job_dir.join(STDOUT_FILE)), b"");
+            assert_eq!(read_bytes(&job_dir.join(STDERR_FILE)), stderr);
+            wait_ended(key).await;
+            assert!(sink.summary(key).await.unwrap().holds_everything);
+            if let Some(datagrams) = datagrams {
+                assert_eq!(sink.stats().await.datagrams, datagrams);
+            }
+        }
     });
 }
 

@@ -226,39 +226,27 @@ impl Shard {
 
 fn encode_ack(core: &Core, ack: Ack, out: &mut Vec<u8>) {
     let result = match ack {
-        Ack::Submitted {
-            dag, one_off: true, ..
-        } => {
-            // Built from the id alone: a held ack is encoded once its record is durable, when
-            // looking the job up again would mostly miss the cache.
-            let label = JobRef::Task(dag).to_string();
-            let job = JobLabel {
-                id: dag.job(0).0,
-                label: label.clone(),
-            };
-            encode_frame(
-                out,
-                OpCode::Ack,
-                &Submitted {
-                    dag: dag.0,
-                    label,
-                    jobs: vec![job],
-                },
-            )
-        }
-        Ack::Submitted { dag, jobs, .. } => {
-            let jobs: Vec<JobLabel> = (0..jobs)
-                .map(|i| {
-                    let id = dag.job(i);
-                    let label = core
-                        .label(id)
-                        .map_or_else(|| id.to_string(), |l| l.to_string());
-                    JobLabel { id: id.0, label }
-                })
-                .collect();
-            let label = match core.label(dag.job(0)) {
-                Some(JobRef::Task(_)) => JobRef::Task(dag).to_string(),
-                _ => JobRef::Dag(dag).to_string(),
+        Ack::Submitted { dag, jobs, one_off } => {
+            let (label, jobs) = if one_off {
+                // Built from the id alone: a held ack is encoded once its record is durable,
+                // when looking the job up again would mostly miss the cache.
+                let label = JobRef::Task(dag).to_string();
+                let job = JobLabel {
+                    id: dag.job(0).0,
+                    label: label.clone(),
+                };
+                (label, vec![job])
+            } else {
+                let jobs = (0..jobs)
+                    .map(|i| {
+                        let id = dag.job(i);
+                        let label = core
+                            .label(id)
+                            .map_or_else(|| id.to_string(), |l| l.to_string());
+                        JobLabel { id: id.0, label }
+                    })
+                    .collect();
+                (JobRef::Dag(dag).to_string(), jobs)
             };
             encode_frame(
                 out,
