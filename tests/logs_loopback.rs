@@ -15,8 +15,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use titan::core::{JobId, WorkerId};
 use titan::logs::{
-    drain_output, AttemptKey, DrainReport, JobLogSummary, LinesPage, LogShipper, LogSink,
-    ShipperConfig, ShipperCounters, SinkConfig, SinkLimits, SinkStats, Stream,
+    drain_output, AttemptKey, DrainError, DrainReport, JobLogSummary, LinesPage, LogShipper,
+    LogSink, ShipperConfig, ShipperCounters, SinkConfig, SinkLimits, SinkStats, Stream,
 };
 use titan::worker::exec::{JobSpec, OutputMode, ProcessEngine, Program, STDERR_FILE, STDOUT_FILE};
 
@@ -493,6 +493,44 @@ fn a_quiet_stream_still_gets_its_empty_file_and_both_ends_travel_in_one_datagram
             if let Some(datagrams) = datagrams {
                 assert_eq!(sink.stats().await.datagrams, datagrams);
             }
+        }
+    });
+}
+
+#[test]
+fn a_log_file_that_cannot_be_created_is_reported_and_the_job_still_runs() {
+    let dir = TestDir::new("logs-nofile");
+    let engine_config = config(&dir);
+    exec_support::run(move || async move {
+        let engine = ProcessEngine::start(engine_config).unwrap();
+        // A directory where each log file should be: neither can be created.
+        let job_dir = engine.job_dir("blocked");
+        for file in [STDOUT_FILE, STDERR_FILE] {
+            std::fs::create_dir_all(job_dir.join(file)).unwrap();
+        }
+        let program = Program::Inline {
+            name: "half.sh".into(),
+            bytes: b"echo out\n".to_vec(),
+            args: Vec::new(),
+        };
+        let spec = JobSpec::new("blocked", "blocked", program).with_output(OutputMode::Capture);
+        let job = engine.launch(spec).expect("launch");
+        job.started()
+            .await
+            .expect("the job starts without its files");
+        let output = job.take_output().expect("captured output");
+        let key = AttemptKey::new(JobId(11), 0);
+        let (report, outcome) =
+            future::zip(drain_output(output, &job_dir, key, None), job.outcome()).await;
+        assert!(outcome.succeeded(), "{outcome:?}");
+        // stdout had bytes, so the drain tried again and failed; stderr stayed silent, so the
+        // engine's own failure is what its report carries.
+        assert_eq!((report.stdout.bytes, report.stdout.file_bytes), (4, 0));
+        for stream in [&report.stdout, &report.stderr] {
+            assert!(
+                matches!(stream.error, Some(DrainError::CreateFile { .. })),
+                "{report:?}"
+            );
         }
     });
 }

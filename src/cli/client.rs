@@ -363,13 +363,23 @@ mod tests {
             message: "no such job".into(),
         };
         proto::encode_frame(&mut frames, OpCode::Error, &error).unwrap();
+        let total = frames.len();
         let (addr, written) = serve_once(frames);
         let mut client = Client::connect(&addr).unwrap();
         // Nothing read yet: no reply, and no wait for one (a blocking read would time out).
         client.set_timeout(Some(Duration::from_secs(5))).unwrap();
         assert!(client.recv_buffered().unwrap().is_none());
         written.recv().unwrap();
-        // One read takes all four frames (they sit whole in the socket buffer).
+        // Once all four frames sit in the socket buffer, one read takes them all.
+        let mut peeked = vec![0u8; total + 1];
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while client.stream.peek(&mut peeked).unwrap() < total {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the frames never arrived"
+            );
+            std::thread::yield_now();
+        }
         assert_eq!(client.recv().unwrap().header.opcode, OpCode::Ack);
         for _ in 0..2 {
             let reply = client.recv_buffered().unwrap().expect("buffered");

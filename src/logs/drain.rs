@@ -78,22 +78,25 @@ pub struct DrainReport {
 ///
 /// The engine has created both files, empty, before the job started; a stream's file is opened
 /// here only when the stream has bytes for it. A job that prints nothing (most short jobs) so
-/// costs no file operation on the executor, and its two end markers leave in one datagram.
+/// costs no file operation on the executor, and its two end markers leave in one flush.
 pub async fn drain_output(
     output: CapturedOutput,
     job_dir: &Path,
     key: AttemptKey,
     shipper: Option<&LogShipper>,
 ) -> DrainReport {
+    let [stdout_missing, stderr_missing] = output.file_errors;
     let stdout = drain_stream(
         output.stdout,
         job_dir.join(STDOUT_FILE),
+        stdout_missing,
         key.stream(Stream::Stdout),
         shipper,
     );
     let stderr = drain_stream(
         output.stderr,
         job_dir.join(STDERR_FILE),
+        stderr_missing,
         key.stream(Stream::Stderr),
         shipper,
     );
@@ -117,9 +120,12 @@ enum LogFile {
     Failed,
 }
 
+/// `missing` is why the engine could not create the stream's file before the start: the drain
+/// tries again if bytes arrive, and reports it if none do.
 async fn drain_stream(
     mut socket: UnixStream,
     path: PathBuf,
+    missing: Option<Arc<io::Error>>,
     key: StreamKey,
     shipper: Option<&LogShipper>,
 ) -> StreamReport {
@@ -155,7 +161,7 @@ async fn drain_stream(
             None => splitter.feed(chunk, |_| {}),
         }
         if let LogFile::NotOpened = file {
-            file = match BufferedFile::create(&path).await {
+            file = match open_log(&path).await {
                 Ok(open) => LogFile::Open(open),
                 Err(error) => {
                     note(
@@ -196,10 +202,27 @@ async fn drain_stream(
         Some(shipper) => splitter.finish(|record| shipper.ship_line(key, record)),
         None => splitter.finish(|_| {}),
     };
-    if let LogFile::Open(open) = file {
-        close(open, &path, &mut report).await;
+    match file {
+        LogFile::Open(open) => close(open, &path, &mut report).await,
+        LogFile::NotOpened => {
+            if let Some(source) = missing {
+                note(&mut report, DrainError::CreateFile { path, source });
+            }
+        }
+        LogFile::Failed => {}
     }
     report
+}
+
+/// Opens a stream's log file for writing, creating it if the engine could not. Never truncates:
+/// the engine emptied it before this attempt started, and an earlier attempt of the same job
+/// still draining (it shares the directory) must not wipe what this one wrote.
+async fn open_log(path: &Path) -> glommio::Result<BufferedFile, ()> {
+    glommio::io::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .buffered_open(path)
+        .await
 }
 
 /// Writes all of `bytes` at `offset`, however short the individual writes.

@@ -32,7 +32,16 @@ pub(crate) struct Spawned {
     pub started: Instant,
     pub started_wall: SystemTime,
     /// The read ends of stdout and stderr in [`OutputMode::Capture`](super::OutputMode).
-    pub output: Option<(UnixStream, UnixStream)>,
+    pub output: Option<Captured>,
+}
+
+/// A captured job's output as the launcher leaves it: the read ends of both sockets, and why
+/// either log file could not be created (the job runs anyway; the drain reports it).
+#[derive(Debug)]
+pub(crate) struct Captured {
+    pub stdout: UnixStream,
+    pub stderr: UnixStream,
+    pub file_errors: [Option<Arc<std::io::Error>>; 2],
 }
 
 /// Why a launch produced no process.

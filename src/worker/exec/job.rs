@@ -6,7 +6,7 @@
 //! Everything here runs on the executor thread and never blocks: signals and a `waitpid` on a
 //! process known to have exited are single non-blocking system calls.
 
-use super::completion::{NotLaunched, Spawned};
+use super::completion::{Captured, NotLaunched, Spawned};
 use super::launcher::{signal_group, signal_leftovers};
 use super::outcome::{Outcome, Termination, WaitStatus};
 use super::pool::ProcessPool;
@@ -15,7 +15,6 @@ use futures_lite::future;
 use nix::sys::signal::Signal;
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::rc::Rc;
@@ -76,6 +75,9 @@ pub struct Started {
 pub struct CapturedOutput {
     pub stdout: glommio::net::UnixStream,
     pub stderr: glommio::net::UnixStream,
+    /// Why the engine could not create `stdout.log` / `stderr.log` before the start, if it
+    /// could not (the job ran anyway).
+    pub file_errors: [Option<Arc<std::io::Error>>; 2],
 }
 
 /// Per-job limits the supervisor enforces.
@@ -102,7 +104,7 @@ pub(crate) struct JobCell {
     /// Owned while the process runs; taken by the supervisor to reap it, or at engine teardown.
     child: RefCell<Option<Child>>,
     pidfd: RefCell<Option<OwnedFd>>,
-    output: RefCell<Option<(UnixStream, UnixStream)>>,
+    output: RefCell<Option<Captured>>,
     started: Cell<Option<Started>>,
     outcome: RefCell<Option<Outcome>>,
     /// Callers waiting in `started()` or `outcome()`.
@@ -283,16 +285,20 @@ impl Job {
     /// The stdout and stderr read ends in capture mode, once started; `None` otherwise or when
     /// already taken. Must be called on the engine's executor.
     pub fn take_output(&self) -> Option<CapturedOutput> {
-        let (stdout, stderr) = self.cell.output.borrow_mut().take()?;
+        let captured = self.cell.output.borrow_mut().take()?;
         // SAFETY: each `into_raw_fd` gives up ownership of a connected stream socket, which the
         // glommio stream takes over and closes on drop.
         let (stdout, stderr) = unsafe {
             (
-                glommio::net::UnixStream::from_raw_fd(stdout.into_raw_fd()),
-                glommio::net::UnixStream::from_raw_fd(stderr.into_raw_fd()),
+                glommio::net::UnixStream::from_raw_fd(captured.stdout.into_raw_fd()),
+                glommio::net::UnixStream::from_raw_fd(captured.stderr.into_raw_fd()),
             )
         };
-        Some(CapturedOutput { stdout, stderr })
+        Some(CapturedOutput {
+            stdout,
+            stderr,
+            file_errors: captured.file_errors,
+        })
     }
 }
 

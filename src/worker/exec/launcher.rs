@@ -3,7 +3,7 @@
 //! create the log files (and the socket pairs when output is captured), fork/exec in a new process group, open a pidfd and
 //! register it with the pool's epoll. Also the signalling helpers shared with the supervisor.
 
-use super::completion::{NotLaunched, Spawned};
+use super::completion::{Captured, NotLaunched, Spawned};
 use super::outcome::StartError;
 use super::resolve::{Program, Resolver};
 use super::spec::{ChildAffinity, OutputMode, STDERR_FILE, STDOUT_FILE};
@@ -123,7 +123,7 @@ fn watch(epoll: BorrowedFd<'_>, pid: u32, token: u64) -> io::Result<OwnedFd> {
     Ok(pidfd)
 }
 
-type Output = (Stdio, Stdio, Option<(UnixStream, UnixStream)>);
+type Output = (Stdio, Stdio, Option<Captured>);
 
 fn open_output(dir: &Path, mode: OutputMode) -> Result<Output, NotLaunched> {
     match mode {
@@ -137,13 +137,9 @@ fn open_output(dir: &Path, mode: OutputMode) -> Result<Output, NotLaunched> {
             // one only when its stream has bytes. Creating them here, on a process thread, keeps
             // the file system calls of a job that prints nothing off the executor. A file that
             // cannot be created does not stop the job: the drain tries again when output
-            // arrives, and reports what fails then.
-            for name in [STDOUT_FILE, STDERR_FILE] {
-                let path = dir.join(name);
-                if let Err(error) = File::create(&path) {
-                    tracing::warn!(path = %path.display(), %error, "cannot create a job's log file");
-                }
-            }
+            // arrives, and reports the error with the job's others.
+            let file_errors = [STDOUT_FILE, STDERR_FILE]
+                .map(|name| File::create(dir.join(name)).err().map(Arc::new));
             let (out_read, out_write) = UnixStream::pair().map_err(|e| workspace_error(dir, e))?;
             let (err_read, err_write) = UnixStream::pair().map_err(|e| workspace_error(dir, e))?;
             // The job only writes; shutting our read ends' write side makes that explicit.
@@ -152,7 +148,11 @@ fn open_output(dir: &Path, mode: OutputMode) -> Result<Output, NotLaunched> {
             Ok((
                 OwnedFd::from(out_write).into(),
                 OwnedFd::from(err_write).into(),
-                Some((out_read, err_read)),
+                Some(Captured {
+                    stdout: out_read,
+                    stderr: err_read,
+                    file_errors,
+                }),
             ))
         }
     }
