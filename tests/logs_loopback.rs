@@ -74,6 +74,17 @@ impl SinkClient {
         }
     }
 
+    /// Follows the attempt until the sink knows both its streams ended (each follow request
+    /// gives up after 5 s; the test deadline bounds the whole wait).
+    async fn wait_ended(&self, key: AttemptKey) {
+        loop {
+            let page = self.page(Request::Follow(key, u64::MAX)).await;
+            if page.is_some_and(|p| p.ended.is_some()) {
+                return;
+            }
+        }
+    }
+
     /// Tells the sink both streams' totals, as the worker's TCP report of the job's end will.
     async fn report_end(&self, key: AttemptKey, report: &DrainReport) {
         self.ask(Request::End(key, Stream::Stdout, report.stdout.records))
@@ -422,15 +433,7 @@ fn odd_output_is_stored_exactly_and_rebuilt_from_the_ring() {
         assert_eq!(read_bytes(&job_dir.join(STDOUT_FILE)), expected);
         assert_eq!(read_bytes(&job_dir.join(STDERR_FILE)), b"err\r\n");
 
-        let wait_ended = async {
-            loop {
-                let page = sink.page(Request::Follow(key, u64::MAX)).await;
-                if page.is_some_and(|p| p.ended.is_some()) {
-                    break;
-                }
-            }
-        };
-        wait_ended.await;
+        sink.wait_ended(key).await;
         let summary = sink.summary(key).await.unwrap();
         assert!(summary.holds_everything, "{summary:?}");
         let page = sink.page(Request::Page(key, 0)).await.unwrap();
@@ -455,17 +458,6 @@ fn a_quiet_stream_still_gets_its_empty_file_and_both_ends_travel_in_one_datagram
         sink.ask(Request::Serve).await;
         let engine = ProcessEngine::start(engine_config).unwrap();
         let shipper = LogShipper::new(ShipperConfig::new(addr, WorkerId(6))).unwrap();
-        let wait_ended = |key| {
-            let sink = &sink;
-            async move {
-                loop {
-                    let page = sink.page(Request::Follow(key, u64::MAX)).await;
-                    if page.is_some_and(|p| p.ended.is_some()) {
-                        break;
-                    }
-                }
-            }
-        };
         // A job silent on both streams, then one that writes only to stderr: every file exists,
         // the silent streams' empty. The silent job's two end markers travel in one datagram.
         let cases: [(u64, &str, &[u8], Option<u64>); 2] =
@@ -488,7 +480,7 @@ fn a_quiet_stream_still_gets_its_empty_file_and_both_ends_travel_in_one_datagram
             let job_dir = engine.job_dir(name);
             assert_eq!(read_bytes(&job_dir.join(STDOUT_FILE)), b"");
             assert_eq!(read_bytes(&job_dir.join(STDERR_FILE)), stderr);
-            wait_ended(key).await;
+            sink.wait_ended(key).await;
             assert!(sink.summary(key).await.unwrap().holds_everything);
             if let Some(datagrams) = datagrams {
                 assert_eq!(sink.stats().await.datagrams, datagrams);
