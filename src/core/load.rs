@@ -70,6 +70,16 @@ impl SlotState {
             s
         }
     }
+
+    /// One reservation fewer (and one service fewer if it was one).
+    fn minus(self, service: bool) -> SlotState {
+        let s = self.with_running(self.running() - 1);
+        if service {
+            s.with_services(self.services().saturating_sub(1))
+        } else {
+            s
+        }
+    }
     fn with_alive(self, alive: bool) -> SlotState {
         SlotState(if alive {
             self.0 | ALIVE_BIT
@@ -281,14 +291,7 @@ impl LoadTable {
         let g = w.generation();
         let done = self
             .update(w, |s| {
-                (s.generation() == g && s.running() > 0).then(|| {
-                    let s = s.with_running(s.running() - 1);
-                    if service {
-                        s.with_services(s.services().saturating_sub(1))
-                    } else {
-                        s
-                    }
-                })
+                (s.generation() == g && s.running() > 0).then(|| s.minus(service))
             })
             .is_some();
         if done {

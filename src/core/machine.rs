@@ -446,21 +446,18 @@ impl Core {
     /// ever, `SLEEP` runs on the worker's timer whatever its slots, and a timeout's clock starts
     /// at the dispatch. A NOOP holds no slot on the worker at all.
     fn prefetch_for(&self, slot: u32) -> Prefetch {
-        use super::model::JobKind;
         let spec = &self.jobs.at(slot).spec;
         let depth = self.cfg.prefetch.min(super::limits::MAX_PREFETCH);
         if depth == 0 || spec.timeout_ms.is_some() {
             return Prefetch::Never;
         }
-        match spec.kind {
-            JobKind::Noop => Prefetch::Always { depth },
-            JobKind::Run { .. } | JobKind::RunInline { .. } | JobKind::Skill { .. } => {
-                Prefetch::WhileShort {
-                    depth,
-                    below: self.cfg.prefetch_below,
-                }
-            }
-            JobKind::Sleep { .. } | JobKind::Deploy { .. } => Prefetch::Never,
+        match &spec.kind {
+            super::model::JobKind::Noop => Prefetch::Always { depth },
+            kind if kind.runs_a_process() => Prefetch::WhileShort {
+                depth,
+                below: self.cfg.prefetch_below,
+            },
+            _ => Prefetch::Never,
         }
     }
 

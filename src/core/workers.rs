@@ -13,8 +13,8 @@
 //! (they hold no slot on the worker: they complete on arrival), process jobs only while its
 //! processes turn over fast ([`RunTime`] and the load table's last turnover). They wait in the
 //! worker's own queue, and a slot that frees starts the next one at once, without a round trip
-//! through the master. Least connections still decides: a worker past its capacity ranks after every worker
-//! with a free slot.
+//! through the master. Least connections still decides: a worker past its capacity ranks after
+//! every worker with a free slot.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
