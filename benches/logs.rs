@@ -27,9 +27,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use titan::core::{JobId, WorkerId};
 use titan::logs::{
-    drain_output, AttemptKey, LineSplitter, LogShipper, LogSink, Packer, ShipperConfig, SinkConfig,
-    SinkStats, Stream,
+    AttemptKey, LineSplitter, LogShipper, LogSink, Packer, ShipperConfig, SinkConfig, SinkStats,
+    Stream,
 };
+use titan::worker::drain::drain_output;
 use titan::worker::exec::{EngineConfig, JobSpec, OutputMode, ProcessEngine, Program};
 
 struct Options {

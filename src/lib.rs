@@ -1,21 +1,15 @@
-//! Titan: a job orchestrator for Linux hosts.
-//!
-//! The crate is layered; dependencies point down this list only:
-//!
-//! - [`proto`]: TITAN_PROTO, the wire format (header, incremental decoder, rkyv messages).
-//! - [`core`]: the scheduler as a deterministic state machine with no IO.
-//! - [`wal`]: the write-ahead log (records, segments, group commit, recovery, snapshots).
-//! - [`master`]: the glommio shell around the core: listeners, connections, WAL writes.
-//! - [`worker`]: registration, heartbeats, process execution, services.
-//! - [`logs`]: live job output over UDP: worker-side drain and shipper, master-side sink and rings.
-//! - [`cli`]: the REPL, subcommands and rendering.
-//! - [`runtime`]: glommio plumbing shared by master and worker (connections, signals).
+//! Titan: a job orchestrator for Linux hosts. This crate is the `titan` binary's command line
+//! ([`cli`]: the REPL, subcommands, `titan up` and `titan demo`); each role and layer is a crate
+//! of its own in `crates/`, re-exported here under its short name for the binary, tests and
+//! benches. The crate graph is the layer map (docs/ARCHITECTURE.md).
+
+pub use titan_client as client;
+pub use titan_core as core;
+pub use titan_logs as logs;
+pub use titan_master as master;
+pub use titan_proto as proto;
+pub use titan_runtime as runtime;
+pub use titan_wal as wal;
+pub use titan_worker as worker;
 
 pub mod cli;
-pub mod core;
-pub mod logs;
-pub mod master;
-pub mod proto;
-pub mod runtime;
-pub mod wal;
-pub mod worker;

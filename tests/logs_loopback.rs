@@ -15,9 +15,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use titan::core::{JobId, WorkerId};
 use titan::logs::{
-    drain_output, AttemptKey, DrainError, DrainReport, JobLogSummary, LinesPage, LogShipper,
-    LogSink, ShipperConfig, ShipperCounters, SinkConfig, SinkLimits, SinkStats, Stream,
+    AttemptKey, JobLogSummary, LinesPage, LogShipper, LogSink, ShipperConfig, ShipperCounters,
+    SinkConfig, SinkLimits, SinkStats, Stream,
 };
+use titan::worker::drain::{drain_output, DrainError, DrainReport};
 use titan::worker::exec::{JobSpec, OutputMode, ProcessEngine, Program, STDERR_FILE, STDOUT_FILE};
 
 /// What the worker side asks of the sink's executor.

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::core::ids::{JobRef, JobRefError};
-use crate::core::model::{JobState, UnknownState};
+use titan_core::ids::{JobRef, JobRefError};
+use titan_core::model::{JobState, UnknownState};
 
 /// Where the master listens when neither `--master` nor `TITAN_MASTER` says otherwise.
 pub const DEFAULT_MASTER: &str = "127.0.0.1:9090";

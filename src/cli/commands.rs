@@ -8,9 +8,9 @@
 use std::io::{self, Write};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::core::ids::JobRef;
-use crate::core::model::{JobState, Submission};
-use crate::proto::message::client::WaitReply;
+use titan_core::ids::JobRef;
+use titan_core::model::{JobState, Submission};
+use titan_proto::message::client::WaitReply;
 
 use super::args::{ClientCommand, DagArgs, SubmitArgs, WaitArgs};
 use super::error::CliError;
@@ -280,7 +280,7 @@ pub fn now_us() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::message::client::JobStatus;
+    use titan_proto::message::client::JobStatus;
 
     fn reply(states: &[JobState]) -> WaitReply {
         WaitReply {

@@ -9,9 +9,9 @@ use clap::Args;
 use super::client::Client;
 use super::cluster::{free_port, ClusterLayout, LocalCluster};
 use super::error::CliError;
-use crate::core::grammar::{parse_dag, parse_one_off};
-use crate::core::{JobState, Submission};
-use crate::runtime::shutdown;
+use titan_core::grammar::{parse_dag, parse_one_off};
+use titan_core::{JobState, Submission};
+use titan_runtime::shutdown;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -19,10 +19,10 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
     /// The master's port: the default is the one client commands use when not told otherwise.
-    #[arg(long, default_value_t = crate::master::DEFAULT_PORT)]
+    #[arg(long, default_value_t = titan_master::DEFAULT_PORT)]
     pub port: u16,
     /// The UDP port where workers stream job output.
-    #[arg(long, default_value_t = crate::master::DEFAULT_LOG_PORT)]
+    #[arg(long, default_value_t = titan_master::DEFAULT_LOG_PORT)]
     pub log_port: u16,
     #[command(flatten)]
     pub layout: LayoutArgs,
@@ -47,7 +47,7 @@ pub struct LayoutArgs {
     pub capacity: u32,
     /// The master's data directory (its write-ahead log); `titan demo` uses a fresh one inside
     /// the workspace and removes it afterwards.
-    #[arg(long, default_value = crate::master::DEFAULT_DATA_DIR)]
+    #[arg(long, default_value = titan_master::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 }
 

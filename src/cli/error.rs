@@ -3,7 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::core::grammar::{Field, FieldProblem, GrammarError};
+use titan_core::grammar::{Field, FieldProblem, GrammarError};
 
 use super::client::ClientError;
 

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use crate::proto::message::client::{
+use titan_proto::message::client::{
     Cancelled, ClusterStats, JobList, JobStatus, Stopped, Submitted, WaitReply, WorkerList,
 };
 
@@ -67,8 +67,8 @@ pub fn line(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::JobState;
-    use crate::proto::message::client::{JobLabel, WorkerStatus};
+    use titan_core::model::JobState;
+    use titan_proto::message::client::{JobLabel, WorkerStatus};
 
     fn job() -> JobStatus {
         JobStatus {

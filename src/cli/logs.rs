@@ -17,8 +17,8 @@ use super::client::fetch_output_file;
 use super::commands::{EXIT_FAILED, EXIT_OK};
 use super::error::CliError;
 use super::session::Session;
-use crate::core::{JobRef, JobState};
-use crate::proto::message::logs::{LogLine, LogsReply, LogsRequest};
+use titan_core::{JobRef, JobState};
+use titan_proto::message::logs::{LogLine, LogsReply, LogsRequest};
 
 /// How long the master may hold a follower's request before answering "nothing new".
 const FOLLOW_WAIT: Duration = Duration::from_secs(2);

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 pub mod args;
-pub mod client;
+pub use titan_client as client;
 pub mod cluster;
 pub mod commands;
 pub mod demo;
@@ -26,8 +26,8 @@ pub mod submission;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
-use crate::master::{self, MasterConfig};
-use crate::worker::{self, WorkerConfig};
+use titan_master::{self as master, MasterConfig};
+use titan_worker::{self as worker, WorkerConfig};
 
 pub use args::ClientCommand;
 pub use error::CliError;
@@ -77,7 +77,7 @@ pub struct MasterArgs {
     pub pin: bool,
     /// Most connections open at once; past it, the longest-idle client connection is closed to
     /// make room (never a worker's), or the new one is refused when there is none.
-    #[arg(long, default_value_t = crate::proto::limits::MAX_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
+    #[arg(long, default_value_t = titan_proto::limits::MAX_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
     pub max_connections: u64,
     /// Close a connection that stalls in the middle of a frame for this many milliseconds.
     #[arg(long, default_value_t = 10_000)]
@@ -126,7 +126,7 @@ pub struct MasterArgs {
     pub wal_sync: WalSync,
     /// Under load, the least microseconds between two log writes, so more records share each
     /// write (a quiet log writes at once; 0: write whenever the previous write is done).
-    #[arg(long, default_value_t = crate::wal::limits::DEFAULT_BATCH_WINDOW.as_micros() as u64,
+    #[arg(long, default_value_t = titan_wal::limits::DEFAULT_BATCH_WINDOW.as_micros() as u64,
           value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pub wal_batch_window_us: u64,
     /// Size of each log segment file in MiB (at least 12: a segment holds the largest record).
@@ -196,7 +196,7 @@ pub struct WorkerArgs {
     /// Run jobs at this niceness (0 to 19): when jobs saturate the host, the master and the
     /// workers keep the CPU they need to schedule (an idle host still gives jobs all of it).
     /// 0 leaves jobs at the worker's own priority.
-    #[arg(long, default_value_t = crate::worker::DEFAULT_JOB_NICE, value_parser = clap::value_parser!(i32).range(0..=19))]
+    #[arg(long, default_value_t = titan_worker::DEFAULT_JOB_NICE, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub job_nice: i32,
 }
 
@@ -238,7 +238,7 @@ fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         .filter(|s| !s.is_empty())
         .collect();
     for skill in &config.skills {
-        crate::core::ids::check_name(skill)
+        titan_core::ids::check_name(skill)
             .with_context(|| format!("--skills: {skill:?} is not a skill name"))?;
     }
     config.perm_files = args.perm_files;
@@ -282,8 +282,8 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     config.wal.segment_bytes = args.wal_segment_mb << 20;
     config.wal.preallocate = !args.wal_no_preallocate;
     config.wal.commit_mode = match args.wal_sync {
-        WalSync::Group => crate::wal::CommitMode::Group,
-        WalSync::PerRecord => crate::wal::CommitMode::PerRecord,
+        WalSync::Group => titan_wal::CommitMode::Group,
+        WalSync::PerRecord => titan_wal::CommitMode::PerRecord,
     };
     config.snapshot_every = args.snapshot_every;
     config.wal.batch_window = Duration::from_micros(args.wal_batch_window_us);

@@ -3,13 +3,13 @@
 //!
 //! Every function is pure: it takes the reply (and `now_us` where an age is shown) and returns the
 //! text, each line ending in `\n`, so the exact output is unit-tested. STATS text is not here: it
-//! is part of the protocol ([`ClusterStats::render_text`](crate::proto::message::client::ClusterStats)).
+//! is part of the protocol ([`ClusterStats::render_text`](titan_proto::message::client::ClusterStats)).
 
 use std::fmt::Write as _;
 
-use crate::core::ids::WorkerId;
-use crate::core::model::JobState;
-use crate::proto::message::client::{
+use titan_core::ids::WorkerId;
+use titan_core::model::JobState;
+use titan_proto::message::client::{
     Cancelled, JobList, JobStatus, Stopped, Submitted, WaitReply, WorkerList, WorkerStatus,
 };
 

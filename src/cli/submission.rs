@@ -10,10 +10,10 @@ use std::io::{self, Read};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
-use crate::core::dag::{self, DagError};
-use crate::core::grammar::{self, Field, FieldProblem, GrammarError};
-use crate::core::limits::MAX_INLINE_BYTES;
-use crate::core::model::{DagJobSpec, JobKind, JobSpec, Submission, DEFAULT_PRIORITY};
+use titan_core::dag::{self, DagError};
+use titan_core::grammar::{self, Field, FieldProblem, GrammarError};
+use titan_core::limits::MAX_INLINE_BYTES;
+use titan_core::model::{DagJobSpec, JobKind, JobSpec, Submission, DEFAULT_PRIORITY};
 
 use super::args::SpecOptions;
 use super::error::CliError;

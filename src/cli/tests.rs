@@ -6,8 +6,8 @@ use clap::Parser;
 
 use super::args::{ClientCommand, DEFAULT_JOBS_LIMIT, DEFAULT_MASTER};
 use super::*;
-use crate::core::ids::{DagId, JobRef};
-use crate::core::model::JobState;
+use titan_core::ids::{DagId, JobRef};
+use titan_core::model::JobState;
 
 fn parse(args: &[&str]) -> Command {
     let argv = std::iter::once("titan").chain(args.iter().copied());

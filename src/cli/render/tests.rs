@@ -1,7 +1,7 @@
 //! Exact-output tests of the renderers.
 
 use super::*;
-use crate::proto::message::client::JobLabel;
+use titan_proto::message::client::JobLabel;
 
 /// 2023-11-14T22:13:20.000000Z, in microseconds.
 const T0: u64 = 1_700_000_000_000_000;

@@ -7,9 +7,9 @@
 
 use std::fmt;
 
-use crate::core::grammar::{self, GrammarError};
-use crate::core::ids::{JobRef, JobRefError};
-use crate::core::model::{JobState, Submission, UnknownState};
+use titan_core::grammar::{self, GrammarError};
+use titan_core::ids::{JobRef, JobRefError};
+use titan_core::model::{JobState, Submission, UnknownState};
 
 use crate::cli::args::DEFAULT_JOBS_LIMIT;
 

@@ -2,10 +2,10 @@
 //! words, arguments and typed errors.
 
 use super::*;
-use crate::core::dag::DagError;
-use crate::core::grammar::{Field, FieldProblem};
-use crate::core::ids::{DagId, NameProblem};
-use crate::core::model::{JobKind, DEFAULT_RETRIES};
+use titan_core::dag::DagError;
+use titan_core::grammar::{Field, FieldProblem};
+use titan_core::ids::{DagId, NameProblem};
+use titan_core::model::{JobKind, DEFAULT_RETRIES};
 
 /// DESIGN.md §1, verbatim.
 const SEED_LINES: [&str; 5] = [
@@ -22,7 +22,7 @@ fn parse(line: &str) -> ReplCommand {
         .unwrap_or_else(|| panic!("{line:?} parsed to nothing"))
 }
 
-fn one_off(line: &str) -> crate::core::model::JobSpec {
+fn one_off(line: &str) -> titan_core::model::JobSpec {
     match parse(line) {
         ReplCommand::Submit(Submission::OneOff(spec)) => spec,
         other => panic!("{line:?} gave {other:?}"),

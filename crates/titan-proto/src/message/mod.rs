@@ -1,0 +1,31 @@
+//! The messages carried in frame payloads, as rkyv archives.
+//!
+//! Each opcode has one request type and one reply type, listed with the message. Payloads are
+//! validated with bytecheck before use and read in place (`Archived*` types); they never travel
+//! as text. Domain values — submissions, job specs, states, outcomes — are the core's own model
+//! types (`titan_core::model`), which derive rkyv: the wire carries the scheduler's vocabulary
+//! rather than a parallel copy of it. Ids travel as their raw integers.
+
+pub mod client;
+pub mod logs;
+pub mod stats_text;
+pub mod worker;
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+/// `Ping`: a liveness probe. The reply is a `Pong` frame carrying the same payload bytes.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Ping {
+    pub nonce: u64,
+    pub data: Vec<u8>,
+}
+
+/// The payload of every `Error` frame.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct ErrorReply {
+    /// An [`ErrorCode`](super::ErrorCode) number.
+    pub code: u16,
+    pub message: String,
+}

@@ -1,0 +1,192 @@
+//! The worker process: registration, heartbeats, job execution, and the way back to the master.
+//!
+//! [`exec`] is the process-execution engine (command resolution, spawning off the executor
+//! thread, reaping, kill and timeout, port probes). On top of it:
+//! - [`run`] starts one glommio executor, reserves the worker's port (peers may connect to it),
+//!   starts the engine, and keeps a session with the master alive, reconnecting with backoff
+//!   when the master goes away and comes back;
+//! - `session` is one connection to the master: `Register`, then heartbeats, jobs in, reports out;
+//! - `jobs` runs what the master sends (`NOOP` and `SLEEP` inside the worker, everything else as
+//!   a process through the engine) and reports how each attempt went.
+//!
+//! Jobs outlive sessions: a process keeps running while the master is unreachable. On
+//! re-registration the worker lists what it still runs; the master decides their fate.
+
+mod children;
+pub mod drain;
+pub mod exec;
+mod jobs;
+mod peers;
+mod session;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use tracing::{error, info, warn};
+
+use exec::{EngineConfig, ProcessEngine};
+use jobs::Jobs;
+use titan_runtime::shutdown::{self, Shutdown, StopFlag};
+use titan_runtime::{EXECUTOR_IO_MEMORY, EXECUTOR_RING_DEPTH};
+
+/// Niceness of job processes unless configured: a job that floods the host (100 MB of output on
+/// two cores) then leaves NOOP scheduling at a median 85% of its quiet throughput instead of 75%
+/// (`scripts/bench-logs.sh 3`, BENCHMARKS.md). Niceness only matters under contention: on an
+/// otherwise idle host a job still gets every core.
+pub const DEFAULT_JOB_NICE: i32 = 10;
+
+/// How the worker is run; the CLI fills this from `titan worker` flags.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Where the worker listens (port 0 picks a free one).
+    pub listen: SocketAddr,
+    pub master: String,
+    pub capacity: u32,
+    pub skills: Vec<String>,
+    pub perm_files: PathBuf,
+    pub workspace: PathBuf,
+    /// SIGTERM → SIGKILL grace when a job is killed.
+    pub kill_grace: Duration,
+    /// The worker that started this one (Inception), if any.
+    pub parent: Option<u32>,
+    /// Spawned by scaling: may be retired when idle.
+    pub ephemeral: bool,
+    pub spawn_ticket: Option<u64>,
+    /// Niceness of job processes (0: unchanged).
+    pub job_nice: i32,
+    /// First pause before reconnecting to the master; it doubles up to `reconnect_max`.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+}
+
+impl WorkerConfig {
+    pub fn new(listen: SocketAddr, master: String) -> WorkerConfig {
+        WorkerConfig {
+            listen,
+            master,
+            capacity: 4,
+            skills: vec![titan_core::GENERAL.to_string()],
+            perm_files: PathBuf::from("perm_files"),
+            workspace: PathBuf::from("titan_workspace"),
+            kill_grace: exec::DEFAULT_KILL_GRACE,
+            parent: None,
+            ephemeral: false,
+            spawn_ticket: None,
+            job_nice: DEFAULT_JOB_NICE,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("could not set up signal handling: {0}")]
+    Signals(#[from] nix::Error),
+    #[error("could not start the worker's executor: {0}")]
+    Spawn(String),
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("could not start the process engine: {0}")]
+    Engine(#[from] exec::EngineError),
+    #[error("could not start the sentinel that kills jobs if the worker dies: {0}")]
+    Sentinel(std::io::Error),
+    #[error("the worker's executor stopped unexpectedly")]
+    Lost,
+}
+
+/// Runs a worker until SIGINT/SIGTERM. Prints `titan worker ready on ADDR (worker N)` on stdout
+/// after its first registration.
+pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
+    shutdown::install_handlers()?;
+    if !config.perm_files.is_dir() {
+        // Not fatal: NOOP, inline scripts and services from elsewhere still run.
+        warn!(
+            perm_files = %config.perm_files.display(),
+            "perm_files is not a directory here: RUN and DEPLOY of its files will fail (see --perm-files)"
+        );
+    }
+    let stop = StopFlag::default();
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    let executor_stop = stop.clone();
+    let handle = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("titan-worker")
+        .io_memory(EXECUTOR_IO_MEMORY)
+        .ring_depth(EXECUTOR_RING_DEPTH)
+        .spawn(move || async move {
+            let result = serve(config, executor_stop).await;
+            let _ = done_tx.send(());
+            result
+        })
+        .map_err(|e| WorkerError::Spawn(e.to_string()))?;
+    loop {
+        if let Some(signal) = shutdown::wait_signal(shutdown::POLL_INTERVAL * 4) {
+            info!(?signal, "worker shutting down");
+            break;
+        }
+        if done_rx.try_recv().is_ok() {
+            break;
+        }
+    }
+    stop.raise();
+    handle.join().map_err(|_| WorkerError::Lost)?
+}
+
+async fn serve(config: WorkerConfig, stop: StopFlag) -> Result<(), WorkerError> {
+    let listener = glommio::net::TcpListener::bind(config.listen)
+        .and_then(|l| l.local_addr().map(|a| (l, a)))
+        .map_err(|e| WorkerError::Bind {
+            addr: config.listen,
+            source: e.into(),
+        })?;
+    let (listener, bound) = listener;
+    let mut engine_config = EngineConfig::new(&config.perm_files, &config.workspace);
+    engine_config.sentinel = Some(Arc::new(start_sentinel()?));
+    engine_config.kill_grace = config.kill_grace;
+    engine_config.job_nice = config.job_nice;
+    engine_config.max_running = config.capacity.max(1) as usize;
+    // The master may place prefetched jobs beyond the capacity; they wait in the engine's queue.
+    // (The master clamps a capacity to its maximum; room is left for children and stragglers.)
+    let most_placed = config.capacity.min(titan_core::limits::MAX_WORKER_CAPACITY)
+        + titan_core::limits::MAX_PREFETCH;
+    engine_config.max_jobs = engine_config.max_jobs.max(most_placed as usize + 64);
+    let engine = ProcessEngine::start(engine_config)?;
+    let shutdown = Shutdown::default();
+    glommio::spawn_local(shutdown.clone().follow(stop)).detach();
+    let workspace = Rc::new(
+        std::path::absolute(&config.workspace).unwrap_or_else(|_| config.workspace.clone()),
+    );
+    glommio::spawn_local(peers::serve(listener, shutdown.clone(), workspace)).detach();
+    let children = children::ChildTemplate::new(
+        config.master.clone(),
+        &config.perm_files,
+        &config.workspace,
+        config.capacity,
+        config.skills.clone(),
+        config.job_nice,
+    );
+    let jobs = Rc::new(Jobs::new(engine.clone(), children));
+    session::keep_connected(&config, bound, &jobs, &shutdown).await;
+    info!("stopping: killing running jobs");
+    engine.shutdown().await;
+    if let Err(e) = std::io::Write::flush(&mut std::io::stdout()) {
+        error!(error = %e, "flushing stdout");
+    }
+    Ok(())
+}
+
+/// The hidden subcommand that runs [`exec::run_sentinel`].
+pub const SENTINEL_COMMAND: &str = "__sentinel";
+
+/// Starts this binary as the worker's sentinel (see [`exec::sentinel`]).
+fn start_sentinel() -> Result<exec::Sentinel, WorkerError> {
+    let exe = std::env::current_exe().map_err(WorkerError::Sentinel)?;
+    exec::Sentinel::start(&exe, &[SENTINEL_COMMAND]).map_err(WorkerError::Sentinel)
+}
