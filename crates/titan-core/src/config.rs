@@ -67,7 +67,7 @@ pub struct CoreConfig {
     /// that a slot that frees starts the next one without a round trip to the master: NOOPs at
     /// any time (they hold no slot there), process jobs while the worker's processes turn over
     /// fast (see `prefetch_below`). Never a service, `SLEEP` or a job with a timeout, and never
-    /// onto a worker a service holds (see `workers.rs`). 0 turns prefetching off.
+    /// onto a worker a service holds (see `directory.rs`). 0 turns prefetching off.
     pub prefetch: u32,
     /// A worker's processes turn over fast while the moving average of their run times (as the
     /// worker reports them) is below this and one of them ended less than this long ago.

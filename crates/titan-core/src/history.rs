@@ -1,12 +1,16 @@
-//! Bounded memory of the past: finished submissions are kept for queries until `history_limit`
-//! terminal jobs or `history_max_age` is exceeded, then pruned oldest-first, whole submissions at a
-//! time; the dead-letter queue keeps at most `dlq_limit` entries and counts what it evicts. (The
-//! Java original's maps grew forever.)
+//! Bounded memory of the past ([`History`]): finished submissions are kept for queries until
+//! `history_limit` terminal jobs or `history_max_age` is exceeded, then pruned oldest-first, whole
+//! submissions at a time; the dead-letter queue keeps at most `dlq_limit` entries and counts what
+//! it evicts; [`Totals`] count what happened since the core started. (The Java original's maps grew
+//! forever.)
+
+use std::collections::VecDeque;
+use std::time::Duration;
 
 use super::ids::{DagId, JobId, Time};
+use super::job_store::flags;
 use super::machine::Core;
 use super::model::JobState;
-use super::store::flags;
 
 /// A submission whose jobs are all terminal, in finishing order.
 #[derive(Debug, Clone, Copy)]
@@ -69,28 +73,121 @@ impl Totals {
     }
 }
 
+impl Totals {
+    /// Adds another shard-epoch's counters.
+    pub(super) fn add(&mut self, o: &Totals) {
+        self.completed += o.completed;
+        self.dead += o.dead;
+        self.cancelled += o.cancelled;
+        self.upstream_failed += o.upstream_failed;
+        self.requeued_on_loss += o.requeued_on_loss;
+        self.stale_reports += o.stale_reports;
+        self.dlq_evicted += o.dlq_evicted;
+        self.pruned += o.pruned;
+        self.adopted += o.adopted;
+        self.orphaned += o.orphaned;
+    }
+}
+
+/// Finished submissions in finishing order, the dead-letter queue and the counters.
+#[derive(Debug, Default)]
+pub struct History {
+    finished: VecDeque<Finished>,
+    /// Jobs of the submissions in `finished`.
+    jobs: usize,
+    dlq: VecDeque<DeadLetter>,
+    totals: Totals,
+}
+
+impl History {
+    /// A submission of `jobs` jobs finished at `at`.
+    pub fn push(&mut self, at: Time, dag: DagId, jobs: usize) {
+        self.finished.push_back(Finished { at, dag });
+        self.jobs += jobs;
+    }
+
+    /// Adds restored finished submissions, keeping finishing order; `jobs` says how many jobs each
+    /// holds.
+    pub fn restore(&mut self, finished: Vec<Finished>, jobs: impl Fn(DagId) -> usize) {
+        let had_history = !self.finished.is_empty();
+        for f in finished {
+            self.jobs += jobs(f.dag);
+            self.finished.push_back(f);
+        }
+        if had_history {
+            self.finished.make_contiguous().sort_by_key(|f| f.at);
+        }
+    }
+
+    /// The oldest finished submission, once it is past `limit` jobs or `max_age` at `now`.
+    pub fn pop_expired(&mut self, limit: usize, max_age: Duration, now: Time) -> Option<DagId> {
+        let f = *self.finished.front()?;
+        if self.jobs <= limit && f.at + max_age > now {
+            return None;
+        }
+        self.finished.pop_front();
+        Some(f.dag)
+    }
+
+    /// When the oldest finished submission passes `max_age`.
+    pub fn next_expiry(&self, max_age: Duration) -> Option<Time> {
+        self.finished.front().map(|f| f.at + max_age)
+    }
+
+    /// One job of a pruned submission is gone.
+    pub fn pruned_job(&mut self) {
+        self.jobs -= 1;
+        self.totals.pruned += 1;
+    }
+
+    /// Finished submissions still retained, oldest first.
+    pub fn finished(&self) -> impl Iterator<Item = &Finished> {
+        self.finished.iter()
+    }
+
+    /// How many finished submissions are retained.
+    pub fn len(&self) -> usize {
+        self.finished.len()
+    }
+
+    /// Adds a dead letter, evicting (and counting) the oldest past `limit`; keeps none at 0.
+    pub fn bury(&mut self, letter: DeadLetter, limit: usize) {
+        if self.dlq.len() >= limit {
+            self.dlq.pop_front();
+            self.totals.dlq_evicted += 1;
+        }
+        if limit > 0 {
+            self.dlq.push_back(letter);
+        }
+    }
+
+    /// The dead-letter queue, oldest first.
+    pub fn dead_letters(&self) -> impl ExactSizeIterator<Item = &DeadLetter> {
+        self.dlq.iter()
+    }
+
+    pub fn totals(&self) -> &Totals {
+        &self.totals
+    }
+
+    /// The counters, for the transitions that count something.
+    pub fn totals_mut(&mut self) -> &mut Totals {
+        &mut self.totals
+    }
+}
+
 impl Core {
+    /// Prunes the oldest finished submissions past the history's bounds.
     pub(super) fn prune_history(&mut self) {
         let (limit, age) = (self.cfg.history_limit, self.cfg.history_max_age);
-        while let Some(&f) = self.history.front() {
-            if self.history_jobs <= limit && f.at + age > self.now {
-                break;
-            }
-            self.history.pop_front();
-            self.prune_submission(f.dag);
+        while let Some(dag) = self.history.pop_expired(limit, age, self.now) {
+            self.prune_submission(dag);
         }
     }
 
     fn prune_submission(&mut self, dag: DagId) {
-        let slots: Vec<u32> = match self.dags.remove(&dag) {
-            Some(d) => {
-                for name in d.graph.names.iter() {
-                    if self.names.get(name).is_some_and(|id| id.dag() == dag) {
-                        self.names.remove(name);
-                    }
-                }
-                d.slots.into_vec()
-            }
+        let slots: Vec<u32> = match self.room.remove(dag) {
+            Some(d) => d.slots.into_vec(),
             None => self.jobs.slot_of(dag.job(0)).into_iter().collect(),
         };
         for slot in slots {
@@ -100,11 +197,8 @@ impl Core {
             debug_assert!(
                 job.state.is_terminal() && (job.has(flags::ONE_OFF) || job.id.dag() == dag)
             );
-            self.counts[job.state as usize] -= 1;
-            self.errors.remove(&job.id);
             self.adoption.take_floor(job.id);
-            self.history_jobs -= 1;
-            self.totals.pruned += 1;
+            self.history.pruned_job();
         }
     }
 }

@@ -17,18 +17,16 @@
 //! completed (or is a ready service). Cancelling or stopping a RUNNING attempt, or timing it out,
 //! emits `Kill` and ends the attempt at once; its slot stays reserved until the worker's final
 //! report for that attempt (or the worker's loss) arrives, so capacity is never over-committed.
+//! What follows a failed attempt is the retry policy's decision (`retries.rs`).
 
-use std::time::Duration;
-
-use rand::Rng;
-
-use super::history::{DeadLetter, Finished};
+use super::history::DeadLetter;
 use super::ids::{JobId, WorkerId};
-use super::io::{KillReason, Output};
+use super::job_store::flags;
 use super::machine::Core;
 use super::model::{JobState, Outcome};
+use super::output::{KillReason, Output};
 use super::record::{EndCause, Next, Record};
-use super::store::flags;
+use super::timers::{TimerEntry, TimerKind};
 
 impl Core {
     // ---- worker reports ------------------------------------------------------------------------
@@ -56,15 +54,16 @@ impl Core {
         ran: std::time::Duration,
     ) {
         let live = self.live_attempt(job, attempt, worker);
-        let Some(service) = self.dir.take_attempt(worker, job, attempt) else {
+        let Some(service) = self.workers.take_attempt(worker, job, attempt) else {
             // Not an attempt this shard holds on that worker: old, duplicated or misrouted.
-            self.totals.stale_reports += 1;
+            self.history.totals_mut().stale_reports += 1;
             return;
         };
         self.release_slot(worker, service);
         if let Some(slot) = live {
             if self.jobs.at(slot).spec.kind.runs_a_process() {
-                self.dir.note_run_time(worker, ran, &self.load, self.now);
+                let load = self.placement.load();
+                self.workers.note_run_time(worker, ran, load, self.now);
             }
             self.end_attempt(slot, EndCause::Reported(outcome), None);
         }
@@ -104,51 +103,24 @@ impl Core {
     /// Ends the live attempt of `slot` (the reservation is handled by the caller) and moves the job
     /// on: COMPLETED, FAILED with a backoff, re-queued, or DEAD. `recorded` replays a journaled decision.
     pub(super) fn end_attempt(&mut self, slot: u32, cause: EndCause, recorded: Option<Next>) {
-        let (now, stable) = (self.now, self.cfg.service_stable_after);
-        let job = self.jobs.at_mut(slot);
-        job.worker = None;
-        let service = job.spec.is_service();
-        let success = matches!(&cause, EndCause::Reported(o) if o.is_success()) && !service;
-        match &cause {
-            EndCause::WorkerLost => {
-                job.crashes = job.crashes.saturating_add(1);
-                self.totals.requeued_on_loss += 1;
-            }
-            _ if success => {}
-            _ => {
-                if service && job.has(flags::READY) && now.since(job.since) >= stable {
-                    // A service that ran stably and then crashed starts a fresh retry budget.
-                    job.failures = 0;
-                }
-                job.failures = job.failures.saturating_add(1);
-            }
-        }
+        let success = self.count_attempt_end(slot, &cause);
         let next = match recorded {
             Some(next) => next,
-            None => self.decide(slot, &cause, success),
+            None => {
+                let job = self.jobs.at(slot);
+                self.retries
+                    .next(&self.cfg, job, &cause, success, self.now)
+            }
         };
         let (id, attempt) = (self.jobs.at(slot).id, self.jobs.at(slot).attempt);
         if !success {
-            let mut text = match &cause {
-                EndCause::Reported(o) => o.to_string(),
-                EndCause::TimedOut => "timed out".to_string(),
-                EndCause::WorkerLost => "worker lost".to_string(),
-            };
-            let refused = matches!(cause, EndCause::Reported(Outcome::Rejected { .. }));
-            let lost = matches!(cause, EndCause::WorkerLost);
-            if service && next == Next::Dead && !refused && !lost {
-                // The only other way a service dies: the crash-loop guard.
-                text = format!(
-                    "crash loop: {} starts within {:?}, not restarted (last run: {text})",
-                    self.cfg.crash_loop_starts, self.cfg.crash_loop_window
-                );
-            }
-            self.errors.insert(id, text.into());
+            let text = self.failure_text(slot, &cause, next);
+            self.jobs.set_error(id, text.into());
         }
         self.journal(Record::AttemptEnded {
             job: id,
             attempt,
-            at: now,
+            at: self.now,
             cause,
             next,
         });
@@ -160,11 +132,10 @@ impl Core {
             }
             Next::Retry { due } => {
                 self.set_state(slot, JobState::Failed);
-                let kind = super::queues::TimerKind::Backoff;
-                self.timers.push(super::queues::TimerEntry {
+                self.timers.push(TimerEntry {
                     due,
                     id,
-                    kind,
+                    kind: TimerKind::Backoff,
                     attempt,
                     slot,
                 });
@@ -174,84 +145,49 @@ impl Core {
         }
     }
 
-    fn decide(&mut self, slot: u32, cause: &EndCause, success: bool) -> Next {
-        let job = self.jobs.at(slot);
-        if success {
-            return Next::Completed;
-        }
-        if let EndCause::WorkerLost = cause {
-            return if job.crashes > self.cfg.crash_limit {
-                Next::Dead
-            } else {
-                Next::Requeued
-            };
-        }
-        if let EndCause::Reported(Outcome::Rejected { .. }) = cause {
-            return Next::Dead;
-        }
-        if job.spec.is_service() {
-            // Services restart until stopped; only a crash loop ends them (not `retries`).
-            if self.crash_looping(job.id) {
-                return Next::Dead;
+    /// Detaches the attempt from its worker and counts how it ended against the job's crash limit
+    /// or its retries; returns whether it completed the job.
+    fn count_attempt_end(&mut self, slot: u32, cause: &EndCause) -> bool {
+        let (now, stable) = (self.now, self.cfg.service_stable_after);
+        let job = self.jobs.at_mut(slot);
+        job.worker = None;
+        let service = job.spec.is_service();
+        let success = matches!(cause, EndCause::Reported(o) if o.is_success()) && !service;
+        match cause {
+            EndCause::WorkerLost => {
+                job.crashes = job.crashes.saturating_add(1);
+                self.history.totals_mut().requeued_on_loss += 1;
             }
-            return Next::Retry {
-                due: self.now + self.service_delay(job.failures),
-            };
+            _ if success => {}
+            _ => {
+                if service && job.has(flags::READY) && now.since(job.since) >= stable {
+                    // A service that ran stably and then crashed starts a fresh retry budget.
+                    job.failures = 0;
+                }
+                job.failures = job.failures.saturating_add(1);
+            }
         }
-        if job.failures > job.spec.retries {
-            return Next::Dead;
-        }
-        let failures = job.failures;
-        Next::Retry {
-            due: self.now + self.backoff(failures),
-        }
+        success
     }
 
-    /// Records that the service `job` starts an attempt now (live or replayed).
-    pub(super) fn note_service_start(&mut self, job: JobId) {
-        let keep = self.cfg.crash_loop_starts.max(1) as usize;
-        let starts = self.service_starts.entry(job).or_default();
-        if starts.len() == keep {
-            starts.pop_front();
-        }
-        starts.push_back(self.now);
-    }
-
-    /// Whether the service `job` started `crash_loop_starts` times within the window.
-    fn crash_looping(&self, job: JobId) -> bool {
-        let limit = self.cfg.crash_loop_starts as usize;
-        let window = self.cfg.crash_loop_window;
-        limit > 0
-            && self.service_starts.get(&job).is_some_and(|starts| {
-                starts
-                    .iter()
-                    .filter(|t| self.now.since(**t) < window)
-                    .count()
-                    >= limit
-            })
-    }
-
-    /// A service's restart delay: `service_restart_base * 2^(failures-1)`, capped, no jitter.
-    fn service_delay(&self, failures: u8) -> Duration {
-        let shift = u32::from(failures.saturating_sub(1)).min(40);
-        let base = self.cfg.service_restart_base;
-        base.saturating_mul(1u32 << shift.min(31))
-            .min(self.cfg.backoff_max.max(base))
-    }
-
-    /// `base * 2^(failures-1)`, capped, minus up to `jitter%` drawn from the seeded RNG.
-    fn backoff(&mut self, failures: u8) -> Duration {
-        let base = self.cfg.backoff_base.as_micros().min(u128::from(u64::MAX)) as u64;
-        let max = self.cfg.backoff_max.as_micros().min(u128::from(u64::MAX)) as u64;
-        let shift = u32::from(failures.saturating_sub(1)).min(40);
-        let full = base.saturating_mul(1u64 << shift).min(max);
-        let cut = full / 100 * u64::from(self.cfg.backoff_jitter_percent.min(100));
-        let jitter = if cut == 0 {
-            0
-        } else {
-            self.rng.gen_range(0..=cut)
+    /// The last-error text of an attempt that did not complete its job.
+    fn failure_text(&self, slot: u32, cause: &EndCause, next: Next) -> String {
+        let text = match cause {
+            EndCause::Reported(o) => o.to_string(),
+            EndCause::TimedOut => "timed out".to_string(),
+            EndCause::WorkerLost => "worker lost".to_string(),
         };
-        Duration::from_micros(full - jitter)
+        let refused = matches!(cause, EndCause::Reported(Outcome::Rejected { .. }));
+        let lost = matches!(cause, EndCause::WorkerLost);
+        let service = self.jobs.at(slot).spec.is_service();
+        if service && next == Next::Dead && !refused && !lost {
+            // The only other way a service dies: the crash-loop guard.
+            return format!(
+                "crash loop: {} starts within {:?}, not restarted (last run: {text})",
+                self.cfg.crash_loop_starts, self.cfg.crash_loop_window
+            );
+        }
+        text
     }
 
     /// DEAD: into the dead-letter queue; unreleased descendants become UPSTREAM_FAILED.
@@ -262,22 +198,16 @@ impl Core {
             job: job.id,
             at: self.now,
             attempts: job.attempt,
-            error: self.errors.get(&job.id).cloned().unwrap_or_default(),
+            error: self.jobs.error(job.id).map(Box::from).unwrap_or_default(),
         };
-        if self.dlq.len() >= self.cfg.dlq_limit {
-            self.dlq.pop_front();
-            self.totals.dlq_evicted += 1;
-        }
-        if self.cfg.dlq_limit > 0 {
-            self.dlq.push_back(letter);
-        }
+        self.history.bury(letter, self.cfg.dlq_limit);
         self.finish_job(slot);
         self.propagate(slot, JobState::UpstreamFailed);
     }
 
     // ---- the waiting room ----------------------------------------------------------------------
 
-    /// Decrements the unmet-dependency counters of `slot`'s children (once per job).
+    /// Releases `slot`'s children (once per job): those with no unmet dependency left run.
     fn release_children(&mut self, slot: u32) {
         let job = self.jobs.at_mut(slot);
         if job.has(flags::RELEASED) {
@@ -287,19 +217,8 @@ impl Core {
         if job.has(flags::ONE_OFF) {
             return;
         }
-        let (dag_id, index) = (job.id.dag(), job.id.index() as usize);
-        let Some(dag) = self.dags.get_mut(&dag_id) else {
-            return;
-        };
-        let mut runnable = Vec::new();
-        for &c in dag.graph.children(index) {
-            let c = c as usize;
-            dag.remaining[c] -= 1;
-            if dag.remaining[c] == 0 && self.jobs.at(dag.slots[c]).state == JobState::Blocked {
-                runnable.push(dag.slots[c]);
-            }
-        }
-        for s in runnable {
+        let id = job.id;
+        for s in self.room.release(id, &self.jobs) {
             self.enter_runnable(s);
         }
     }
@@ -311,25 +230,8 @@ impl Core {
         if job.has(flags::ONE_OFF) || job.has(flags::RELEASED) {
             return 0;
         }
-        let dag_id = job.id.dag();
-        let mut changed = Vec::new();
-        if let Some(dag) = self.dags.get(&dag_id) {
-            let mut stack = vec![job.id.index()];
-            while let Some(i) = stack.pop() {
-                for &c in dag.graph.children(i as usize) {
-                    let cs = dag.slots[c as usize];
-                    let child = self.jobs.at_mut(cs);
-                    if child.state == JobState::Blocked {
-                        self.counts[JobState::Blocked as usize] -= 1;
-                        self.counts[to as usize] += 1;
-                        child.state = to;
-                        child.since = self.now;
-                        changed.push(cs);
-                        stack.push(c);
-                    }
-                }
-            }
-        }
+        let id = job.id;
+        let changed = self.room.end_descendants(id, to, &mut self.jobs, self.now);
         for &s in &changed {
             self.finish_job(s);
         }
@@ -340,10 +242,9 @@ impl Core {
     pub(super) fn finish_job(&mut self, slot: u32) {
         let job = self.jobs.at(slot);
         let (id, state, one_off) = (job.id, job.state, job.has(flags::ONE_OFF));
-        self.service_starts.remove(&id);
-        self.totals.count_terminal(state);
-        if let Some(tokens) = self.watchers.remove(&id) {
-            self.watcher_count -= tokens.len();
+        self.retries.forget(id);
+        self.history.totals_mut().count_terminal(state);
+        if let Some(tokens) = self.watchers.take(id) {
             for token in tokens {
                 self.ack(Output::Notify {
                     token,
@@ -356,14 +257,10 @@ impl Core {
         let done_jobs = if one_off {
             Some(1)
         } else {
-            self.dags.get_mut(&dag).and_then(|d| {
-                d.live -= 1;
-                (d.live == 0).then_some(d.slots.len())
-            })
+            self.room.job_ended(dag)
         };
         if let Some(jobs) = done_jobs {
-            self.history.push_back(Finished { at: self.now, dag });
-            self.history_jobs += jobs;
+            self.history.push(self.now, dag, jobs);
         }
     }
 }

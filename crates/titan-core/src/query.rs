@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use super::history::{DeadLetter, Totals};
 use super::ids::{DagId, JobId, JobRef, Time, WorkerId};
+use super::job_store::{flags, Job};
 use super::machine::Core;
 use super::model::{JobSpec, JobState};
-use super::store::{flags, Job};
 
 /// Counters for STATS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,13 +137,13 @@ impl Core {
     /// Counters for STATS.
     pub fn stats(&self) -> Stats {
         Stats {
-            workers: self.dir.workers.values().filter(|e| !e.retiring).count(),
-            by_state: self.counts,
-            live: self.live_jobs(),
-            dlq: self.dlq.len(),
-            watchers: self.watcher_count,
+            workers: self.workers.active(),
+            by_state: self.jobs.counts(),
+            live: self.jobs.live(),
+            dlq: self.history.dead_letters().len(),
+            watchers: self.watchers.len(),
             history: self.history.len(),
-            totals: self.totals,
+            totals: *self.history.totals(),
         }
     }
 
@@ -178,22 +178,12 @@ impl Core {
         let Some(s) = self.skills.get(skill) else {
             return Vec::new();
         };
-        let Some(q) = self.ready.queues.get(usize::from(s.0)) else {
-            return Vec::new();
-        };
-        let mut live: Vec<_> = q
-            .heap
-            .iter()
-            .filter(|e| e.is_live(&self.jobs))
-            .copied()
-            .collect();
-        live.sort_unstable_by(|a, b| b.cmp(a));
-        live.into_iter().take(limit).map(|e| e.id).collect()
+        self.placement.queued(s, &self.jobs, limit)
     }
 
     /// A DAG (or a one-off, as a DAG of one) with its jobs.
     pub fn dag(&self, dag: DagId) -> Option<DagView<'_>> {
-        if let Some(d) = self.dags.get(&dag) {
+        if let Some(d) = self.room.get(dag) {
             let jobs = d
                 .slots
                 .iter()
@@ -218,7 +208,7 @@ impl Core {
 
     /// The most recent retained job with this DAG job name on this shard.
     pub fn lookup_name(&self, name: &str) -> Option<NameHit> {
-        let job = *self.names.get(name)?;
+        let job = self.room.named(name)?;
         let submitted = self.jobs.at(self.jobs.slot_of(job)?).submitted;
         Some(NameHit { job, submitted })
     }
@@ -235,7 +225,7 @@ impl Core {
             }
             JobRef::Dag(dag) => self.dag(*dag).map(|_| Resolved::Dag(*dag)),
             JobRef::DagJob(dag, name) => {
-                let d = self.dags.get(dag)?;
+                let d = self.room.get(*dag)?;
                 let i = d.graph.names.iter().position(|n| n == name)?;
                 Some(Resolved::Job(dag.job(i as u32)))
             }
@@ -255,14 +245,14 @@ impl Core {
             return JobRef::Task(job.id.dag());
         }
         let name = self
-            .dags
-            .get(&job.id.dag())
+            .room
+            .get(job.id.dag())
             .map(|d| d.graph.names[job.id.index() as usize].clone());
         JobRef::DagJob(job.id.dag(), name.unwrap_or_default())
     }
 
     fn view<'a>(&'a self, job: &'a Job) -> JobView<'a> {
-        let deps = match self.dags.get(&job.id.dag()) {
+        let deps = match self.room.get(job.id.dag()) {
             Some(d) if !job.has(flags::ONE_OFF) => d
                 .graph
                 .parents(job.id.index() as usize)
@@ -287,18 +277,17 @@ impl Core {
             submitted: job.submitted,
             since: job.since,
             started_at: (job.started_at != Time(0)).then_some(job.started_at),
-            last_error: self.errors.get(&job.id).map(|e| &**e),
+            last_error: self.jobs.error(job.id),
             deps,
         }
     }
 
     /// Workers this shard knows, in id order.
     pub fn workers(&self) -> Vec<WorkerView<'_>> {
-        self.dir
-            .workers
+        self.workers
             .iter()
-            .map(|(&id, e)| {
-                let load = self.load.load(id);
+            .map(|(id, e)| {
+                let load = self.placement.load().load(id);
                 WorkerView {
                     id,
                     port: e.port,
@@ -318,7 +307,7 @@ impl Core {
 
     /// This shard's services (DEPLOY jobs) running on `worker`, in JobId order.
     pub fn services_on(&self, worker: WorkerId) -> Vec<JobId> {
-        let Some(e) = self.dir.get(worker) else {
+        let Some(e) = self.workers.get(worker) else {
             return Vec::new();
         };
         let mut ids: Vec<JobId> = e
@@ -336,6 +325,6 @@ impl Core {
 
     /// The dead-letter queue, oldest first.
     pub fn dead_letters(&self) -> impl Iterator<Item = &DeadLetter> {
-        self.dlq.iter()
+        self.history.dead_letters()
     }
 }

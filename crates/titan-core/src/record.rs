@@ -11,7 +11,7 @@
 //! [`Record::decode`] are the payload format the WAL stores (an rkyv archive, validated on read).
 
 use super::ids::{DagId, JobId, Time, WorkerId};
-use super::io::Target;
+use super::input::Target;
 use super::model::{Outcome, Submission};
 
 /// Why an attempt ended.
@@ -105,7 +105,7 @@ pub enum Record {
     },
     /// A worker process registered; this shard may send it attempts from now on.
     WorkerJoined {
-        /// Its [`WorkerInfo::instance`](super::io::WorkerInfo).
+        /// Its [`WorkerInfo::instance`](super::input::WorkerInfo).
         instance: u64,
         /// When.
         at: Time,
@@ -204,8 +204,8 @@ impl ArchivedRecord {
         match self {
             ArchivedRecord::Submitted { dag, .. } => Some(DagId(dag.0.to_native())),
             ArchivedRecord::Cancelled { target, .. } => match target {
-                super::io::ArchivedTarget::Job(j) => job(j),
-                super::io::ArchivedTarget::Dag(d) => Some(DagId(d.0.to_native())),
+                super::input::ArchivedTarget::Job(j) => job(j),
+                super::input::ArchivedTarget::Dag(d) => Some(DagId(d.0.to_native())),
             },
             ArchivedRecord::Dispatched { job: j, .. }
             | ArchivedRecord::ServiceReady { job: j, .. }

@@ -19,12 +19,14 @@
 //! the unreported ones are then re-queued as lost, under a new attempt and journaled.
 
 use super::ids::{DagId, JobId, Lsn, Time, WorkerId};
-use super::io::RequestError;
-use super::machine::Core;
+use super::job_store::flags;
+use super::machine::{Core, Phase};
 use super::model::JobState;
-use super::queues::{ReadyEntry, TimerEntry, TimerKind};
+use super::output::RequestError;
+use super::ready_queues::ReadyEntry;
 use super::record::{DecodeError, EndCause, Next, Record};
-use super::store::{flags, SkillId};
+use super::skills::SkillId;
+use super::timers::{TimerEntry, TimerKind};
 
 /// A journal record that does not fit the state rebuilt so far (a corrupt, misrouted or misordered
 /// journal). None of them is retryable: the journal itself is wrong.
@@ -98,10 +100,9 @@ impl Core {
     /// any live input).
     pub fn replay(&mut self, record: Record) -> Result<(), ReplayError> {
         self.check_replayable(record.dag())?;
-        self.replaying = true;
         let at = record.at();
         self.now = at;
-        self.replay_clock = self.replay_clock.max(at);
+        self.replay_until(at);
         self.fire_replayed_deadlines();
         self.apply_record(record)?;
         self.prune_history();
@@ -121,20 +122,33 @@ impl Core {
         self.end_recovery(now, true);
     }
 
+    /// Enters (or stays in) replay, with records seen up to `at`.
+    pub(super) fn replay_until(&mut self, at: Time) {
+        let clock = self.replay_clock().max(at);
+        self.phase = Phase::Replaying { clock };
+    }
+
+    /// The latest record time replay has seen (zero when nothing was replayed).
+    pub(super) fn replay_clock(&self) -> Time {
+        match self.phase {
+            Phase::Replaying { clock } => clock,
+            Phase::Fresh | Phase::Live => Time::ZERO,
+        }
+    }
+
     /// `skip`: jump past DagIds a crash may have lost (always after a restart; when `handle` ends
     /// recovery implicitly, only if something was replayed).
     pub(super) fn end_recovery(&mut self, now: Time, skip: bool) {
-        if self.live {
+        if self.phase == Phase::Live {
             return;
         }
-        self.now = self.now.max(self.replay_clock).max(now);
+        self.now = self.now.max(self.replay_clock()).max(now);
         self.fire_replayed_deadlines();
         if skip {
             // Ids handed out after the last durable record are unknown, and may still be in use.
-            self.next_k = self.next_k.saturating_add(self.cfg.recovery_dag_skip);
+            self.dag_ids.skip(self.cfg.recovery_dag_skip);
         }
-        self.replaying = false;
-        self.live = true;
+        self.phase = Phase::Live;
         self.build_ready_queues();
         self.hold_for_known_workers();
         let mut running: Vec<(JobId, u32)> = self
@@ -173,8 +187,8 @@ impl Core {
             .collect();
         queued.sort_unstable_by_key(|(skill, e)| (*skill, e.id));
         for chunk in queued.chunk_by(|a, b| a.0 == b.0) {
-            self.ready
-                .push_many(chunk[0].0, chunk.iter().map(|(_, e)| *e));
+            self.placement
+                .enqueue_many(chunk[0].0, chunk.iter().map(|(_, e)| *e));
         }
     }
 
@@ -197,13 +211,12 @@ impl Core {
             self.end_attempt(slot, EndCause::WorkerLost, None);
             return;
         }
-        self.adoption.waiting.insert(id, attempt);
         let due = self.now + self.cfg.adopt_grace;
-        self.adoption.deadline.get_or_insert(due);
+        self.adoption.await_report(id, attempt, due);
     }
 
     fn check_replayable(&self, dag: Option<DagId>) -> Result<(), ReplayError> {
-        if self.live {
+        if self.phase == Phase::Live {
             return Err(ReplayError::AfterRecovery);
         }
         let Some(dag) = dag else {
@@ -226,9 +239,8 @@ impl Core {
             } => {
                 // Ids at or past `next_dag_k` cannot exist yet (the common, in-order case); older
                 // ones are looked up (interleaved old shards, or a duplicated record).
-                let fresh = dag.0 / u64::from(self.shard.count) >= self.next_k;
-                if !fresh
-                    && (self.dags.contains_key(&dag) || self.jobs.slot_of(dag.job(0)).is_some())
+                if !self.dag_ids.is_fresh(dag)
+                    && (self.room.holds(dag) || self.jobs.slot_of(dag.job(0)).is_some())
                 {
                     return Err(ReplayError::DuplicateDag { dag });
                 }
@@ -262,12 +274,8 @@ impl Core {
                 self.cancel(target, true)?;
             }
             Record::Stopped { job, .. } => self.stop(job, true)?,
-            Record::WorkerJoined { instance, .. } => {
-                self.known_workers.insert(instance);
-            }
-            Record::WorkerLeft { instance, .. } => {
-                self.known_workers.remove(&instance);
-            }
+            Record::WorkerJoined { instance, .. } => self.adoption.joined(instance),
+            Record::WorkerLeft { instance, .. } => self.adoption.left(instance),
         }
         Ok(())
     }
@@ -298,7 +306,7 @@ impl Core {
         j.started_at = at;
         j.flags &= !(flags::READY | flags::STARTED);
         if j.spec.is_service() {
-            self.note_service_start(job);
+            self.retries.service_started(job, self.now, &self.cfg);
         }
         Ok(())
     }
@@ -364,16 +372,8 @@ impl Core {
     /// Fires the delay and backoff deadlines due by now; timeouts are journaled and never fired here.
     fn fire_replayed_deadlines(&mut self) {
         while let Some(t) = self.timers.pop_due(self.now) {
-            let Some(job) = self.jobs.check(t.slot, t.id) else {
-                continue;
-            };
-            let due = match t.kind {
-                TimerKind::Delay => job.state == JobState::Pending,
-                TimerKind::Backoff => job.state == JobState::Failed && job.attempt == t.attempt,
-                // Recovery pushes no timeouts before `finish_recovery` (after this runs).
-                TimerKind::Timeout => false,
-            };
-            if due {
+            // Recovery pushes no timeouts before `finish_recovery` (after this runs).
+            if t.is_live_wake(&self.jobs) {
                 self.enqueue(t.slot);
             }
         }

@@ -1,18 +1,52 @@
 //! Client requests: submit (validation, DagId allocation, storing jobs and the waiting room), cancel
-//! (a job with its unreleased descendants, or a whole DAG), stop (services) and watch. Every accepted
-//! mutation is journaled first and acknowledged through the persistence gate; a refused request
-//! changes nothing and journals nothing.
+//! (a job with its unreleased descendants, or a whole DAG), stop (services) and watch, whose parked
+//! tokens [`Watchers`] holds until their job ends. Every accepted mutation is journaled first and
+//! acknowledged through the persistence gate; a refused request changes nothing and journals
+//! nothing.
+
+use std::collections::BTreeMap;
 
 use super::dag;
 use super::grammar::{self, GrammarError};
 use super::ids::{DagId, JobId, Time};
-use super::io::{Ack, KillReason, Output, RequestError, Target};
+use super::input::Target;
+use super::limits::MAX_SKILLS;
+use super::job_store::{flags, Job};
 use super::machine::Core;
 use super::model::{JobState, Submission};
+use super::output::{Ack, KillReason, Output, RequestError};
 use super::record::Record;
-use super::store::{flags, DagState, Job, SkillId};
+use super::skills::SkillId;
+use super::waiting_room::DagState;
 
 type Reply = Result<Ack, RequestError>;
+
+/// Parked `Watch` requests: the tokens waiting for each job to end.
+#[derive(Debug, Default)]
+pub struct Watchers {
+    by_job: BTreeMap<JobId, Vec<u64>>,
+    count: usize,
+}
+
+impl Watchers {
+    /// Parked tokens over all jobs.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Parks `token` until `job` ends.
+    pub fn add(&mut self, job: JobId, token: u64) {
+        self.by_job.entry(job).or_default().push(token);
+        self.count += 1;
+    }
+
+    /// `job` ended: the tokens waiting for it.
+    pub fn take(&mut self, job: JobId) -> Option<Vec<u64>> {
+        let tokens = self.by_job.remove(&job)?;
+        self.count -= tokens.len();
+        Some(tokens)
+    }
+}
 
 impl Core {
     pub(super) fn reply(&mut self, token: u64, reply: Reply) {
@@ -37,15 +71,6 @@ impl Core {
             .ok_or(RequestError::UnknownJob { job })
     }
 
-    /// Jobs not yet terminal on this shard.
-    pub(super) fn live_jobs(&self) -> usize {
-        JobState::ALL
-            .iter()
-            .filter(|s| !s.is_terminal())
-            .map(|&s| self.counts[s as usize])
-            .sum()
-    }
-
     // ---- submit --------------------------------------------------------------------------------
 
     pub(super) fn on_submit(&mut self, token: u64, submission: Submission) {
@@ -63,7 +88,7 @@ impl Core {
         replay_id: Option<DagId>,
     ) -> Result<(DagId, u32), RequestError> {
         let n = submission.len();
-        let live = self.live_jobs();
+        let live = self.jobs.live();
         if replay_id.is_none() && live + n > self.cfg.max_live_jobs {
             return Err(RequestError::TooManyLiveJobs {
                 live,
@@ -103,12 +128,11 @@ impl Core {
         };
         let dag = match replay_id {
             Some(d) => {
-                self.next_k = self.next_k.max(d.0 / u64::from(self.shard.count) + 1);
+                self.dag_ids.note(d);
                 d
             }
             None => {
-                let d = self.shard.dag_id(self.next_k);
-                self.next_k += 1;
+                let d = self.dag_ids.allocate();
                 self.journal(Record::Submitted {
                     dag: d,
                     at: self.now,
@@ -123,7 +147,7 @@ impl Core {
     }
 
     fn intern_skill(&mut self, name: &str) -> Result<SkillId, RequestError> {
-        let max = super::limits::MAX_SKILLS;
+        let max = MAX_SKILLS;
         self.skills
             .intern(name)
             .ok_or(RequestError::TooManySkills { max })
@@ -154,20 +178,19 @@ impl Core {
         match (submission, graph) {
             (Submission::OneOff(spec), _) => {
                 let slot = self.jobs.insert(new_job(0, spec, skills[0], true));
-                self.counts[JobState::Blocked as usize] += 1;
                 self.enter_runnable(slot);
             }
             (Submission::Dag(jobs), Some(graph)) => {
                 let n = jobs.len();
                 let mut slots = Vec::with_capacity(n);
                 for (i, j) in jobs.into_iter().enumerate() {
-                    self.index_name(j.name, dag.job(i as u32), now);
+                    self.room
+                        .index_name(j.name, dag.job(i as u32), now, &self.jobs);
                     slots.push(
                         self.jobs
                             .insert(new_job(i as u32, j.spec, skills[i], false)),
                     );
                 }
-                self.counts[JobState::Blocked as usize] += n;
                 let remaining: Box<[u32]> = (0..n).map(|i| graph.parents(i).len() as u32).collect();
                 let roots: Vec<u32> = (0..n)
                     .filter(|&i| remaining[i] == 0)
@@ -180,7 +203,7 @@ impl Core {
                     live: n as u32,
                     submitted: now,
                 };
-                self.dags.insert(dag, state);
+                self.room.insert(dag, state);
                 for slot in roots {
                     self.enter_runnable(slot);
                 }
@@ -189,19 +212,6 @@ impl Core {
                 unreachable!("a DAG submission always has a validated graph")
             }
         }
-    }
-
-    /// Indexes `name` for lookups unless a retained job of a newer submission holds it already
-    /// (newest by `(submitted, dag)`, the order the master uses across shards). Live submissions are
-    /// always the newest; recovery may meet submissions of several old shards in any order.
-    pub(super) fn index_name(&mut self, name: Box<str>, id: super::ids::JobId, submitted: Time) {
-        if let Some(&old) = self.names.get(&name) {
-            let held = self.jobs.slot_of(old).map(|s| self.jobs.at(s).submitted);
-            if held.is_some_and(|t| (t, old.dag()) > (submitted, id.dag())) {
-                return;
-            }
-        }
-        self.names.insert(name, id);
     }
 
     // ---- cancel, stop, watch -------------------------------------------------------------------
@@ -226,10 +236,7 @@ impl Core {
             }
             Target::Dag(dag) => {
                 self.owned(dag)?;
-                let slots: Vec<u32> = match self.dags.get(&dag) {
-                    Some(d) => d.slots.to_vec(),
-                    None => self.jobs.slot_of(dag.job(0)).into_iter().collect(),
-                };
+                let slots = self.room.submission_slots(dag, &self.jobs);
                 if slots.is_empty() {
                     return Err(RequestError::UnknownDag { dag });
                 }
@@ -284,7 +291,7 @@ impl Core {
         match job.state {
             JobState::Running => self.kill_attempt(slot, reason),
             // Replay keeps QUEUED jobs out of the queues until recovery ends.
-            JobState::Queued if !self.replaying => self.ready.forget(job.skill),
+            JobState::Queued if !self.replaying() => self.placement.forget(job.skill),
             _ => {}
         }
         self.set_state(slot, JobState::Cancelled);
@@ -318,7 +325,7 @@ impl Core {
         if state.is_terminal() {
             return self.ack(Output::Notify { token, job, state });
         }
-        if self.watcher_count >= self.cfg.max_watchers {
+        if self.watchers.len() >= self.cfg.max_watchers {
             return self.reply(
                 token,
                 Err(RequestError::TooManyWatchers {
@@ -326,8 +333,7 @@ impl Core {
                 }),
             );
         }
-        self.watchers.entry(job).or_default().push(token);
-        self.watcher_count += 1;
+        self.watchers.add(job, token);
     }
 }
 

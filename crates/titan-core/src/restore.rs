@@ -16,15 +16,17 @@ use std::collections::BTreeSet;
 
 use super::dag::{DagGraph, GraphProblem};
 use super::grammar::{self, Field, FieldProblem};
-use super::history::{Finished, Totals};
+use super::history::Finished;
 use super::ids::{DagId, JobId, ShardInfo, Time};
+use super::job_store::{flags, Job};
 use super::limits::{MAX_DAG_JOBS, MAX_SHARDS, MAX_SKILLS};
 use super::load::LoadTable;
-use super::machine::Core;
+use super::machine::{Core, Phase};
 use super::model::JobState;
-use super::queues::{TimerEntry, TimerKind};
+use super::skills::SkillId;
 use super::snapshot::{Snapshot, SubmissionImage, SNAPSHOT_FORMAT};
-use super::store::{flags, DagState, Job, SkillId};
+use super::timers::{TimerEntry, TimerKind};
+use super::waiting_room::DagState;
 use super::CoreConfig;
 
 /// A snapshot that cannot be restored. Nothing is retryable: the snapshot itself is wrong.
@@ -160,7 +162,7 @@ impl Core {
     /// Adds the submissions of `snapshot` that this core owns (all of them when the shard layout
     /// did not change). Only before recovery ends; checks everything before changing anything.
     pub fn absorb(&mut self, snapshot: Snapshot) -> Result<Absorbed, RestoreError> {
-        if self.live {
+        if self.phase == Phase::Live {
             return Err(RestoreError::AfterRecovery);
         }
         self.check_header(&snapshot)?;
@@ -191,41 +193,26 @@ impl Core {
             jobs: plan.iter().map(|p| p.image.jobs.len()).sum(),
             skipped: total - plan.len(),
         };
-        let had_history = !self.history.is_empty();
         for p in plan {
             self.apply(p);
         }
-        for f in history {
-            let jobs = self.dags.get(&f.dag).map_or(1, |d| d.slots.len());
-            self.history.push_back(f);
-            self.history_jobs += jobs;
-        }
-        if had_history {
-            self.history.make_contiguous().sort_by_key(|f| f.at);
-        }
+        let room = &self.room;
+        let jobs_of = |dag| room.get(dag).map_or(1, |d| d.slots.len());
+        self.history.restore(history, jobs_of);
         for (name, job, submitted) in names {
-            self.index_name(name, job, submitted);
+            self.room.index_name(name, job, submitted, &self.jobs);
         }
         for letter in dlq.into_iter().filter(|l| self.shard.owns(l.job.dag())) {
-            if self.dlq.len() >= self.cfg.dlq_limit {
-                self.dlq.pop_front();
-                self.totals.dlq_evicted += 1;
-            }
-            if self.cfg.dlq_limit > 0 {
-                self.dlq.push_back(letter);
-            }
+            self.history.bury(letter, self.cfg.dlq_limit);
         }
         if shard_index == self.shard.index && shard_count == self.shard.count {
-            self.totals.add(&totals);
+            self.history.totals_mut().add(&totals);
         }
         // Any old shard may have sent these workers attempts that this core now owns.
-        self.known_workers.extend(workers);
-        // Every id the old shard handed out is below `next_dag_k * shard_count`.
-        let bound = next_dag_k.saturating_mul(u64::from(shard_count));
-        self.next_k = self.next_k.max(bound.div_ceil(u64::from(self.shard.count)));
+        self.adoption.extend_known(workers);
+        self.dag_ids.pass_old_shard(next_dag_k, shard_count);
         self.now = self.now.max(now);
-        self.replay_clock = self.replay_clock.max(now);
-        self.replaying = true;
+        self.replay_until(now);
         Ok(report)
     }
 
@@ -255,7 +242,7 @@ impl Core {
                 return Err(RestoreError::BadDagId { dag });
             }
             if last.is_some_and(|l| l >= dag)
-                || self.dags.contains_key(&dag)
+                || self.room.holds(dag)
                 || self.jobs.slot_of(dag.job(0)).is_some()
             {
                 return Err(RestoreError::DuplicateDag { dag });
@@ -392,7 +379,7 @@ impl Core {
             let id = dag.job(i as u32);
             live += u32::from(!j.state.is_terminal());
             if let Some(e) = j.error {
-                self.errors.insert(id, e);
+                self.jobs.set_error(id, e);
             }
             let extra = if one_off { flags::ONE_OFF } else { 0 };
             let slot = self.jobs.insert(Job {
@@ -409,7 +396,6 @@ impl Core {
                 crashes: j.crashes,
                 flags: j.flags | extra,
             });
-            self.counts[j.state as usize] += 1;
             self.wake_up(slot, j.wake);
             slots.push(slot);
         }
@@ -421,9 +407,9 @@ impl Core {
                 live,
                 submitted,
             };
-            self.dags.insert(dag, state);
+            self.room.insert(dag, state);
         }
-        self.next_k = self.next_k.max(dag.0 / u64::from(self.shard.count) + 1);
+        self.dag_ids.note(dag);
     }
 
     /// Puts a restored PENDING or FAILED job back on its timer.
@@ -474,20 +460,4 @@ fn check_job_state(
         return bad("it never ran");
     }
     Ok(())
-}
-
-impl Totals {
-    /// Adds another shard-epoch's counters.
-    fn add(&mut self, o: &Totals) {
-        self.completed += o.completed;
-        self.dead += o.dead;
-        self.cancelled += o.cancelled;
-        self.upstream_failed += o.upstream_failed;
-        self.requeued_on_loss += o.requeued_on_loss;
-        self.stale_reports += o.stale_reports;
-        self.dlq_evicted += o.dlq_evicted;
-        self.pruned += o.pruned;
-        self.adopted += o.adopted;
-        self.orphaned += o.orphaned;
-    }
 }

@@ -18,12 +18,12 @@
 
 use super::dag::DagGraph;
 use super::history::{DeadLetter, Totals};
+use super::id_map::IdMap;
 use super::ids::{DagId, JobId, Lsn, Time};
+use super::job_store::{flags, Job};
 use super::machine::Core;
 use super::model::{JobSpec, JobState};
-use super::queues::TimerKind;
 use super::record::EncodeError;
-use super::store::{flags, IdMap, Job};
 
 /// The snapshot format this build writes and reads.
 pub const SNAPSHOT_FORMAT: u32 = 2;
@@ -198,7 +198,7 @@ impl Core {
         // touch fresh pages several times over).
         submissions.clear();
         submissions.reserve(self.jobs.len());
-        submissions.extend(self.dags.iter().map(|(&dag, d)| {
+        submissions.extend(self.room.iter().map(|(dag, d)| {
             SubmissionImage {
                 dag,
                 submitted: d.submitted,
@@ -222,29 +222,27 @@ impl Core {
         if submissions.len() > dags {
             submissions.sort_unstable_by_key(|s| s.dag);
         }
-        let mut names: Vec<JobId> = self.names.values().copied().collect();
-        names.sort_unstable();
         Snapshot {
             format: SNAPSHOT_FORMAT,
             shard_index: self.shard.index,
             shard_count: self.shard.count,
             last_lsn: self.last_lsn(),
-            next_dag_k: self.next_k,
-            now: self.now.max(self.replay_clock),
+            next_dag_k: self.dag_ids.next_k(),
+            now: self.now.max(self.replay_clock()),
             skills: self.skills.names().to_vec(),
             submissions,
             history: self
                 .history
-                .iter()
+                .finished()
                 .map(|f| FinishedImage {
                     at: f.at,
                     dag: f.dag,
                 })
                 .collect(),
-            names,
-            dlq: self.dlq.iter().cloned().collect(),
-            totals: self.totals,
-            workers: self.known_workers.iter().copied().collect(),
+            names: self.room.named_jobs(),
+            dlq: self.history.dead_letters().cloned().collect(),
+            totals: *self.history.totals(),
+            workers: self.adoption.known().collect(),
         }
     }
 
@@ -252,15 +250,7 @@ impl Core {
     fn wake_times(&self) -> IdMap<JobId, Time> {
         let mut wake = IdMap::default();
         for t in self.timers.iter() {
-            let Some(job) = self.jobs.check(t.slot, t.id) else {
-                continue;
-            };
-            let live = match t.kind {
-                TimerKind::Delay => job.state == JobState::Pending,
-                TimerKind::Backoff => job.state == JobState::Failed && job.attempt == t.attempt,
-                TimerKind::Timeout => false,
-            };
-            if live {
+            if t.is_live_wake(&self.jobs) {
                 wake.insert(t.id, t.due);
             }
         }
@@ -278,7 +268,7 @@ impl Core {
             failures: j.failures,
             crashes: j.crashes,
             flags: j.flags & !flags::ONE_OFF,
-            error: self.errors.get(&j.id).cloned(),
+            error: self.jobs.error(j.id).map(Box::from),
         }
     }
 }

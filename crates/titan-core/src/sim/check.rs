@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::dag;
 use crate::ids::{DagId, JobId, Lsn};
-use crate::io::Target;
+use crate::Target;
 use crate::model::Submission;
 use crate::record::{Next, Record};
 

@@ -1,44 +1,16 @@
-//! Job storage: a slab of compact [`Job`]s indexed by a hash map from [`JobId`] to slot, and the
-//! per-DAG waiting-room state ([`DagState`]). One-off jobs have no `DagState`, which keeps a million
-//! queued one-offs near 150 bytes each (see the memory test in `tests/core_memory.rs`).
+//! Job storage: a slab of compact [`Job`]s indexed by a hash map from [`JobId`] to slot, the
+//! number of jobs in each state (kept exact by [`JobStore::set_state`]) and each job's last
+//! failure text (kept beside the slab so a job that never failed costs nothing for it). One-off
+//! jobs have no DAG state (see `waiting_room.rs`), which keeps a million queued one-offs near 150
+//! bytes each (see the memory test in `tests/core_memory.rs`).
 //!
 //! The map is only ever used for lookups, never iterated for a decision, so its order cannot make
 //! the core nondeterministic; iteration for queries goes through the slab and sorts.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
-use super::dag::DagGraph;
+use super::id_map::IdMap;
 use super::ids::{JobId, Time, WorkerId};
 use super::model::{JobSpec, JobState};
-
-/// A cheap, well-mixed hasher for integer ids (SplitMix64's finalizer). Lookups only.
-#[derive(Default, Clone, Copy)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        let mut z = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 ^= n;
-    }
-}
-
-/// A `HashMap` keyed by ids, hashed with [`IdHasher`].
-pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
-
-/// Interned skill, local to one core.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SkillId(pub u16);
+use super::skills::SkillId;
 
 /// Bits of [`Job::flags`].
 pub mod flags {
@@ -81,17 +53,22 @@ impl Job {
     }
 }
 
-/// The slab of jobs plus the id index.
+/// The slab of jobs plus the id index, the per-state counts and the last failures.
 #[derive(Default)]
 pub struct JobStore {
     slots: Vec<Option<Job>>,
     free: Vec<u32>,
     index: IdMap<JobId, u32>,
+    /// Stored jobs by state, indexed by `JobState as usize`.
+    counts: [usize; 9],
+    /// The last failure of each job that has one.
+    errors: IdMap<JobId, Box<str>>,
 }
 
 impl JobStore {
     pub fn insert(&mut self, job: Job) -> u32 {
         let id = job.id;
+        self.counts[job.state as usize] += 1;
         let slot = match self.free.pop() {
             Some(s) => {
                 self.slots[s as usize] = Some(job);
@@ -107,11 +84,24 @@ impl JobStore {
         slot
     }
 
+    /// Removes the job in `slot` with its last failure.
     pub fn remove(&mut self, slot: u32) -> Option<Job> {
         let job = self.slots.get_mut(slot as usize)?.take()?;
         self.index.remove(&job.id);
         self.free.push(slot);
+        self.counts[job.state as usize] -= 1;
+        self.errors.remove(&job.id);
         Some(job)
+    }
+
+    /// Moves the job in `slot` to `state` at `now`, keeping the per-state counts exact.
+    pub fn set_state(&mut self, slot: u32, state: JobState, now: Time) {
+        let job = self.at_mut(slot);
+        let old = job.state;
+        job.state = state;
+        job.since = now;
+        self.counts[old as usize] -= 1;
+        self.counts[state as usize] += 1;
     }
 
     pub fn slot_of(&self, id: JobId) -> Option<u32> {
@@ -128,7 +118,8 @@ impl JobStore {
         self.slots[slot as usize].as_ref().expect("occupied slot")
     }
 
-    /// Mutable access to the job in `slot`, which the caller knows is occupied.
+    /// Mutable access to the job in `slot`, which the caller knows is occupied. Its state changes
+    /// through [`JobStore::set_state`] only.
     pub fn at_mut(&mut self, slot: u32) -> &mut Job {
         self.slots[slot as usize].as_mut().expect("occupied slot")
     }
@@ -149,17 +140,30 @@ impl JobStore {
             .enumerate()
             .filter_map(|(i, j)| j.as_ref().map(|j| (i as u32, j)))
     }
-}
 
-/// The waiting room of one DAG: its graph, unmet-dependency counters and the slots of its jobs.
-#[derive(Debug)]
-pub struct DagState {
-    pub graph: DagGraph,
-    pub remaining: Box<[u32]>,
-    pub slots: Box<[u32]>,
+    /// Stored jobs by state, indexed by `JobState as usize` (retained terminal jobs included).
+    pub fn counts(&self) -> [usize; 9] {
+        self.counts
+    }
+
     /// Jobs not yet terminal.
-    pub live: u32,
-    pub submitted: Time,
+    pub fn live(&self) -> usize {
+        JobState::ALL
+            .iter()
+            .filter(|s| !s.is_terminal())
+            .map(|&s| self.counts[s as usize])
+            .sum()
+    }
+
+    /// The last failure of `id`, if it has one.
+    pub fn error(&self, id: JobId) -> Option<&str> {
+        self.errors.get(&id).map(|e| &**e)
+    }
+
+    /// Records the last failure of `id`.
+    pub fn set_error(&mut self, id: JobId, text: Box<str>) {
+        self.errors.insert(id, text);
+    }
 }
 
 #[cfg(test)]
@@ -174,15 +178,5 @@ mod tests {
             "{}",
             std::mem::size_of::<Option<Job>>()
         );
-    }
-
-    #[test]
-    fn id_hasher_spreads_one_off_ids() {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        let b = BuildHasherDefault::<IdHasher>::default();
-        let low: std::collections::BTreeSet<u64> = (0..1024u64)
-            .map(|d| b.hash_one(JobId(d << 24)) & 1023)
-            .collect();
-        assert!(low.len() > 600, "poor spread: {}", low.len());
     }
 }

@@ -1,12 +1,13 @@
-//! The shard-local worker directory and least-connections placement.
+//! The shard-local worker directory ([`Directory`]): every worker this shard knows (capacity,
+//! skills, port, parent, ephemeral, home), iterated in `WorkerId` order, with its per-skill lists,
+//! the heartbeat deadlines of the workers this shard is home to, and the attempts this shard has
+//! reserved on each worker, live or being killed, so a lost worker's reservations are released and
+//! its live attempts re-queued. Every shard learns every worker from `WorkerUp` broadcasts.
 //!
-//! Every shard learns every worker from `WorkerUp` broadcasts and keeps its own directory
-//! (capacity, skills, port, parent, ephemeral, home), iterated in `WorkerId` order. Load lives in
-//! the shared [`LoadTable`]; placement scans the workers that advertise a skill, picks the one with
-//! the fewest reservations relative to capacity (ties: lowest id), and reserves a slot there by
-//! compare-and-swap, rescanning when another shard won the race. The directory also remembers the
-//! attempts this shard has reserved on each worker, live or being killed, so a lost worker's
-//! reservations are released and its live attempts re-queued.
+//! It also answers where a job fits ([`Directory::place`]): load lives in the shared
+//! [`LoadTable`]; placement scans the workers that advertise a skill, picks the one with the fewest
+//! reservations relative to capacity (ties: lowest id), and reserves a slot there by
+//! compare-and-swap, rescanning when another shard won the race.
 //!
 //! **Prefetching** ([`Prefetch`]). A worker may be given up to `CoreConfig::prefetch` plain jobs
 //! beyond its capacity, never while a service holds one of its slots: NOOPs at any other time
@@ -21,9 +22,10 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
 use super::ids::{JobId, Lsn, Time, WorkerId};
+use super::input::WorkerInfo;
 use super::limits::{LOAD_TABLE_SLOTS, MAX_PLACEMENT_RACES};
 use super::load::LoadTable;
-use super::store::SkillId;
+use super::skills::SkillId;
 
 /// One worker as this shard knows it.
 #[derive(Debug)]
@@ -42,12 +44,33 @@ pub struct WorkerEntry {
     pub attempts: BTreeMap<(JobId, u32), bool>,
     /// Retired by this (home) shard; no longer placeable while the shell disconnects it.
     pub retiring: bool,
-    /// The worker process's identity ([`WorkerInfo::instance`](super::io::WorkerInfo)).
+    /// The worker process's identity ([`WorkerInfo::instance`](super::input::WorkerInfo)).
     pub instance: u64,
     /// The record journaling its registration; no dispatch to it leaves before that is durable.
     pub joined: Lsn,
     /// How long its attempts have run lately (for prefetching).
     pub run_time: RunTime,
+}
+
+impl WorkerEntry {
+    /// A worker registering at `now` with `capacity` (clamped) and `skills` (interned).
+    pub fn new(info: &WorkerInfo, capacity: u32, skills: Vec<SkillId>, now: Time) -> WorkerEntry {
+        WorkerEntry {
+            capacity,
+            skills,
+            port: info.port,
+            parent: info.parent,
+            ephemeral: info.ephemeral,
+            home: info.home,
+            registered: now,
+            last_heartbeat: now,
+            attempts: BTreeMap::new(),
+            retiring: false,
+            instance: info.instance,
+            joined: Lsn(0),
+            run_time: RunTime::UNKNOWN,
+        }
+    }
 }
 
 /// A moving average of how long a worker's processes ran, as the worker reports them (from the
@@ -109,7 +132,7 @@ impl Prefetch {
 
 /// Where a placement attempt ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Placement {
+pub enum Reservation {
     /// A slot on this worker is reserved.
     Placed(WorkerId),
     /// Workers have the skill, but none has a free slot.
@@ -121,7 +144,7 @@ pub enum Placement {
 /// The directory of known workers.
 #[derive(Debug)]
 pub struct Directory {
-    pub workers: BTreeMap<WorkerId, WorkerEntry>,
+    workers: BTreeMap<WorkerId, WorkerEntry>,
     by_skill: Vec<Vec<WorkerId>>,
     by_slot: Vec<Option<WorkerId>>,
     heartbeats: BinaryHeap<Reverse<(Time, WorkerId)>>,
@@ -143,8 +166,82 @@ impl Directory {
         self.workers.get(&w)
     }
 
+    #[cfg(test)]
     pub fn get_mut(&mut self, w: WorkerId) -> Option<&mut WorkerEntry> {
         self.workers.get_mut(&w)
+    }
+
+    /// Known workers in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (WorkerId, &WorkerEntry)> {
+        self.workers.iter().map(|(&w, e)| (w, e))
+    }
+
+    /// Known workers that are not being retired.
+    pub fn active(&self) -> usize {
+        self.workers.values().filter(|e| !e.retiring).count()
+    }
+
+    /// The skills of `w` (none when it is unknown).
+    pub fn skills_of(&self, w: WorkerId) -> &[SkillId] {
+        self.workers.get(&w).map_or(&[], |e| &e.skills)
+    }
+
+    /// The workers `w` spawned.
+    pub fn children_of(&self, w: WorkerId) -> usize {
+        self.workers
+            .values()
+            .filter(|e| e.parent == Some(w))
+            .count()
+    }
+
+    /// Whether some known worker is the process `instance`.
+    pub fn has_instance(&self, instance: u64) -> bool {
+        self.workers.values().any(|e| e.instance == instance)
+    }
+
+    /// Ephemeral workers this shard is home to and has not retired, in id order.
+    pub fn retirable(&self) -> Vec<WorkerId> {
+        self.workers
+            .iter()
+            .filter(|(_, e)| e.home && e.ephemeral && !e.retiring)
+            .map(|(&w, _)| w)
+            .collect()
+    }
+
+    /// `w` re-registered with new capacity, port and skills.
+    pub fn reregister(&mut self, w: WorkerId, capacity: u32, port: u16, skills: Vec<SkillId>) {
+        if let Some(e) = self.workers.get_mut(&w) {
+            e.capacity = capacity;
+            e.port = port;
+        }
+        self.set_skills(w, skills);
+    }
+
+    /// The record of `w`'s registration.
+    pub fn joined(&self, w: WorkerId) -> Lsn {
+        self.workers.get(&w).map_or(Lsn(0), |e| e.joined)
+    }
+
+    /// `w`'s registration is journaled under `lsn`.
+    pub fn set_joined(&mut self, w: WorkerId, lsn: Lsn) {
+        if let Some(e) = self.workers.get_mut(&w) {
+            e.joined = lsn;
+        }
+    }
+
+    /// `w` sent a heartbeat at `now`.
+    pub fn heartbeat(&mut self, w: WorkerId, now: Time) {
+        if let Some(e) = self.workers.get_mut(&w) {
+            e.last_heartbeat = now;
+        }
+    }
+
+    /// `w` is being retired: no longer placeable while the shell disconnects it.
+    pub fn retire(&mut self, w: WorkerId) {
+        self.unlist(w);
+        if let Some(e) = self.workers.get_mut(&w) {
+            e.retiring = true;
+        }
     }
 
     /// The worker currently known in `w`'s slot, if it is another generation.
@@ -243,10 +340,10 @@ impl Directory {
         prefetch: Prefetch,
         service: bool,
         now: Time,
-    ) -> Placement {
+    ) -> Reservation {
         let candidates = self.with_skill(skill);
         if candidates.is_empty() {
-            return Placement::NoWorker;
+            return Reservation::NoWorker;
         }
         let extra = |w: WorkerId| {
             self.workers
@@ -255,13 +352,13 @@ impl Directory {
         };
         for _ in 0..MAX_PLACEMENT_RACES {
             let Some(w) = least_loaded(candidates, load, extra) else {
-                return Placement::Full;
+                return Reservation::Full;
             };
             if load.reserve(w, extra(w), service, now) {
-                return Placement::Placed(w);
+                return Reservation::Placed(w);
             }
         }
-        Placement::Full
+        Reservation::Full
     }
 
     /// Notes that an attempt which ran a process for `ran` ended on `w` (reports of no run time,
@@ -365,20 +462,20 @@ mod tests {
         // w0 is at 1/2, w1 and w2 at 0/8: the tie goes to the lower id.
         assert_eq!(
             d.place(SkillId(0), &load, Prefetch::Never, false, Time(0)),
-            Placement::Placed(w(1))
+            Reservation::Placed(w(1))
         );
         assert_eq!(
             d.place(SkillId(0), &load, Prefetch::Never, false, Time(0)),
-            Placement::Placed(w(2))
+            Reservation::Placed(w(2))
         );
         // w1 1/8, w2 1/8, w0 1/2: w1 again.
         assert_eq!(
             d.place(SkillId(0), &load, Prefetch::Never, false, Time(0)),
-            Placement::Placed(w(1))
+            Reservation::Placed(w(1))
         );
         assert_eq!(
             d.place(SkillId(1), &load, Prefetch::Never, false, Time(0)),
-            Placement::NoWorker
+            Reservation::NoWorker
         );
     }
 
@@ -390,16 +487,16 @@ mod tests {
         d.insert(w(0), entry(&[0], false), Duration::from_secs(1));
         assert_eq!(
             d.place(SkillId(0), &load, Prefetch::Never, false, Time(0)),
-            Placement::Placed(w(0))
+            Reservation::Placed(w(0))
         );
         assert_eq!(
             d.place(SkillId(0), &load, Prefetch::Never, false, Time(0)),
-            Placement::Full
+            Reservation::Full
         );
         d.unlist(w(0));
         assert_eq!(
             d.place(SkillId(0), &load, Prefetch::Never, false, Time(0)),
-            Placement::NoWorker
+            Reservation::NoWorker
         );
     }
 

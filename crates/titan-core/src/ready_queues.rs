@@ -1,18 +1,19 @@
-//! The ready queues (one binary heap per skill, highest priority first, ties in JobId order, which is
-//! submission order), the timer heap (delays, retry backoffs, job timeouts) and the skill interner.
+//! The ready queues: one binary heap per skill, highest priority first, ties in JobId order (which
+//! is submission order), with each skill's backlog count and how long it has starved, plus the set
+//! of skills whose queue or workers changed since the last dispatch pass.
 //!
-//! Both heaps use lazy deletion: a cancelled or re-routed job leaves its entry behind, and the entry
-//! is recognised as stale when it reaches the top (the slot holds another job, or the job is no longer
-//! in the state the entry was pushed for). A per-skill `live` count stays exact, and a heap whose
-//! stale entries outnumber its live ones is rebuilt, so garbage stays bounded by live work.
+//! The heaps use lazy deletion: a cancelled or re-routed job leaves its entry behind, and the entry
+//! is recognised as stale when it reaches the top (the slot holds another job, or the job is no
+//! longer in the state the entry was pushed for). A per-skill `live` count stays exact, and a heap
+//! whose stale entries outnumber its live ones is rebuilt, so garbage stays bounded by live work.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 use super::ids::{JobId, Lsn, Time};
-use super::limits::MAX_SKILLS;
+use super::job_store::JobStore;
 use super::model::JobState;
-use super::store::{JobStore, SkillId};
+use super::skills::SkillId;
 
 /// A job waiting in a ready queue. Max-heap order: higher priority, then lower (older) JobId.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,17 +54,17 @@ impl PartialOrd for ReadyEntry {
 
 /// The ready queue of one skill.
 #[derive(Debug, Default)]
-pub struct SkillQueue {
-    pub heap: BinaryHeap<ReadyEntry>,
+struct SkillQueue {
+    heap: BinaryHeap<ReadyEntry>,
     /// Entries whose job is still QUEUED.
-    pub live: usize,
+    live: usize,
     /// Since when this skill's backlog has had no free slot (cleared when the backlog empties).
-    pub starved_since: Option<Time>,
+    starved_since: Option<Time>,
 }
 
 impl SkillQueue {
     /// Drops stale entries when they outnumber live ones (amortised O(1) per entry).
-    pub fn compact_if_needed(&mut self, is_live: impl Fn(&ReadyEntry) -> bool) {
+    fn compact_if_needed(&mut self, is_live: impl Fn(&ReadyEntry) -> bool) {
         let stale = self.heap.len() - self.live;
         if stale > 1024 && stale > self.live {
             self.heap.retain(|e| is_live(e));
@@ -74,10 +75,10 @@ impl SkillQueue {
 /// Per-skill ready queues, plus the set of skills to try placing at the end of `handle`.
 #[derive(Debug, Default)]
 pub struct ReadyQueues {
-    pub queues: Vec<SkillQueue>,
+    queues: Vec<SkillQueue>,
     dirty: Vec<SkillId>,
     is_dirty: Vec<bool>,
-    pub total_live: usize,
+    total_live: usize,
 }
 
 impl ReadyQueues {
@@ -120,6 +121,21 @@ impl ReadyQueues {
         self.total_live -= 1;
     }
 
+    /// The best QUEUED entry of `skill` (a dirty skill, so its queue exists), dropping stale
+    /// entries on the way.
+    pub fn head(&mut self, skill: SkillId, jobs: &JobStore) -> Option<ReadyEntry> {
+        let is_live = |e: &ReadyEntry| e.is_live(jobs);
+        let q = &mut self.queues[usize::from(skill.0)];
+        q.compact_if_needed(is_live);
+        while let Some(top) = q.heap.peek().copied() {
+            if is_live(&top) {
+                return Some(top);
+            }
+            q.heap.pop();
+        }
+        None
+    }
+
     /// The top entry was popped for dispatch.
     pub fn pop_live(&mut self, skill: SkillId) {
         let q = &mut self.queues[usize::from(skill.0)];
@@ -155,110 +171,56 @@ impl ReadyQueues {
         d
     }
 
-    pub fn queue(&mut self, skill: SkillId) -> &mut SkillQueue {
-        &mut self.queues[usize::from(skill.0)]
-    }
-}
+    // ---- starvation (no free slot for a backlog), which drives scaling ---------------------------
 
-/// What a timer entry is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TimerKind {
-    /// A PENDING job's delay ends.
-    Delay,
-    /// A FAILED job's backoff ends.
-    Backoff,
-    /// A RUNNING attempt's timeout.
-    Timeout,
-}
-
-/// One deadline. Stale entries (the job moved on) are skipped when popped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct TimerEntry {
-    pub due: Time,
-    pub id: JobId,
-    pub kind: TimerKind,
-    pub attempt: u32,
-    pub slot: u32,
-}
-
-/// Min-heap of job deadlines.
-#[derive(Debug, Default)]
-pub struct Timers {
-    heap: BinaryHeap<Reverse<TimerEntry>>,
-}
-
-impl Timers {
-    pub fn push(&mut self, entry: TimerEntry) {
-        self.heap.push(Reverse(entry));
+    /// The backlog of `skill` found a slot, or has nothing left to place it on: not starving.
+    pub fn fed(&mut self, skill: SkillId) {
+        self.queues[usize::from(skill.0)].starved_since = None;
     }
 
-    pub fn peek(&self) -> Option<&TimerEntry> {
-        self.heap.peek().map(|r| &r.0)
+    /// The backlog of `skill` found no free slot at `now` (it keeps the earlier start if any).
+    pub fn starved(&mut self, skill: SkillId, now: Time) {
+        self.queues[usize::from(skill.0)]
+            .starved_since
+            .get_or_insert(now);
     }
 
-    /// Pops the earliest entry if it is due at `now`.
-    pub fn pop_due(&mut self, now: Time) -> Option<TimerEntry> {
-        if self.peek()?.due <= now {
-            return self.heap.pop().map(|r| r.0);
-        }
-        None
+    /// Starts counting the starvation of `skill` again from `now` (a spawn was asked for it).
+    pub fn restart_starvation(&mut self, skill: SkillId, now: Time) {
+        self.queues[usize::from(skill.0)].starved_since = Some(now);
     }
 
-    pub fn pop(&mut self) -> Option<TimerEntry> {
-        self.heap.pop().map(|r| r.0)
+    /// Since when the backlog of `skill` has starved, and how many jobs wait, if it has any.
+    pub fn starving(&self, skill: SkillId) -> Option<(Time, usize)> {
+        let q = &self.queues[usize::from(skill.0)];
+        q.starved_since.filter(|_| q.live > 0).map(|t| (t, q.live))
     }
 
-    /// Every entry, stale ones included, in no particular order (snapshots filter and sort).
-    pub fn iter(&self) -> impl Iterator<Item = &TimerEntry> {
-        self.heap.iter().map(|r| &r.0)
-    }
-}
-
-/// Interns skill names to small ids (`GENERAL` is always 0). Bounded by [`MAX_SKILLS`].
-#[derive(Debug)]
-pub struct Skills {
-    names: Vec<Box<str>>,
-    ids: HashMap<Box<str>, SkillId>,
-}
-
-impl Skills {
-    pub fn new() -> Skills {
-        let general: Box<str> = super::model::GENERAL.into();
-        Skills {
-            names: vec![general.clone()],
-            ids: HashMap::from([(general, SkillId(0))]),
-        }
+    /// Whether any backlog starves.
+    pub fn any_starving(&self) -> bool {
+        self.queues
+            .iter()
+            .any(|q| q.live > 0 && q.starved_since.is_some())
     }
 
-    /// The id of `name`, interning it; `None` when [`MAX_SKILLS`] are interned already.
-    pub fn intern(&mut self, name: &str) -> Option<SkillId> {
-        if name == super::model::GENERAL {
-            // Every built-in job needs it: skip hashing for the common case.
-            return Some(SkillId(0));
-        }
-        if let Some(&id) = self.ids.get(name) {
-            return Some(id);
-        }
-        if self.names.len() >= MAX_SKILLS {
-            return None;
-        }
-        let id = SkillId(self.names.len() as u16);
-        self.names.push(name.into());
-        self.ids.insert(name.into(), id);
-        Some(id)
+    /// How many skills have a queue (ids `0..skills()`).
+    pub fn skills(&self) -> usize {
+        self.queues.len()
     }
 
-    pub fn get(&self, name: &str) -> Option<SkillId> {
-        self.ids.get(name).copied()
-    }
-
-    pub fn name(&self, id: SkillId) -> &str {
-        &self.names[usize::from(id.0)]
-    }
-
-    /// Interned names in id order (`GENERAL` first).
-    pub fn names(&self) -> &[Box<str>] {
-        &self.names
+    /// QUEUED jobs of `skill` in dispatch order (best first), up to `limit`. O(queue log queue).
+    pub fn queued(&self, skill: SkillId, jobs: &JobStore, limit: usize) -> Vec<JobId> {
+        let Some(q) = self.queues.get(usize::from(skill.0)) else {
+            return Vec::new();
+        };
+        let mut live: Vec<_> = q
+            .heap
+            .iter()
+            .filter(|e| e.is_live(jobs))
+            .copied()
+            .collect();
+        live.sort_unstable_by(|a, b| b.cmp(a));
+        live.into_iter().take(limit).map(|e| e.id).collect()
     }
 }
 
@@ -286,32 +248,7 @@ mod tests {
         assert_eq!(order, [7, 9, 3, 5, 1]);
     }
 
-    #[test]
-    fn timers_pop_in_due_order_only_when_due() {
-        let mut t = Timers::default();
-        for (due, id) in [(30, 1), (10, 2), (20, 3)] {
-            t.push(TimerEntry {
-                due: Time(due),
-                id: JobId(id),
-                kind: TimerKind::Delay,
-                attempt: 0,
-                slot: 0,
-            });
-        }
-        assert!(t.pop_due(Time(5)).is_none());
-        assert_eq!(t.pop_due(Time(25)).unwrap().id, JobId(2));
-        assert_eq!(t.pop_due(Time(25)).unwrap().id, JobId(3));
-        assert!(t.pop_due(Time(25)).is_none());
-    }
 
-    #[test]
-    fn skills_intern_with_general_first() {
-        let mut s = Skills::new();
-        assert_eq!(s.get("GENERAL"), Some(SkillId(0)));
-        let a = s.intern("PDF").unwrap();
-        assert_eq!(s.intern("PDF"), Some(a));
-        assert_eq!(s.name(a), "PDF");
-    }
 
     #[test]
     fn dirty_skills_come_out_sorted_and_once() {
