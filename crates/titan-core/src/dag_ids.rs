@@ -52,9 +52,7 @@ impl DagIds {
     /// bound): later ids pass them all.
     pub fn pass_old_shard(&mut self, next_dag_k: u64, shard_count: u32) {
         let bound = next_dag_k.saturating_mul(u64::from(shard_count));
-        self.next_k = self
-            .next_k
-            .max(bound.div_ceil(u64::from(self.shard.count)));
+        self.next_k = self.next_k.max(bound.div_ceil(u64::from(self.shard.count)));
     }
 
     /// Skips `n` ids (after a restart: ids handed out after the last durable record are unknown).

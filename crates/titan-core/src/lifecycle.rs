@@ -108,8 +108,7 @@ impl Core {
             Some(next) => next,
             None => {
                 let job = self.jobs.at(slot);
-                self.retries
-                    .next(&self.cfg, job, &cause, success, self.now)
+                self.retries.next(&self.cfg, job, &cause, success, self.now)
             }
         };
         let (id, attempt) = (self.jobs.at(slot).id, self.jobs.at(slot).attempt);

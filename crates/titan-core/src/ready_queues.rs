@@ -213,12 +213,7 @@ impl ReadyQueues {
         let Some(q) = self.queues.get(usize::from(skill.0)) else {
             return Vec::new();
         };
-        let mut live: Vec<_> = q
-            .heap
-            .iter()
-            .filter(|e| e.is_live(jobs))
-            .copied()
-            .collect();
+        let mut live: Vec<_> = q.heap.iter().filter(|e| e.is_live(jobs)).copied().collect();
         live.sort_unstable_by(|a, b| b.cmp(a));
         live.into_iter().take(limit).map(|e| e.id).collect()
     }
@@ -247,8 +242,6 @@ mod tests {
         let order: Vec<u64> = std::iter::from_fn(|| h.pop()).map(|x| x.id.0).collect();
         assert_eq!(order, [7, 9, 3, 5, 1]);
     }
-
-
 
     #[test]
     fn dirty_skills_come_out_sorted_and_once() {

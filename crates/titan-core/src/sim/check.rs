@@ -6,9 +6,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::dag;
 use crate::ids::{DagId, JobId, Lsn};
-use crate::Target;
 use crate::model::Submission;
 use crate::record::{Next, Record};
+use crate::Target;
 
 #[derive(Clone, Default)]
 pub struct Checker {
