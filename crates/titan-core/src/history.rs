@@ -151,7 +151,7 @@ impl History {
     }
 
     /// Adds a dead letter, evicting (and counting) the oldest past `limit`; keeps none at 0.
-    pub fn bury(&mut self, letter: DeadLetter, limit: usize) {
+    pub fn push_dead_letter(&mut self, letter: DeadLetter, limit: usize) {
         if self.dlq.len() >= limit {
             self.dlq.pop_front();
             self.totals.dlq_evicted += 1;

@@ -67,6 +67,14 @@
 //! the master's unpersisted record of it) really lost it. See `adopt.rs`, `replay.rs`,
 //! `snapshot.rs`, `restore.rs`.
 //!
+//! # Layout
+//! A `Core` is a small struct of parts, each owning its state behind methods (the persistence
+//! gate, the job store, the DAG waiting room, placement, the worker directory, history, adoption,
+//! scaling, ...; `machine.rs` lists them with their modules). `handle` passes each input to an
+//! `on_*` function that combines the parts: client requests in `requests.rs`, worker reports and
+//! attempt endings in `lifecycle.rs`, worker registration and loss in `liveness.rs`, adoption in
+//! `adopt.rs`; `dispatch.rs` runs the placement pass that ends every `handle`.
+//!
 //! # Decisions (see the module docs of each file for more)
 //! - States follow DESIGN.md: PENDING (delay), BLOCKED (dependencies), QUEUED, RUNNING, COMPLETED,
 //!   FAILED (backoff before a retry), DEAD (dead-letter queue), CANCELLED, UPSTREAM_FAILED.

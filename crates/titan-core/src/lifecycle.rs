@@ -199,7 +199,7 @@ impl Core {
             attempts: job.attempt,
             error: self.jobs.error(job.id).map(Box::from).unwrap_or_default(),
         };
-        self.history.bury(letter, self.cfg.dlq_limit);
+        self.history.push_dead_letter(letter, self.cfg.dlq_limit);
         self.finish_job(slot);
         self.propagate(slot, JobState::UpstreamFailed);
     }

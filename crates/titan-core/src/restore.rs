@@ -203,7 +203,7 @@ impl Core {
             self.room.index_name(name, job, submitted, &self.jobs);
         }
         for letter in dlq.into_iter().filter(|l| self.shard.owns(l.job.dag())) {
-            self.history.bury(letter, self.cfg.dlq_limit);
+            self.history.push_dead_letter(letter, self.cfg.dlq_limit);
         }
         if shard_index == self.shard.index && shard_count == self.shard.count {
             self.history.totals_mut().add(&totals);
