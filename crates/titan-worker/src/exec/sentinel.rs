@@ -23,7 +23,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{killpg, signal, SigHandler, Signal};
@@ -34,12 +34,23 @@ use tracing::warn;
 /// than `PIPE_BUF`, so each write is atomic even from several threads.
 const RECORD_LEN: usize = 5;
 
+/// How long a worker that stops waits for its sentinel to finish (it has nothing left to kill
+/// after a clean stop and exits at once), so that it is reaped rather than left a zombie in a
+/// process that embeds workers.
+const SENTINEL_EXIT_WAIT: Duration = Duration::from_secs(1);
+
 /// The worker's end: records groups for the sentinel to kill if the worker dies.
 #[derive(Debug)]
 pub struct Sentinel {
+    // Fields drop in order: the pipe closes (the sentinel's cue to finish) before the process
+    // is waited for.
     pipe: OwnedFd,
-    child: Mutex<Child>,
+    _process: SentinelProcess,
 }
+
+/// The sentinel's process, reaped when dropped (waiting up to [`SENTINEL_EXIT_WAIT`]).
+#[derive(Debug)]
+struct SentinelProcess(Child);
 
 impl Sentinel {
     /// Starts `program args…` (normally this binary with `__sentinel`) as the sentinel.
@@ -58,7 +69,7 @@ impl Sentinel {
             .spawn()?;
         Ok(Sentinel {
             pipe: write,
-            child: Mutex::new(child),
+            _process: SentinelProcess(child),
         })
     }
 
@@ -79,12 +90,12 @@ impl Sentinel {
     }
 }
 
-impl Drop for Sentinel {
-    /// Closing the pipe (dropping `pipe` after this) tells the sentinel to finish; it is reaped
-    /// by whoever waits on it next, or by init once the worker exits.
+impl Drop for SentinelProcess {
+    /// Runs once the pipe is closed. A sentinel that does not finish in time is left to init.
     fn drop(&mut self) {
-        if let Ok(mut child) = self.child.lock() {
-            let _ = child.try_wait();
+        let deadline = Instant::now() + SENTINEL_EXIT_WAIT;
+        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
