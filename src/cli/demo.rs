@@ -9,9 +9,9 @@ use clap::Args;
 use super::client::Client;
 use super::cluster::{free_port, ClusterLayout, LocalCluster};
 use super::error::CliError;
+use super::signals;
 use titan_core::grammar::{parse_dag, parse_one_off};
 use titan_core::{JobState, Submission};
-use titan_runtime::shutdown;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -74,7 +74,7 @@ impl LayoutArgs {
 
 /// Runs a master and workers until SIGINT or SIGTERM, then stops all of them.
 pub fn up(args: UpArgs) -> Result<(), CliError> {
-    shutdown::install_handlers().map_err(|e| CliError::Local(e.to_string()))?;
+    signals::install_handlers().map_err(|e| CliError::Local(e.to_string()))?;
     let mut layout = args.layout.layout()?;
     layout.master_port = args.port;
     layout.log_port = args.log_port;
@@ -87,7 +87,7 @@ pub fn up(args: UpArgs) -> Result<(), CliError> {
         ports.join(", ")
     );
     let crashed = loop {
-        if shutdown::wait_signal(Duration::from_millis(200)).is_some() {
+        if signals::wait_signal(Duration::from_millis(200)).is_some() {
             break None;
         }
         if let Some(what) = cluster.exited() {

@@ -1,10 +1,10 @@
 //! The command line: `titan <command>`, parsed with clap, and what each command does.
 //!
-//! Roles (`master`, and later `worker`) run until stopped; the client commands ([`args`]) and the
-//! REPL ([`repl`]) talk to a master through [`client::Client`] and print for people or, with
-//! `--json`, for scripts. The pieces: arguments in [`args`], what a command does in [`commands`],
-//! building submissions from text and files in [`submission`], output in [`render`] and [`json`],
-//! the reconnecting connection in [`session`].
+//! Roles (`master`, `worker`) run until SIGINT or SIGTERM ([`signals`]); the client commands
+//! ([`args`]) and the REPL ([`repl`]) talk to a master through [`client::Client`] and print for
+//! people or, with `--json`, for scripts. The pieces: arguments in [`args`], what a command does
+//! in [`commands`], building submissions from text and files in [`submission`], output in
+//! [`render`] and [`json`], the reconnecting connection in [`session`].
 
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -21,6 +21,7 @@ pub mod logs;
 pub mod render;
 pub mod repl;
 pub mod session;
+pub mod signals;
 pub mod submission;
 
 use anyhow::{bail, Context};
@@ -248,7 +249,19 @@ fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     config.ephemeral = args.ephemeral;
     config.spawn_ticket = args.spawn_ticket;
     config.job_nice = args.job_nice;
-    worker::run(config).context("worker failed")
+    let master = config.master.clone();
+    let announce = move |ready: worker::Ready| {
+        println!(
+            "titan worker ready on {} (worker {}, master {master})",
+            ready.addr, ready.worker
+        );
+    };
+    signals::run_role(
+        "worker",
+        |shutdown, ready| worker::run(config, shutdown, ready),
+        announce,
+    )
+    .context("worker failed")
 }
 
 fn run_master(args: MasterArgs) -> anyhow::Result<()> {
@@ -294,7 +307,21 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     config.core.idle_timeout = Duration::from_millis(args.idle_timeout_ms);
     config.core.prefetch = args.prefetch;
     config.core.prefetch_below = Duration::from_millis(args.prefetch_below_ms);
-    master::run(config).context("master failed")
+    signals::run_role(
+        "master",
+        |shutdown, ready| master::run(config, shutdown, ready),
+        |ready: master::Ready| {
+            // The log address as IP:PORT even for IPv6, as the line always read.
+            println!(
+                "titan master ready on {} ({} shards, logs on udp {}:{})",
+                ready.addr,
+                ready.shards,
+                ready.log_addr.ip(),
+                ready.log_addr.port()
+            );
+        },
+    )
+    .context("master failed")
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! The master process: one glommio executor per shard, all accepting on the same port.
 //!
-//! `run` blocks the termination signals, starts the shards (shard 0 binds first so that
-//! `--port 0` resolves to one port that the other shards then share through SO_REUSEPORT), prints
-//! a ready line, and waits for SIGINT/SIGTERM or a shard failure; then it stops every shard and
-//! joins them. Connections are long-lived and pipelined (see [`connection`]).
+//! [`run`] starts the shards (shard 0 binds first so that `--port 0` resolves to one port that the
+//! other shards then share through SO_REUSEPORT), reports [`Ready`] once every shard serves, and
+//! waits until its [`ShutdownHandle`] is triggered or a shard fails; then it stops every shard and
+//! joins them. Signals and the ready line belong to whoever embeds it (the `titan` binary).
+//! Connections are long-lived and pipelined (see [`connection`]).
 
 mod connection;
 mod effects;
@@ -20,9 +21,11 @@ mod workers;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicUsize;
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{error, info};
@@ -30,7 +33,7 @@ use tracing::{error, info};
 use mesh::MESH_CHANNEL_CAPACITY;
 use titan_core::{CoreConfig, LoadTable, WorkerIdAllocator};
 use titan_proto::limits::{MAX_CONNECTIONS, STALL_TIMEOUT};
-use titan_runtime::shutdown::{self, StopFlag};
+use titan_runtime::shutdown::{self, ShutdownHandle};
 use titan_runtime::{EXECUTOR_IO_MEMORY, EXECUTOR_RING_DEPTH};
 
 /// How the master is run; the CLI fills this from `titan master` flags.
@@ -116,8 +119,6 @@ pub fn default_shards() -> usize {
 pub enum MasterError {
     #[error("--shards must be between 1 and {max}, got {got}")]
     BadShardCount { got: usize, max: usize },
-    #[error("could not set up signal handling: {0}")]
-    Signals(#[from] nix::Error),
     #[error("could not start shard {shard}: {reason}")]
     Spawn { shard: usize, reason: String },
     #[error("could not open the log port {addr} (UDP): {reason}")]
@@ -146,12 +147,13 @@ pub(crate) enum ShardEvent {
 /// Largest shard count accepted.
 pub const MAX_SHARDS: usize = 64;
 
-/// State every shard shares: the stop flag, the connection count, the workers' load table and
-/// the worker id allocator (registration is rare, so a mutex is fine there; placement reads the
-/// load table without locks).
+/// State every shard shares: the master's own stop (triggered once it is to stop, whatever the
+/// reason), the connection count, the workers' load table and the worker id allocator
+/// (registration is rare, so a mutex is fine there; placement reads the load table without
+/// locks).
 #[derive(Clone)]
 pub(crate) struct Shared {
-    pub stop: StopFlag,
+    pub stop: ShutdownHandle,
     pub connections: Arc<AtomicUsize>,
     pub config: Arc<MasterConfig>,
     pub load: Arc<LoadTable>,
@@ -170,16 +172,57 @@ impl Shared {
     }
 }
 
-/// Runs a master until SIGINT/SIGTERM. Prints `titan master ready on ADDR (N shards)` on stdout
-/// once every shard listens, for scripts and tests to wait on.
-pub fn run(config: MasterConfig) -> Result<(), MasterError> {
+/// What a master reports once every shard serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ready {
+    /// The TCP address clients and workers connect to (the port taken when 0 was asked).
+    pub addr: SocketAddr,
+    /// The UDP address of the log sink workers stream job output to.
+    pub log_addr: SocketAddr,
+    pub shards: usize,
+}
+
+/// Runs a master until `shutdown` is triggered or a shard fails. Sends [`Ready`] on `ready` once
+/// every shard listens and has recovered its state; a shutdown triggered before then takes effect
+/// once the master is ready (recovery is not cut short).
+pub fn run(
+    config: MasterConfig,
+    shutdown: ShutdownHandle,
+    ready: Sender<Ready>,
+) -> Result<(), MasterError> {
+    let Started {
+        shared,
+        handles,
+        shard_events,
+        ready: report,
+    } = start(config)?;
+    info!(addr = %report.addr, shards = report.shards, "master ready");
+    // Nobody listening for readiness is no reason not to serve.
+    let _ = ready.send(report);
+    let outcome = wait_for_stop(&shutdown, &shared, &shard_events);
+    shared.stop.trigger();
+    join_all(handles);
+    info!("master stopped");
+    outcome
+}
+
+/// A master whose shards all serve.
+struct Started {
+    shared: Shared,
+    handles: Vec<glommio::ExecutorJoinHandle<()>>,
+    shard_events: Receiver<ShardEvent>,
+    ready: Ready,
+}
+
+/// Starts every shard and waits until all of them have recovered; on a failure, stops and joins
+/// the shards already started.
+fn start(config: MasterConfig) -> Result<Started, MasterError> {
     if config.shards == 0 || config.shards > MAX_SHARDS {
         return Err(MasterError::BadShardCount {
             got: config.shards,
             max: MAX_SHARDS,
         });
     }
-    shutdown::install_handlers()?;
     let generation = match &config.data_dir {
         Some(data) => Some(Arc::new(recovery::prepare(
             data,
@@ -190,7 +233,7 @@ pub fn run(config: MasterConfig) -> Result<(), MasterError> {
         None => None,
     };
     let shared = Shared {
-        stop: StopFlag::default(),
+        stop: ShutdownHandle::default(),
         connections: Arc::new(AtomicUsize::new(0)),
         config: Arc::new(config.clone()),
         load: Arc::new(LoadTable::new()),
@@ -223,11 +266,7 @@ pub fn run(config: MasterConfig) -> Result<(), MasterError> {
         // Every shard binds the address the first one actually got, so `--port 0` works.
         match ready_rx.recv() {
             Ok(ShardEvent::Bound(bound)) => addr = bound,
-            Ok(ShardEvent::Failed(e)) => {
-                shared.stop.raise();
-                join_all(handles);
-                return Err(e);
-            }
+            Ok(ShardEvent::Failed(e)) => return Err(abandon(&shared, handles, e)),
             Ok(ShardEvent::Ready) | Err(_) => return Err(MasterError::ShardLost { shard: index }),
         }
     }
@@ -235,47 +274,58 @@ pub fn run(config: MasterConfig) -> Result<(), MasterError> {
     for _ in 0..config.shards {
         match ready_rx.recv() {
             Ok(ShardEvent::Ready) => {}
-            Ok(ShardEvent::Failed(e)) => {
-                shared.stop.raise();
-                join_all(handles);
-                return Err(e);
-            }
+            Ok(ShardEvent::Failed(e)) => return Err(abandon(&shared, handles, e)),
             Ok(ShardEvent::Bound(_)) | Err(_) => {
-                shared.stop.raise();
-                join_all(handles);
-                return Err(MasterError::ShardLost { shard: 0 });
+                let lost = MasterError::ShardLost { shard: 0 };
+                return Err(abandon(&shared, handles, lost));
             }
         }
     }
-    println!(
-        "titan master ready on {addr} ({} shards, logs on udp {}:{})",
-        config.shards,
-        addr.ip(),
-        shared.log_port()
-    );
-    info!(%addr, shards = config.shards, "master ready");
-    let outcome = wait_for_stop(&shared, &ready_rx);
-    shared.stop.raise();
-    join_all(handles);
-    info!("master stopped");
-    outcome
+    let ready = Ready {
+        addr,
+        log_addr: SocketAddr::new(addr.ip(), shared.log_port()),
+        shards: config.shards,
+    };
+    Ok(Started {
+        shared,
+        handles,
+        shard_events: ready_rx,
+        ready,
+    })
 }
 
-/// Blocks until a termination signal arrives or a shard reports that it stopped on its own.
-fn wait_for_stop(
+/// Stops and joins the shards started so far, after `error` made starting fail.
+fn abandon(
     shared: &Shared,
-    shard_events: &crossbeam_channel::Receiver<ShardEvent>,
+    handles: Vec<glommio::ExecutorJoinHandle<()>>,
+    error: MasterError,
+) -> MasterError {
+    shared.stop.trigger();
+    join_all(handles);
+    error
+}
+
+/// Blocks until `shutdown` is triggered or a shard reports that it stopped on its own.
+fn wait_for_stop(
+    shutdown: &ShutdownHandle,
+    shared: &Shared,
+    shard_events: &Receiver<ShardEvent>,
 ) -> Result<(), MasterError> {
     loop {
-        if let Some(signal) = shutdown::wait_signal(shutdown::POLL_INTERVAL * 4) {
-            info!(?signal, "shutting down");
+        match shard_events.recv_timeout(shutdown::POLL_INTERVAL) {
+            Ok(ShardEvent::Failed(e)) => {
+                error!(error = %e, "a shard failed");
+                return Err(e);
+            }
+            Ok(ShardEvent::Bound(_) | ShardEvent::Ready) | Err(RecvTimeoutError::Timeout) => {}
+            // Shards only end once stopped, and one that fails says so first.
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+        if shutdown.is_triggered() {
+            info!("shutting down");
             return Ok(());
         }
-        if let Ok(ShardEvent::Failed(e)) = shard_events.try_recv() {
-            error!(error = %e, "a shard failed");
-            return Err(e);
-        }
-        if shared.stop.is_raised() {
+        if shared.stop.is_triggered() {
             return Ok(());
         }
     }

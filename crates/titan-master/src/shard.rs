@@ -262,7 +262,7 @@ async fn all_shards_recovered(shared: &Shared) -> bool {
         .load(std::sync::atomic::Ordering::Acquire)
         < shards
     {
-        if shared.stop.is_raised() {
+        if shared.stop.is_triggered() {
             return false;
         }
         glommio::timer::sleep(std::time::Duration::from_millis(1)).await;

@@ -1,6 +1,6 @@
 //! Process plumbing shared by the master and the worker: glommio executors, connections whose
-//! reader and writer run as separate tasks ([`stream`], [`outbox`]), and signal handling
-//! ([`shutdown`]).
+//! reader and writer run as separate tasks ([`stream`], [`outbox`]), and the shutdown a role is
+//! given and passes on to its tasks ([`shutdown`]).
 
 pub mod outbox;
 pub mod shutdown;

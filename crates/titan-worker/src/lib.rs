@@ -4,7 +4,9 @@
 //! thread, reaping, kill and timeout, port probes). On top of it:
 //! - [`run`] starts one glommio executor, reserves the worker's port (peers may connect to it),
 //!   starts the engine, and keeps a session with the master alive, reconnecting with backoff
-//!   when the master goes away and comes back;
+//!   when the master goes away and comes back, until its [`ShutdownHandle`] is triggered; it
+//!   reports [`Ready`] after its first registration (signals and the ready line are the
+//!   binary's);
 //! - `session` is one connection to the master: `Register`, then heartbeats, jobs in, reports out;
 //! - `jobs` runs what the master sends (`NOOP` and `SLEEP` inside the worker, everything else as
 //!   a process through the engine) and reports how each attempt went.
@@ -22,6 +24,7 @@ mod session;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +33,7 @@ use tracing::{error, info, warn};
 
 use exec::{EngineConfig, ProcessEngine};
 use jobs::Jobs;
-use titan_runtime::shutdown::{self, Shutdown, StopFlag};
+use titan_runtime::shutdown::{Shutdown, ShutdownHandle};
 use titan_runtime::{EXECUTOR_IO_MEMORY, EXECUTOR_RING_DEPTH};
 
 /// Niceness of job processes unless configured: a job that floods the host (100 MB of output on
@@ -61,6 +64,9 @@ pub struct WorkerConfig {
     /// First pause before reconnecting to the master; it doubles up to `reconnect_max`.
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// The `titan` binary, started with [`SENTINEL_COMMAND`] as the sentinel; `None`: this
+    /// executable (a worker embedded in another program points it at `titan`).
+    pub sentinel_program: Option<PathBuf>,
 }
 
 impl WorkerConfig {
@@ -79,14 +85,13 @@ impl WorkerConfig {
             job_nice: DEFAULT_JOB_NICE,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(2),
+            sentinel_program: None,
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("could not set up signal handling: {0}")]
-    Signals(#[from] nix::Error),
     #[error("could not start the worker's executor: {0}")]
     Spawn(String),
     #[error("could not listen on {addr}: {source}")]
@@ -102,10 +107,22 @@ pub enum WorkerError {
     Lost,
 }
 
-/// Runs a worker until SIGINT/SIGTERM. Prints `titan worker ready on ADDR (worker N)` on stdout
-/// after its first registration.
-pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
-    shutdown::install_handlers()?;
+/// What a worker reports after its first registration with the master.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ready {
+    /// Where the worker listens (the port taken when 0 was asked).
+    pub addr: SocketAddr,
+    /// The id the master gave it.
+    pub worker: u32,
+}
+
+/// Runs a worker until `shutdown` is triggered or the master retires it. Sends [`Ready`] on
+/// `ready` after its first registration (a master that is not up yet is retried meanwhile).
+pub fn run(
+    config: WorkerConfig,
+    shutdown: ShutdownHandle,
+    ready: Sender<Ready>,
+) -> Result<(), WorkerError> {
     if !config.perm_files.is_dir() {
         // Not fatal: NOOP, inline scripts and services from elsewhere still run.
         warn!(
@@ -113,33 +130,36 @@ pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
             "perm_files is not a directory here: RUN and DEPLOY of its files will fail (see --perm-files)"
         );
     }
-    let stop = StopFlag::default();
-    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-    let executor_stop = stop.clone();
     let handle = LocalExecutorBuilder::new(Placement::Unbound)
         .name("titan-worker")
         .io_memory(EXECUTOR_IO_MEMORY)
         .ring_depth(EXECUTOR_RING_DEPTH)
-        .spawn(move || async move {
-            let result = serve(config, executor_stop).await;
-            let _ = done_tx.send(());
-            result
-        })
+        .spawn(move || serve(config, shutdown, Readiness::new(ready)))
         .map_err(|e| WorkerError::Spawn(e.to_string()))?;
-    loop {
-        if let Some(signal) = shutdown::wait_signal(shutdown::POLL_INTERVAL * 4) {
-            info!(?signal, "worker shutting down");
-            break;
-        }
-        if done_rx.try_recv().is_ok() {
-            break;
-        }
-    }
-    stop.raise();
     handle.join().map_err(|_| WorkerError::Lost)?
 }
 
-async fn serve(config: WorkerConfig, stop: StopFlag) -> Result<(), WorkerError> {
+/// Reports the first registration, once: later ones (after the master came back) are not news.
+pub(crate) struct Readiness(Option<Sender<Ready>>);
+
+impl Readiness {
+    fn new(ready: Sender<Ready>) -> Readiness {
+        Readiness(Some(ready))
+    }
+
+    pub(crate) fn registered(&mut self, addr: SocketAddr, worker: u32) {
+        if let Some(ready) = self.0.take() {
+            // Nobody listening for readiness is no reason not to work.
+            let _ = ready.send(Ready { addr, worker });
+        }
+    }
+}
+
+async fn serve(
+    config: WorkerConfig,
+    stop: ShutdownHandle,
+    ready: Readiness,
+) -> Result<(), WorkerError> {
     let listener = glommio::net::TcpListener::bind(config.listen)
         .and_then(|l| l.local_addr().map(|a| (l, a)))
         .map_err(|e| WorkerError::Bind {
@@ -148,7 +168,9 @@ async fn serve(config: WorkerConfig, stop: StopFlag) -> Result<(), WorkerError> 
         })?;
     let (listener, bound) = listener;
     let mut engine_config = EngineConfig::new(&config.perm_files, &config.workspace);
-    engine_config.sentinel = Some(Arc::new(start_sentinel()?));
+    engine_config.sentinel = Some(Arc::new(start_sentinel(
+        config.sentinel_program.as_deref(),
+    )?));
     engine_config.kill_grace = config.kill_grace;
     engine_config.job_nice = config.job_nice;
     engine_config.max_running = config.capacity.max(1) as usize;
@@ -173,7 +195,7 @@ async fn serve(config: WorkerConfig, stop: StopFlag) -> Result<(), WorkerError> 
         config.job_nice,
     );
     let jobs = Rc::new(Jobs::new(engine.clone(), children));
-    session::keep_connected(&config, bound, &jobs, &shutdown).await;
+    session::keep_connected(&config, bound, &jobs, &shutdown, ready).await;
     info!("stopping: killing running jobs");
     engine.shutdown().await;
     if let Err(e) = std::io::Write::flush(&mut std::io::stdout()) {
@@ -185,8 +207,11 @@ async fn serve(config: WorkerConfig, stop: StopFlag) -> Result<(), WorkerError> 
 /// The hidden subcommand that runs [`exec::run_sentinel`].
 pub const SENTINEL_COMMAND: &str = "__sentinel";
 
-/// Starts this binary as the worker's sentinel (see [`exec::sentinel`]).
-fn start_sentinel() -> Result<exec::Sentinel, WorkerError> {
-    let exe = std::env::current_exe().map_err(WorkerError::Sentinel)?;
+/// Starts `program` (by default this binary) as the worker's sentinel (see [`exec::sentinel`]).
+fn start_sentinel(program: Option<&std::path::Path>) -> Result<exec::Sentinel, WorkerError> {
+    let exe = match program {
+        Some(program) => program.to_path_buf(),
+        None => std::env::current_exe().map_err(WorkerError::Sentinel)?,
+    };
     exec::Sentinel::start(&exe, &[SENTINEL_COMMAND]).map_err(WorkerError::Sentinel)
 }

@@ -12,7 +12,7 @@ use rkyv::rancor;
 use tracing::{info, warn};
 
 use super::jobs::Jobs;
-use super::WorkerConfig;
+use super::{Readiness, WorkerConfig};
 use titan_proto::message::worker::{
     ArchivedKillJob, ArchivedRegistered, ArchivedRetire, ArchivedRunJob, ArchivedSpawnChild,
     Heartbeat, Register, RunJob,
@@ -58,20 +58,12 @@ pub async fn keep_connected(
     bound: SocketAddr,
     jobs: &Rc<Jobs>,
     shutdown: &Shutdown,
+    mut ready: Readiness,
 ) {
     let mut pause = config.reconnect_min;
-    let mut announced = false;
     while !shutdown.is_triggered() {
         let mut registered = false;
-        let end = session(
-            config,
-            bound,
-            jobs,
-            shutdown,
-            &mut registered,
-            &mut announced,
-        )
-        .await;
+        let end = session(config, bound, jobs, shutdown, &mut registered, &mut ready).await;
         if matches!(end, SessionEnd::Stopped) || shutdown.is_triggered() {
             return;
         }
@@ -92,7 +84,7 @@ async fn session(
     jobs: &Rc<Jobs>,
     shutdown: &Shutdown,
     registered: &mut bool,
-    announced: &mut bool,
+    ready: &mut Readiness,
 ) -> SessionEnd {
     let addr = match config.master.to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(addr)) => addr,
@@ -126,7 +118,7 @@ async fn session(
         bound,
     };
     let end = serve_master(
-        &stream, &outbox, jobs, shutdown, ends, config, registered, announced,
+        &stream, &outbox, jobs, shutdown, ends, config, registered, ready,
     )
     .await;
     jobs.unlink();
@@ -145,7 +137,7 @@ async fn serve_master(
     ends: Ends,
     config: &WorkerConfig,
     registered: &mut bool,
-    announced: &mut bool,
+    ready: &mut Readiness,
 ) -> SessionEnd {
     let Ends { master, bound } = ends;
     let mut recv = RecvBuf::new(Limits::default());
@@ -199,13 +191,7 @@ async fn serve_master(
                                 .detach(),
                             );
                             info!(worker, master = %config.master, "registered");
-                            if !*announced {
-                                *announced = true;
-                                println!(
-                                    "titan worker ready on {bound} (worker {worker}, master {})",
-                                    config.master
-                                );
-                            }
+                            ready.registered(bound, worker);
                         }
                         Err(e) => failure = Some(SessionEnd::Protocol(e)),
                     }
