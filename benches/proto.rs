@@ -1,10 +1,35 @@
-//! Codec benches: header encode/decode, decoding a frame stream (whole, and split at every
-//! point), and validate + access of a typical message. Each prints a cost per operation;
-//! `memcpy_same_bytes` is the baseline twin for the stream decode (copying the bytes once).
+//! Codec benches: header encode/decode, decoding a frame stream through the framed connection
+//! the servers use (whole, and split at every point), and validate + access of a typical
+//! message. Each prints a cost per operation; `memcpy_same_bytes` is the baseline twin for the
+//! stream decode (copying the bytes once).
+
+use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use titan::proto::conn::{Conn, ConnConfig, ProgressRule};
 use titan::proto::message::{ArchivedPing, Ping};
-use titan::proto::{access, encode_frame, Header, Limits, OpCode, RecvBuf};
+use titan::proto::{access, encode_frame, Frame, Header, OpCode};
+
+fn server_conn() -> Conn {
+    Conn::new(&ConnConfig::server(ProgressRule::NoProgressFor(
+        std::time::Duration::from_secs(10),
+    )))
+}
+
+/// Feeds `bytes` as a driver's reads would (copied into the connection's room) and hands every
+/// whole frame to `f`.
+fn feed(conn: &mut Conn, mut bytes: &[u8], now: Instant, mut f: impl FnMut(Frame<'_>)) {
+    while !bytes.is_empty() {
+        let room = conn.recv_room();
+        let n = room.len().min(bytes.len());
+        room[..n].copy_from_slice(&bytes[..n]);
+        conn.on_received(n, now).unwrap();
+        bytes = &bytes[n..];
+        while let Some(frame) = conn.next_frame().unwrap() {
+            f(frame);
+        }
+    }
+}
 
 fn small_stream(frames: usize) -> Vec<u8> {
     let mut out = Vec::new();
@@ -38,16 +63,16 @@ fn decode_stream(c: &mut Criterion) {
     let stream = small_stream(FRAMES);
     let mut group = c.benchmark_group("decode_stream");
     group.throughput(Throughput::Elements(FRAMES as u64));
+    let now = Instant::now();
     group.bench_function("small_frames_64k_reads", |b| {
         b.iter_batched_ref(
-            || RecvBuf::new(Limits::default()),
-            |buf| {
+            server_conn,
+            |conn| {
                 let mut frames = 0usize;
                 for chunk in stream.chunks(64 * 1024) {
-                    buf.extend_from_slice(chunk);
-                    while let Some(frame) = buf.next_frame().unwrap() {
-                        frames += frame.payload.len() & 1 | 1;
-                    }
+                    feed(conn, chunk, now, |frame| {
+                        frames += frame.payload.len() & 1 | 1
+                    });
                 }
                 black_box(frames)
             },
@@ -56,17 +81,16 @@ fn decode_stream(c: &mut Criterion) {
     });
     group.bench_function("small_frames_decode_and_validate", |b| {
         b.iter_batched_ref(
-            || RecvBuf::new(Limits::default()),
-            |buf| {
+            server_conn,
+            |conn| {
                 let mut sum = 0u64;
                 for chunk in stream.chunks(64 * 1024) {
-                    buf.extend_from_slice(chunk);
-                    while let Some(frame) = buf.next_frame().unwrap() {
+                    feed(conn, chunk, now, |frame| {
                         sum += access::<ArchivedPing>(OpCode::Ping, frame.payload)
                             .unwrap()
                             .nonce
                             .to_native();
-                    }
+                    });
                 }
                 black_box(sum)
             },
@@ -87,16 +111,14 @@ fn every_split_point(c: &mut Criterion) {
     let stream = small_stream(16);
     let mut group = c.benchmark_group("decode_every_split_point");
     group.throughput(Throughput::Elements(stream.len() as u64));
+    let now = Instant::now();
     group.bench_function("16_frames_all_splits", |b| {
         b.iter(|| {
             let mut frames = 0usize;
             for cut in 1..stream.len() {
-                let mut buf = RecvBuf::new(Limits::default());
+                let mut conn = server_conn();
                 for part in [&stream[..cut], &stream[cut..]] {
-                    buf.extend_from_slice(part);
-                    while buf.next_frame().unwrap().is_some() {
-                        frames += 1;
-                    }
+                    feed(&mut conn, part, now, |_| frames += 1);
                 }
             }
             assert_eq!(frames, 16 * (stream.len() - 1));

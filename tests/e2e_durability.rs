@@ -555,7 +555,7 @@ fn a_full_disk_refuses_changes_clearly_keeps_serving_reads_and_loses_no_acknowle
     // Reads keep working, and say why changes are refused.
     let stats = client.stats().unwrap();
     assert!(
-        stats.persistence.contains("changes refused"),
+        stats.persistence.to_string().contains("changes refused"),
         "{}",
         stats.persistence
     );

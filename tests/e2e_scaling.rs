@@ -7,6 +7,7 @@ use support::{eventually, Master, Worker};
 use titan::cli::client::Client;
 use titan::core::grammar::parse_one_off;
 use titan::core::Submission;
+use titan::proto::message::client::ScalingAction;
 
 #[test]
 fn a_burst_scales_workers_up_to_the_maximum_and_idle_children_retire() {
@@ -45,19 +46,26 @@ fn a_burst_scales_workers_up_to_the_maximum_and_idle_children_retire() {
     let reply = client.wait(&labels, support::DEADLINE).unwrap();
     assert!(!reply.timed_out, "the burst did not drain");
     let stats = client.stats().unwrap();
-    let spawns = stats.scaling.iter().filter(|e| e.action == "spawn").count();
+    let spawns = stats
+        .scaling
+        .iter()
+        .filter(|e| e.action == ScalingAction::Spawn)
+        .count();
     // Three workers at most: the parent and two children (a child retired early under load may
     // be replaced, so later spawns are allowed as long as the maximum held).
     assert!(spawns >= 2, "scaling events: {:?}", stats.scaling);
     assert!(stats
         .scaling
         .iter()
-        .all(|e| e.action != "spawn" || e.worker_port == Some(parent.port())));
+        .all(|e| e.action != ScalingAction::Spawn || e.worker_port == Some(parent.port())));
     // Children are ephemeral: once idle past the timeout they are retired, never the parent.
     // STATS gathers every shard asynchronously, so wait until the worker list and the decisions
     // agree.
     let retired = |s: &titan::proto::message::client::ClusterStats| {
-        s.scaling.iter().filter(|e| e.action == "retire").count()
+        s.scaling
+            .iter()
+            .filter(|e| e.action == ScalingAction::Retire)
+            .count()
     };
     let stats = eventually("the children to retire", || {
         let s = client.stats().unwrap();
@@ -71,5 +79,5 @@ fn a_burst_scales_workers_up_to_the_maximum_and_idle_children_retire() {
     assert!(stats
         .scaling
         .iter()
-        .all(|e| e.action != "retire" || e.worker_port != Some(parent.port())));
+        .all(|e| e.action != ScalingAction::Retire || e.worker_port != Some(parent.port())));
 }

@@ -256,7 +256,7 @@ fn valid_stream(
             }
         }
     }
-    let _ = reader.stream.shutdown(Shutdown::Both);
+    let _ = reader.stream().shutdown(Shutdown::Both);
     if let Ok(Err(e)) = writer_thread.join() {
         if mismatch.is_none() {
             mismatch = Some(format!("connection {conn} ({mode:?}): write failed: {e}"));
@@ -404,7 +404,7 @@ fn expect_error(
                 ));
             }
         }
-        expect_eof(&mut reader.stream)?;
+        expect_eof(reader.stream())?;
         Ok(format!(
             "{}, then closed",
             wire::describe(frame.header, &frame.payload)

@@ -291,7 +291,7 @@ fn open_loop(
             }
         }
     }
-    let _ = reader.stream.shutdown(std::net::Shutdown::Both);
+    let _ = reader.stream().shutdown(std::net::Shutdown::Both);
     let _ = sender.join();
     Ok(outcome)
 }

@@ -1,10 +1,14 @@
-//! Blocking frame IO over a `std::net::TcpStream`, shared by every mode.
+//! Blocking frame IO over a `std::net::TcpStream`, shared by every mode. Frames are read through
+//! the client library's [`BlockingConn`], the blocking driver of the one framed-connection type;
+//! the modes only encode what they send (`frag` writes deliberately broken bytes of its own).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::TcpStream;
 
+use titan::proto::conn::ConnConfig;
 use titan::proto::message::{ArchivedErrorReply, ArchivedPing, Ping};
-use titan::proto::{access, encode_frame, Header, Limits, OpCode, ProtoError, RecvBuf};
+use titan::proto::{access, encode_frame, ConnError, Header, OpCode, ProtoError};
+use titan_client::{BlockingConn, RecvError};
 
 /// A frame copied out of the receive buffer: the load generator checks replies after reading
 /// them, so it owns them (the server is what must be zero-copy, not the tool measuring it).
@@ -16,68 +20,61 @@ pub struct OwnedFrame {
 
 /// Reads frames from a blocking stream.
 pub struct FrameReader {
-    pub stream: TcpStream,
-    buf: RecvBuf,
+    conn: BlockingConn<TcpStream>,
 }
 
 impl FrameReader {
     pub fn new(stream: TcpStream) -> FrameReader {
         FrameReader {
-            stream,
-            buf: RecvBuf::new(Limits::default()),
+            conn: BlockingConn::new(stream, &ConnConfig::client()),
         }
+    }
+
+    pub fn stream(&mut self) -> &mut TcpStream {
+        self.conn.get_mut()
     }
 
     /// The next frame, or `None` at a clean end of stream.
     pub fn next(&mut self) -> io::Result<Option<OwnedFrame>> {
-        loop {
-            match self.buf.next_frame() {
-                Ok(Some(f)) => {
-                    return Ok(Some(OwnedFrame {
-                        header: f.header,
-                        payload: f.payload.to_vec(),
-                    }))
-                }
-                Ok(None) => {}
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
-            }
-            let n = self.stream.read(self.buf.spare_mut())?;
-            if n == 0 {
-                return if self.buf.buffered() == 0 {
-                    Ok(None)
-                } else {
-                    Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "stream ended inside a frame",
-                    ))
-                };
-            }
-            self.buf.commit(n);
+        match self.conn.recv() {
+            Ok(frame) => Ok(Some(OwnedFrame {
+                header: frame.header,
+                payload: frame.payload.to_vec(),
+            })),
+            Err(RecvError::Closed) => Ok(None),
+            Err(RecvError::ClosedMidFrame { .. }) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "stream ended inside a frame",
+            )),
+            Err(RecvError::Io(e)) => Err(e),
+            Err(RecvError::Conn(e)) => Err(invalid(e)),
         }
     }
 
     /// Calls `f` for every whole frame available after at most one read; returns how many.
     pub fn drain_with(&mut self, mut f: impl FnMut(Header, &[u8])) -> io::Result<usize> {
-        let n = self.stream.read(self.buf.spare_mut())?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "server closed the connection",
-            ));
-        }
-        self.buf.commit(n);
-        let mut count = 0;
-        loop {
-            match self.buf.next_frame() {
-                Ok(Some(frame)) => {
-                    f(frame.header, frame.payload);
-                    count += 1;
-                }
-                Ok(None) => return Ok(count),
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        match self.conn.fill() {
+            Ok(()) => {}
+            Err(RecvError::Closed | RecvError::ClosedMidFrame { .. }) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed the connection",
+                ))
             }
+            Err(RecvError::Io(e)) => return Err(e),
+            Err(RecvError::Conn(e)) => return Err(invalid(e)),
         }
+        let mut count = 0;
+        while let Some(frame) = self.conn.recv_buffered().map_err(invalid)? {
+            f(frame.header, frame.payload);
+            count += 1;
+        }
+        Ok(count)
     }
+}
+
+fn invalid(e: ConnError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 pub fn connect(addr: &str) -> io::Result<TcpStream> {

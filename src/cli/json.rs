@@ -68,7 +68,9 @@ pub fn line(value: &Value) -> String {
 mod tests {
     use super::*;
     use titan_core::model::JobState;
-    use titan_proto::message::client::{JobLabel, WorkerStatus};
+    use titan_proto::message::client::{
+        JobLabel, Persistence, ScalingAction, ScalingEvent, WorkerStatus,
+    };
 
     fn job() -> JobStatus {
         JobStatus {
@@ -191,7 +193,7 @@ mod tests {
             cancelled: 7,
             upstream_failed: 8,
             shards: 2,
-            persistence: "memory-only".into(),
+            persistence: Persistence::MemoryOnly,
             workers: vec![],
             scaling: vec![],
             logs: Default::default(),
@@ -201,5 +203,29 @@ mod tests {
         assert_eq!(v["persistence"], "memory-only");
         assert_eq!(v["workers"], json!([]));
         assert!(!line(&v).trim_end().contains('\n'));
+    }
+
+    #[test]
+    fn persistence_and_scaling_actions_are_their_text() {
+        let failing = Persistence::Failing {
+            cause: "disk full".into(),
+        };
+        assert_eq!(
+            json!(failing),
+            json!("write-ahead log failing, changes refused (disk full)")
+        );
+        assert_eq!(json!(Persistence::Wal), json!("wal"));
+        let event = ScalingEvent {
+            at_us: 1,
+            action: ScalingAction::Retire,
+            worker: 2,
+            worker_port: Some(8081),
+            reason: "idle for 1s".into(),
+        };
+        assert_eq!(
+            line(&json!(event)),
+            "{\"action\":\"retire\",\"at_us\":1,\"reason\":\"idle for 1s\",\"worker\":2,\"worker_port\":8081}\n"
+        );
+        assert_eq!(json!(ScalingAction::Spawn), json!("spawn"));
     }
 }

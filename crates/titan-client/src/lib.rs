@@ -2,9 +2,14 @@
 //!
 //! The CLI, the REPL, the load generator and the tests talk to the master through this. It is
 //! deliberately plain (std sockets, one request at a time unless the caller pipelines with
-//! [`Client::send`] / [`Client::recv`]): a client's cost is the round trip, not the code.
+//! [`Client::send`] / [`Client::recv`]): a client's cost is the round trip, not the code. Frames
+//! travel through [`BlockingConn`], the blocking driver of the one framed-connection type.
 
-use std::io::{self, Read, Write};
+mod blocking;
+
+pub use blocking::{BlockingConn, RecvError};
+
+use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -16,11 +21,12 @@ use rkyv::{Archive, Deserialize};
 
 use titan_core::model::{JobState, Submission};
 use titan_proto::codec::FrameSerializer;
+use titan_proto::conn::ConnConfig;
 use titan_proto::message::client::*;
 use titan_proto::message::logs::{FileChunk, FileRequest, LogsReply, LogsRequest};
 use titan_proto::message::ArchivedErrorReply;
 use titan_proto::{
-    self as proto, EncodeError, ErrorCode, Header, Limits, OpCode, ProtoError, RecvBuf,
+    self as proto, ConnError, EncodeError, ErrorCode, Frame, Header, OpCode, ProtoError,
 };
 
 /// How long a connection attempt may take.
@@ -48,6 +54,26 @@ pub enum ClientError {
     Encode(#[from] EncodeError),
 }
 
+impl From<RecvError> for ClientError {
+    fn from(e: RecvError) -> ClientError {
+        match e {
+            RecvError::Closed | RecvError::ClosedMidFrame { .. } => ClientError::Closed,
+            RecvError::Io(e) => ClientError::Io(e),
+            RecvError::Conn(e) => e.into(),
+        }
+    }
+}
+
+impl From<ConnError> for ClientError {
+    fn from(e: ConnError) -> ClientError {
+        match e {
+            ConnError::Frame(e) => ClientError::Protocol(e),
+            // A client sets no stall rule; its read timeout is what ends a wait.
+            other => ClientError::Io(io::Error::new(io::ErrorKind::TimedOut, other)),
+        }
+    }
+}
+
 impl ClientError {
     /// The server's error code, when the master answered with an `Error` frame.
     pub fn code(&self) -> Option<ErrorCode> {
@@ -66,9 +92,7 @@ pub struct Reply {
 }
 
 pub struct Client {
-    stream: TcpStream,
-    recv: RecvBuf,
-    out: Vec<u8>,
+    conn: BlockingConn<TcpStream>,
 }
 
 impl Client {
@@ -83,9 +107,7 @@ impl Client {
                 Ok(stream) => {
                     stream.set_nodelay(true)?;
                     return Ok(Client {
-                        stream,
-                        recv: RecvBuf::new(Limits::default()),
-                        out: Vec::new(),
+                        conn: BlockingConn::new(stream, &ConnConfig::client()),
                     });
                 }
                 Err(e) => last = e,
@@ -96,7 +118,7 @@ impl Client {
 
     /// Bounds how long a reply may take (`None`: wait forever).
     pub fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.stream.set_read_timeout(timeout)
+        self.conn.get_ref().set_read_timeout(timeout)
     }
 
     /// Whether the master has closed this connection, checked without blocking and without
@@ -104,16 +126,17 @@ impl Client {
     /// nothing to read is open. If the socket cannot be put back into blocking mode it is reported
     /// closed, since it is no longer usable for blocking calls.
     pub fn peer_closed(&self) -> bool {
-        if self.stream.set_nonblocking(true).is_err() {
+        let stream = self.conn.get_ref();
+        if stream.set_nonblocking(true).is_err() {
             return true;
         }
         let mut byte = [0u8; 1];
-        let closed = match self.stream.peek(&mut byte) {
+        let closed = match stream.peek(&mut byte) {
             Ok(0) => true,
             Ok(_) => false,
             Err(e) => e.kind() != io::ErrorKind::WouldBlock,
         };
-        self.stream.set_nonblocking(false).is_err() || closed
+        stream.set_nonblocking(false).is_err() || closed
     }
 
     /// Queues a request without sending it (pipelining); `flush` sends everything queued.
@@ -121,51 +144,28 @@ impl Client {
     where
         T: for<'a, 'b> rkyv::Serialize<FrameSerializer<'a, 'b>>,
     {
-        proto::encode_frame(&mut self.out, opcode, msg)?;
-        Ok(())
+        Ok(self.conn.send(opcode, msg)?)
     }
 
     /// Queues a request whose payload is empty.
     pub fn send_empty(&mut self, opcode: OpCode) -> Result<(), ClientError> {
-        proto::encode_raw_frame(&mut self.out, opcode, &[])?;
-        Ok(())
+        Ok(self.conn.send_raw(opcode, &[])?)
     }
 
     pub fn flush(&mut self) -> Result<(), ClientError> {
-        self.stream.write_all(&self.out)?;
-        self.out.clear();
-        Ok(())
+        Ok(self.conn.flush()?)
     }
 
-    /// The next reply frame; an `Error` frame becomes `ClientError::Server`.
+    /// The next reply frame, copied out; an `Error` frame becomes `ClientError::Server`.
     pub fn recv(&mut self) -> Result<Reply, ClientError> {
-        loop {
-            if let Some(reply) = self.recv_buffered()? {
-                return Ok(reply);
-            }
-            let n = self.stream.read(self.recv.spare_mut())?;
-            if n == 0 {
-                return Err(ClientError::Closed);
-            }
-            self.recv.commit(n);
-        }
+        owned_reply(self.conn.recv()?)
     }
 
     /// The next reply if it has already been read from the socket whole, without blocking or a
     /// system call: a pipelining caller drains these before it writes again, so one write carries
     /// the requests that replace a whole batch of replies.
     pub fn recv_buffered(&mut self) -> Result<Option<Reply>, ClientError> {
-        let Some(frame) = self.recv.next_frame()? else {
-            return Ok(None);
-        };
-        let reply = Reply {
-            header: frame.header,
-            payload: frame.payload.to_vec(),
-        };
-        match reply.header.opcode {
-            OpCode::Error => Err(server_error(&reply.payload)),
-            _ => Ok(Some(reply)),
-        }
+        self.conn.recv_buffered()?.map(owned_reply).transpose()
     }
 
     /// Sends one request and decodes its reply as `T`.
@@ -183,8 +183,7 @@ impl Client {
     {
         self.send(opcode, msg)?;
         self.flush()?;
-        let reply = self.recv()?;
-        decode_reply(&reply, expect)
+        decode_frame(self.conn.recv()?, expect)
     }
 
     fn call_empty<T>(&mut self, opcode: OpCode, expect: OpCode) -> Result<T, ClientError>
@@ -195,8 +194,7 @@ impl Client {
     {
         self.send_empty(opcode)?;
         self.flush()?;
-        let reply = self.recv()?;
-        decode_reply(&reply, expect)
+        decode_frame(self.conn.recv()?, expect)
     }
 
     pub fn submit(&mut self, submission: Submission) -> Result<Submitted, ClientError> {
@@ -275,19 +273,48 @@ where
     T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::BoxedError>>
         + Deserialize<T, Strategy<Pool, rancor::BoxedError>>,
 {
-    if reply.header.opcode != expect {
+    let frame = Frame {
+        header: reply.header,
+        payload: &reply.payload,
+    };
+    decode_frame(frame, expect)
+}
+
+/// Validates a reply frame where it lies in the receive buffer and deserializes it into an
+/// owned `T` (the one copy); an `Error` frame becomes `ClientError::Server`.
+fn decode_frame<T>(frame: Frame<'_>, expect: OpCode) -> Result<T, ClientError>
+where
+    T: Archive,
+    T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::BoxedError>>
+        + Deserialize<T, Strategy<Pool, rancor::BoxedError>>,
+{
+    if frame.header.opcode == OpCode::Error {
+        return Err(server_error(frame.payload));
+    }
+    if frame.header.opcode != expect {
         return Err(ClientError::UnexpectedReply {
             expected: expect,
-            got: reply.header.opcode,
+            got: frame.header.opcode,
         });
     }
-    let archived = proto::access::<T::Archived>(expect, &reply.payload)?;
+    let archived = proto::access::<T::Archived>(expect, frame.payload)?;
     rkyv::deserialize::<T, rancor::BoxedError>(archived).map_err(|e| {
         ClientError::Protocol(ProtoError::InvalidPayload {
             opcode: expect,
             reason: e.to_string(),
         })
     })
+}
+
+/// A reply copied out of the receive buffer, or the server's error.
+fn owned_reply(frame: Frame<'_>) -> Result<Reply, ClientError> {
+    match frame.header.opcode {
+        OpCode::Error => Err(server_error(frame.payload)),
+        _ => Ok(Reply {
+            header: frame.header,
+            payload: frame.payload.to_vec(),
+        }),
+    }
 }
 
 fn server_error(payload: &[u8]) -> ClientError {
@@ -335,6 +362,7 @@ pub fn fetch_output_file(worker: &str, job_dir: &str, stream: u8) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
     use titan_proto::message::ErrorReply;
 
@@ -375,7 +403,7 @@ mod tests {
         // Once all four frames sit in the socket buffer, one read takes them all.
         let mut peeked = vec![0u8; total + 1];
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while client.stream.peek(&mut peeked).unwrap() < total {
+        while client.conn.get_ref().peek(&mut peeked).unwrap() < total {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the frames never arrived"

@@ -1,30 +1,31 @@
-//! One connection: a reader that decodes frames and hands them to the shard, and a writer task
-//! that drains the connection's [`Outbox`].
+//! One connection: a reader that takes frames from the framed connection and hands them to the
+//! shard, and (inside the connection) a writer task that drains its [`Outbox`].
 //!
 //! Requests may be pipelined; replies leave in request order (the outbox keeps it). A bad frame
 //! gets an `Error` reply when the stream still allows one, then the connection closes after the
-//! reply is written. A connection holding a partial frame that makes no progress for the stall
-//! timeout is closed, so a stalled peer cannot pin memory; an idle connection between frames is
-//! left alone (connections are long-lived). When more than `MAX_FRAMES_IN_FLIGHT` replies are
-//! pending, the reader stops reading until some are written: a client cannot queue unbounded work.
-//! A peer that stops sending still gets the replies it is owed (see [`finish_replies`]).
+//! reply is written. The framed connection enforces the limits: a partial frame that makes no
+//! progress for the stall timeout closes the connection, so a stalled peer cannot pin memory (an
+//! idle connection between frames is left alone: connections are long-lived), and while
+//! `MAX_FRAMES_IN_FLIGHT` replies are pending the reader stops reading until some are written,
+//! so a client cannot queue unbounded work. A peer that stops sending still gets the replies it
+//! is owed (see [`finish_replies`]).
 
-use std::cell::RefCell;
-use std::io;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use glommio::net::TcpStream;
 use tracing::debug;
 
+use super::mesh::ConnKey;
 use super::state::{ConnEntry, Shard};
-use titan_proto::limits::MAX_FRAMES_IN_FLIGHT;
-use titan_proto::{self as proto, ErrorCode, Limits, ProtoError, RecvBuf};
+use titan_proto::conn::{ConnConfig, ProgressRule};
+use titan_proto::{self as proto, ConnError, ErrorCode};
+use titan_runtime::conn::{Connection, ReadEnd};
 use titan_runtime::outbox::Outbox;
 use titan_runtime::shutdown::Shutdown;
-use titan_runtime::stream::{self, read_some, SharedStream as Stream};
 
 /// Decrements the shared connection count when a connection ends, however it ends.
 pub(crate) struct ConnectionGuard(Arc<AtomicUsize>);
@@ -44,18 +45,12 @@ impl Drop for ConnectionGuard {
 /// Why a connection ended; only for logging.
 #[derive(Debug, thiserror::Error)]
 enum Closed {
-    #[error("peer closed")]
-    ByPeer,
-    #[error("shutting down")]
-    Shutdown,
-    #[error("closed by the master")]
-    ByMaster,
-    #[error("stalled mid-frame past the timeout")]
-    Stalled,
+    #[error("{0}")]
+    Read(ReadEnd),
+    #[error("over the connection limit")]
+    OverLimit,
     #[error("bad frame: {0}")]
-    BadFrame(ProtoError),
-    #[error("io error: {0}")]
-    Io(io::Error),
+    BadFrame(ConnError),
 }
 
 pub(crate) async fn serve(
@@ -69,8 +64,9 @@ pub(crate) async fn serve(
     let _ = stream.set_nodelay(true);
     let stall = shard.shared.config.stall_timeout;
     let _ = stream.set_write_timeout(Some(stall));
-    let stream: Stream = Rc::new(RefCell::new(stream));
-    let outbox = Outbox::new();
+    let config = ConnConfig::server(ProgressRule::NoProgressFor(stall));
+    let mut conn = Connection::new(stream, &config, shutdown.clone());
+    let outbox = conn.outbox().clone();
     let key = if over_limit {
         None
     } else {
@@ -78,10 +74,9 @@ pub(crate) async fn serve(
             outbox: outbox.clone(),
             peer,
             worker: None,
-            last_active: std::time::Instant::now(),
+            last_active: Instant::now(),
         })
     };
-    let writer = glommio::spawn_local(stream::write_loop(stream.clone(), outbox.clone()));
     let closed = match key {
         None => {
             let msg = format!(
@@ -89,17 +84,17 @@ pub(crate) async fn serve(
                 shard.shared.config.max_connections
             );
             outbox.reply(|out| proto::encode_error(out, ErrorCode::TooManyConnections, &msg));
-            Closed::Shutdown
+            Closed::OverLimit
         }
         Some(key) => {
-            let closed = read_loop(&stream, &shard, &shutdown, key, &outbox, stall).await;
+            let closed = read_loop(&mut conn, &shard, key, &outbox).await;
             // A worker's end is handled at once: its jobs must go back to the queue now.
             let worker = shard
                 .conns
                 .borrow()
                 .get(key)
                 .is_some_and(|c| c.worker.is_some());
-            if matches!(closed, Closed::ByPeer) && !worker {
+            if matches!(closed, Closed::Read(ReadEnd::PeerClosed)) && !worker {
                 finish_replies(&outbox, &shutdown, stall).await;
             }
             shard.on_conn_closed(key);
@@ -107,19 +102,17 @@ pub(crate) async fn serve(
         }
     };
     debug!(?peer, reason = %closed, "connection closed");
-    outbox.close();
-    writer.await;
-    let _ = stream::close(&stream).await;
+    conn.finish().await;
 }
 
 /// The peer stopped sending, perhaps only half-closing (`shutdown(SHUT_WR)`, `nc -N`): what it
 /// sent is accepted and may already be acted on, so the replies still owed (a submit waits for
 /// its log record) go out before the connection is dropped — within `grace`, and not past a
 /// shutdown. A peer that closed both ways just makes the writes fail.
-async fn finish_replies(outbox: &Outbox, shutdown: &Shutdown, grace: std::time::Duration) {
-    let deadline = std::time::Instant::now() + grace;
+async fn finish_replies(outbox: &Outbox, shutdown: &Shutdown, grace: Duration) {
+    let deadline = Instant::now() + grace;
     while outbox.in_flight() > 0 && !outbox.is_closing() && !shutdown.is_triggered() {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return;
         }
@@ -132,74 +125,29 @@ async fn finish_replies(outbox: &Outbox, shutdown: &Shutdown, grace: std::time::
 }
 
 async fn read_loop(
-    stream: &Stream,
+    conn: &mut Connection,
     shard: &Rc<Shard>,
-    shutdown: &Shutdown,
-    key: super::mesh::ConnKey,
+    key: ConnKey,
     outbox: &Rc<Outbox>,
-    stall: std::time::Duration,
 ) -> Closed {
-    let mut recv = RecvBuf::new(Limits::default());
     loop {
-        while outbox.in_flight() >= MAX_FRAMES_IN_FLIGHT {
-            let woke = future::or(
-                async {
-                    outbox.drained.wait().await;
-                    true
-                },
-                async {
-                    shutdown.wait().await;
-                    false
-                },
-            )
-            .await;
-            if !woke || outbox.is_closing() {
-                return Closed::Shutdown;
-            }
-        }
-        let partial = recv.has_partial_frame();
-        let read = {
-            let spare = recv.spare_mut();
-            let reading = async { Some(read_some(stream, spare).await) };
-            let stalled = async {
-                if partial {
-                    glommio::timer::sleep(stall).await;
-                } else {
-                    future::pending::<()>().await;
-                }
-                None
-            };
-            let stopped = async {
-                future::or(shutdown.wait(), outbox.closed.wait()).await;
-                Some(Err(io::ErrorKind::ConnectionAborted.into()))
-            };
-            future::or(reading, future::or(stalled, stopped)).await
+        let arrived = match conn.fill().await {
+            Ok(at) => at,
+            Err(end) => return Closed::Read(end),
         };
-        let n = match read {
-            None => return Closed::Stalled,
-            Some(Ok(0)) => return Closed::ByPeer,
-            Some(Ok(n)) => n,
-            Some(Err(e)) if e.kind() == io::ErrorKind::ConnectionAborted => {
-                return if shutdown.is_triggered() {
-                    Closed::Shutdown
-                } else {
-                    Closed::ByMaster
-                };
-            }
-            Some(Err(e)) => return Closed::Io(e),
-        };
-        recv.commit(n);
         if let Some(entry) = shard.conns.borrow_mut().get_mut(key) {
-            entry.last_active = std::time::Instant::now();
+            entry.last_active = arrived;
         }
         loop {
-            let result = match recv.next_frame() {
+            let result = match conn.next_frame() {
                 Ok(None) => break,
-                Ok(Some(frame)) => shard.on_frame(key, outbox, frame),
+                Ok(Some(frame)) => shard.on_frame(key, outbox, frame).map_err(ConnError::from),
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
-                outbox.reply(|out| proto::encode_error(out, e.code(), &e.to_string()));
+                if let Some(code) = e.reply_code() {
+                    outbox.reply(|out| proto::encode_error(out, code, &e.to_string()));
+                }
                 return Closed::BadFrame(e);
             }
         }

@@ -7,8 +7,8 @@ use super::gather::WatchToken;
 use super::mesh::{Part, ShardMsg};
 use super::state::Shard;
 use titan_core::{Ack, Core, Input, JobId, JobRef, KillReason, Output, RequestError, WorkerId};
-use titan_proto::message::client::ScalingEvent;
 use titan_proto::message::client::{Cancelled, JobLabel, Stopped, Submitted};
+use titan_proto::message::client::{ScalingAction, ScalingEvent};
 use titan_proto::message::worker::{KillJob, Retire, RunJob, SpawnChild};
 use titan_proto::{encode_frame, ErrorCode, OpCode};
 
@@ -51,7 +51,7 @@ impl Shard {
                         reason.queued, reason.skill, reason.waiting
                     );
                     info!(%parent, ticket, reason = %why, "scaling up: asking a worker to spawn a child");
-                    self.record_scaling("spawn", parent, why);
+                    self.record_scaling(ScalingAction::Spawn, parent, why);
                     let mut frame = Vec::new();
                     if encode_frame(&mut frame, OpCode::SpawnWorker, &SpawnChild { ticket }).is_ok()
                     {
@@ -61,7 +61,7 @@ impl Shard {
                 Output::RetireWorker { worker, idle_for } => {
                     let why = format!("idle for {idle_for:?}");
                     info!(%worker, reason = %why, "scaling down: retiring an idle ephemeral worker");
-                    self.record_scaling("retire", worker, why.clone());
+                    self.record_scaling(ScalingAction::Retire, worker, why.clone());
                     let mut frame = Vec::new();
                     if encode_frame(&mut frame, OpCode::KillWorker, &Retire { reason: why }).is_ok()
                     {
@@ -142,7 +142,7 @@ impl Shard {
                 OpCode::Run
             };
             let run = RunJob {
-                job: job.0,
+                job,
                 attempt,
                 label: label.to_string(),
                 spec: spec.clone(),
@@ -174,7 +174,7 @@ impl Shard {
             &mut frame,
             OpCode::KillJob,
             &KillJob {
-                job: job.0,
+                job,
                 attempt,
                 reason,
             },
@@ -185,11 +185,11 @@ impl Shard {
         }
     }
 
-    fn record_scaling(&self, action: &str, worker: WorkerId, reason: String) {
+    fn record_scaling(&self, action: ScalingAction, worker: WorkerId, reason: String) {
         let worker_port = self.workers.borrow().get(&worker).map(|h| h.port);
         let event = ScalingEvent {
             at_us: self.clock.now().0,
-            action: action.to_string(),
+            action,
             worker: worker.0,
             worker_port,
             reason,

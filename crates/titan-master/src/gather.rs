@@ -14,9 +14,8 @@ use super::mesh::{Part, QueryId, Remote, ShardMsg, ShardStats};
 use super::state::Shard;
 use titan_core::{Input, JobId, JobRef, JobState, Resolved, Target};
 use titan_proto::message::client::{
-    ClusterStats, JobList, JobStatus, StatsText, WaitReply, WorkerList, WorkerStatus,
+    ClusterStats, JobList, JobStatus, Persistence, StatsText, WaitReply, WorkerList, WorkerStatus,
 };
-use titan_proto::message::stats_text::{PERSISTENCE_MEMORY_ONLY, PERSISTENCE_WAL};
 use titan_proto::{encode_frame, ErrorCode, OpCode};
 
 /// The token of a `Watch` the origin asked another shard's core for: which wait, which job.
@@ -508,11 +507,13 @@ impl Shard {
     }
 
     /// `memory-only`, `wal`, or why a shard cannot write its log (changes are refused).
-    fn persistence_label(&self, degraded: Option<&str>) -> String {
+    fn persistence_label(&self, degraded: Option<&str>) -> Persistence {
         match (self.has_wal(), degraded) {
-            (false, _) => PERSISTENCE_MEMORY_ONLY.to_string(),
-            (true, None) => PERSISTENCE_WAL.to_string(),
-            (true, Some(cause)) => format!("write-ahead log failing, changes refused ({cause})"),
+            (false, _) => Persistence::MemoryOnly,
+            (true, None) => Persistence::Wal,
+            (true, Some(cause)) => Persistence::Failing {
+                cause: cause.to_string(),
+            },
         }
     }
 

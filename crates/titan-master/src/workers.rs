@@ -4,106 +4,96 @@
 //! and its registration is broadcast so every shard can place jobs on it. Reports about a job go
 //! to the shard that owns the job (`dag % shards`).
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use tracing::{info, warn};
 
 use super::mesh::{ConnKey, ShardMsg};
+use super::requests::Origin;
 use super::state::{Shard, WorkerHome};
 use titan_core::{Input, JobId, Outcome, WorkerId, WorkerInfo};
-use titan_proto::message::worker::{
-    ArchivedHeartbeat, ArchivedJobFinished, ArchivedJobStarted, ArchivedRegister,
-    ArchivedServiceState, Registered,
-};
-use titan_proto::{self as proto, encode_frame, ErrorCode, OpCode, ProtoError};
-use titan_runtime::outbox::Outbox;
+use titan_proto::decode::{self, WorkerReport};
+use titan_proto::message::worker::{ArchivedJobFinished, ArchivedRegister, Registered};
+use titan_proto::{encode_frame, ErrorCode, OpCode, ProtoError};
 
 /// Longest skill list and skill name a worker may advertise.
 pub const MAX_SKILLS: usize = 64;
 pub const MAX_SKILL_LEN: usize = 64;
 
 impl Shard {
-    pub(super) fn on_worker_frame(
+    pub(super) fn on_report(
         &self,
-        conn: ConnKey,
-        outbox: &Outbox,
-        opcode: OpCode,
-        payload: &[u8],
+        from: Origin<'_>,
+        report: WorkerReport<'_>,
     ) -> Result<(), ProtoError> {
-        if opcode == OpCode::Register {
-            let register = proto::access::<ArchivedRegister>(opcode, payload)?;
-            return self.register(conn, outbox, register);
-        }
-        let worker = self.conns.borrow().get(conn).and_then(|c| c.worker);
-        let Some(worker) = worker else {
-            return Err(ProtoError::UnexpectedFrame {
-                opcode,
-                reason: "a worker must register first",
-            });
-        };
-        match opcode {
-            OpCode::Heartbeat => {
-                proto::access::<ArchivedHeartbeat>(opcode, payload)?;
+        match report {
+            WorkerReport::Register(m) => self.register(from, m)?,
+            WorkerReport::Heartbeat { .. } => {
+                let worker = self.registered(from.conn, OpCode::Heartbeat)?;
                 self.handle(Input::Heartbeat { worker });
             }
-            OpCode::JobStarted => {
-                let m = proto::access::<ArchivedJobStarted>(opcode, payload)?;
-                let job = JobId(m.job.to_native());
+            WorkerReport::JobStarted { job, attempt, .. } => {
+                let worker = self.registered(from.conn, OpCode::JobStarted)?;
                 self.to_owner(
                     job,
                     Input::JobStarted {
                         job,
-                        attempt: m.attempt.to_native(),
+                        attempt,
                         worker,
                     },
                 );
             }
-            OpCode::JobComplete => {
-                let m = proto::access::<ArchivedJobFinished>(opcode, payload)?;
-                let outcome: Outcome = rkyv::deserialize::<_, rkyv::rancor::BoxedError>(&m.outcome)
-                    .map_err(|e| ProtoError::InvalidPayload {
-                        opcode,
-                        reason: e.to_string(),
-                    })?;
-                let job = JobId(m.job.to_native());
-                let duration = Duration::from_micros(m.duration_us.to_native());
-                let worker_addr = self.workers.borrow().get(&worker).map(|h| h.addr);
-                let lines = (m.stdout_lines.to_native(), m.stderr_lines.to_native());
-                // An attempt that printed nothing (every NOOP) needs no entry in the sink.
-                if let (Some(addr), true) = (worker_addr, lines.0 + lines.1 > 0) {
-                    self.on_attempt_output_end(job, m.attempt.to_native(), lines, addr);
-                }
-                self.to_owner(
-                    job,
-                    Input::JobFinished {
-                        job,
-                        attempt: m.attempt.to_native(),
-                        worker,
-                        outcome,
-                        duration,
-                    },
-                );
+            WorkerReport::JobFinished(m) => {
+                let worker = self.registered(from.conn, OpCode::JobComplete)?;
+                self.on_job_finished(worker, m)?;
             }
-            OpCode::ServiceState => {
-                let ArchivedServiceState::Ready { job, attempt } =
-                    proto::access::<ArchivedServiceState>(opcode, payload)?;
-                let job = JobId(job.to_native());
+            WorkerReport::ServiceReady { job, attempt } => {
+                let worker = self.registered(from.conn, OpCode::ServiceState)?;
                 self.to_owner(
                     job,
                     Input::ServiceReady {
                         job,
-                        attempt: attempt.to_native(),
+                        attempt,
                         worker,
                     },
                 );
             }
-            _ => {
-                return Err(ProtoError::UnexpectedFrame {
-                    opcode,
-                    reason: "not a worker report",
-                })
-            }
         }
+        Ok(())
+    }
+
+    /// The worker this connection registered as; a report before `Register` is refused.
+    fn registered(&self, conn: ConnKey, opcode: OpCode) -> Result<WorkerId, ProtoError> {
+        let worker = self.conns.borrow().get(conn).and_then(|c| c.worker);
+        worker.ok_or(ProtoError::UnexpectedFrame {
+            opcode,
+            reason: "a worker must register first",
+        })
+    }
+
+    fn on_job_finished(&self, worker: WorkerId, m: &ArchivedJobFinished) -> Result<(), ProtoError> {
+        // The outcome goes into the core (maybe on another shard): the one copy out of the frame.
+        let outcome: Outcome = decode::owned(OpCode::JobComplete, &m.outcome)?;
+        let job: JobId = decode::native(&m.job);
+        let attempt = m.attempt.to_native();
+        let duration = Duration::from_micros(m.duration_us.to_native());
+        let worker_addr = self.workers.borrow().get(&worker).map(|h| h.addr);
+        let lines = (m.stdout_lines.to_native(), m.stderr_lines.to_native());
+        // An attempt that printed nothing (every NOOP) needs no entry in the sink.
+        if let (Some(addr), true) = (worker_addr, lines.0 + lines.1 > 0) {
+            self.on_attempt_output_end(job, attempt, lines, addr);
+        }
+        self.to_owner(
+            job,
+            Input::JobFinished {
+                job,
+                attempt,
+                worker,
+                outcome,
+                duration,
+            },
+        );
         Ok(())
     }
 
@@ -116,83 +106,32 @@ impl Shard {
         }
     }
 
-    fn register(
-        &self,
-        conn: ConnKey,
-        outbox: &Outbox,
-        m: &ArchivedRegister,
-    ) -> Result<(), ProtoError> {
+    fn register(&self, from: Origin<'_>, m: &ArchivedRegister) -> Result<(), ProtoError> {
         let opcode = OpCode::Register;
-        if self
-            .conns
-            .borrow()
-            .get(conn)
-            .and_then(|c| c.worker)
-            .is_some()
-        {
+        if self.registered(from.conn, opcode).is_ok() {
             return Err(ProtoError::UnexpectedFrame {
                 opcode,
                 reason: "this connection already registered",
             });
         }
-        if m.skills.len() > MAX_SKILLS
-            || m.skills.iter().any(|s| {
-                s.len() > MAX_SKILL_LEN || titan_core::ids::check_name(s.as_str()).is_err()
-            })
-        {
-            let reason = format!(
-                "at most {MAX_SKILLS} skills of 1 to {MAX_SKILL_LEN} characters from A-Z a-z 0-9 _ . -"
-            );
-            return Err(ProtoError::InvalidPayload { opcode, reason });
-        }
+        check_skills(m)?;
         let allocated = self.shared.worker_ids.lock().map(|mut ids| ids.allocate());
         let Ok(Some(id)) = allocated else {
-            outbox.reply(|out| {
+            from.outbox.reply(|out| {
                 titan_proto::encode_error(out, ErrorCode::Unavailable, "the worker table is full")
             });
             return Ok(());
         };
-        let skills: Vec<Box<str>> = m
-            .skills
-            .iter()
-            .map(|s| s.as_str().to_ascii_uppercase().into_boxed_str())
-            .collect();
-        let info = WorkerInfo {
-            id,
-            capacity: m.capacity.to_native().max(1),
-            skills,
-            port: m.port.to_native(),
-            parent: m.parent.as_ref().map(|p| WorkerId(p.to_native())),
-            ephemeral: m.ephemeral,
-            home: true,
-            spawn_ticket: m.spawn_ticket.as_ref().map(|t| t.to_native()),
-            instance: m.instance.to_native(),
-        };
+        let info = worker_info(id, m);
         info!(worker = %id, port = info.port, capacity = info.capacity, skills = ?info.skills, shard = self.index, "worker registered");
-        let peer_ip = {
-            let mut conns = self.conns.borrow_mut();
-            let entry = conns.get_mut(conn);
-            let ip = entry.as_ref().and_then(|e| e.peer).map(|p| p.ip());
-            if let Some(entry) = entry {
-                entry.worker = Some(id);
-            }
-            ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
-        };
-        let addr = std::net::SocketAddr::new(peer_ip, info.port);
-        let home = WorkerHome {
-            shard: self.index,
-            port: info.port,
-            addr,
-            conn: Some(conn),
-        };
-        self.workers.borrow_mut().insert(id, home);
+        let addr = self.make_home(from.conn, id, info.port);
         let heartbeat_ms = (self.shared.config.heartbeat_interval.as_millis() as u32).max(1);
-        outbox.reply(|out| {
+        from.outbox.reply(|out| {
             let _ = encode_frame(
                 out,
                 OpCode::Ack,
                 &Registered {
-                    worker: id.0,
+                    worker: id,
                     heartbeat_ms,
                     log_port: self.shared.log_port(),
                 },
@@ -203,13 +142,14 @@ impl Shard {
         // already gave up on it, answers with a kill. Adoption reports go before the registration
         // is broadcast, so no shard fills the worker's slots with new work first.
         for attempt in m.running.iter() {
-            let job = JobId(attempt.job.to_native());
+            let job: JobId = decode::native(&attempt.job);
+            let attempt = attempt.attempt.to_native();
             self.to_owner(
                 job,
                 Input::Adopt {
                     worker: id,
                     job,
-                    attempt: attempt.attempt.to_native(),
+                    attempt,
                 },
             );
         }
@@ -225,6 +165,29 @@ impl Shard {
         });
         self.handle(Input::WorkerUp(info));
         Ok(())
+    }
+
+    /// Marks the connection as worker `id`'s and records its home here; returns the address of
+    /// the worker's own port (the connection's IP, the advertised port).
+    fn make_home(&self, conn: ConnKey, id: WorkerId, port: u16) -> SocketAddr {
+        let peer_ip = {
+            let mut conns = self.conns.borrow_mut();
+            let entry = conns.get_mut(conn);
+            let ip = entry.as_ref().and_then(|e| e.peer).map(|p| p.ip());
+            if let Some(entry) = entry {
+                entry.worker = Some(id);
+            }
+            ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        };
+        let addr = SocketAddr::new(peer_ip, port);
+        let home = WorkerHome {
+            shard: self.index,
+            port,
+            addr,
+            conn: Some(conn),
+        };
+        self.workers.borrow_mut().insert(id, home);
+        addr
     }
 
     /// Another shard registered a worker.
@@ -265,5 +228,42 @@ impl Shard {
         if let Ok(mut ids) = self.shared.worker_ids.lock() {
             ids.free(worker);
         }
+    }
+}
+
+/// Refuses a skill list the scheduler cannot take (too many, too long, bad characters).
+fn check_skills(m: &ArchivedRegister) -> Result<(), ProtoError> {
+    let bad = m.skills.len() > MAX_SKILLS
+        || m.skills
+            .iter()
+            .any(|s| s.len() > MAX_SKILL_LEN || titan_core::ids::check_name(s.as_str()).is_err());
+    if bad {
+        let reason = format!(
+            "at most {MAX_SKILLS} skills of 1 to {MAX_SKILL_LEN} characters from A-Z a-z 0-9 _ . -"
+        );
+        return Err(ProtoError::InvalidPayload {
+            opcode: OpCode::Register,
+            reason,
+        });
+    }
+    Ok(())
+}
+
+/// The core's view of a registering worker (skills upper-cased, capacity at least 1).
+fn worker_info(id: WorkerId, m: &ArchivedRegister) -> WorkerInfo {
+    WorkerInfo {
+        id,
+        capacity: m.capacity.to_native().max(1),
+        skills: m
+            .skills
+            .iter()
+            .map(|s| s.as_str().to_ascii_uppercase().into_boxed_str())
+            .collect(),
+        port: m.port.to_native(),
+        parent: m.parent.as_ref().map(decode::native),
+        ephemeral: m.ephemeral,
+        home: true,
+        spawn_ticket: m.spawn_ticket.as_ref().map(|t| t.to_native()),
+        instance: m.instance.to_native(),
     }
 }

@@ -140,8 +140,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::{Conn, ConnConfig};
     use crate::message::{ArchivedPing, Ping};
-    use crate::{Limits, RecvBuf};
 
     #[test]
     fn frames_share_one_buffer_and_decode_in_place() {
@@ -153,10 +153,13 @@ mod tests {
             };
             encode_frame(&mut out, OpCode::Ping, &ping).unwrap();
         }
-        let mut buf = RecvBuf::new(Limits::default());
-        buf.extend_from_slice(&out);
+        let mut conn = Conn::new(&ConnConfig::client());
+        let room = conn.recv_room();
+        room[..out.len()].copy_from_slice(&out);
+        conn.on_received(out.len(), std::time::Instant::now())
+            .unwrap();
         for nonce in 0..10u64 {
-            let frame = buf.next_frame().unwrap().unwrap();
+            let frame = conn.next_frame().unwrap().unwrap();
             let ping: &ArchivedPing = access(frame.header.opcode, frame.payload).unwrap();
             assert_eq!(ping.nonce.to_native(), nonce);
             assert_eq!(ping.data.len(), nonce as usize * 7);

@@ -20,7 +20,7 @@ const MIN_READ_ROOM: usize = 4 * 1024;
 const SHRINK_ABOVE: usize = 4 * RECV_BUF_INITIAL;
 
 /// One decoded frame, borrowed from the receive buffer (zero-copy).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Frame<'a> {
     pub header: Header,
     pub payload: &'a [u8],
@@ -111,6 +111,14 @@ impl RecvBuf {
             header,
             payload: &self.data[payload_start..payload_start + header.len as usize],
         }))
+    }
+
+    /// Whether a whole frame is buffered, so `next_frame` returns it without more bytes; the
+    /// same header error as `next_frame` when the bytes held cannot start a frame.
+    pub fn has_whole_frame(&self) -> Result<bool, ProtoError> {
+        Ok(self
+            .peek_header()?
+            .is_some_and(|h| self.buffered() >= HEADER_LEN + h.len as usize))
     }
 
     /// Whether the bytes held are the beginning of a frame that has not fully arrived.

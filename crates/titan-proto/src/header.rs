@@ -2,14 +2,15 @@
 //!
 //! Opcodes keep the Java original's numbers for the same operations (see
 //! `shared/reference/java-original.md`); operations the original did not have take numbers from
-//! `0x20..0x4F`, a range it never used. The version is 3: version 1 was the original's text
+//! `0x20..0x4F`, a range it never used. The version is 4: version 1 was the original's text
 //! protocol, whose payloads Titan cannot read, so a v1 peer gets a clear `WrongVersion` error;
-//! version 2 was Titan's before a worker's registration carried its instance id.
+//! version 2 was Titan's before a worker's registration carried its instance id; version 3 sent
+//! STATS' persistence and scaling actions as strings rather than enums.
 
 use super::error::ProtoError;
 
 /// The protocol version this build speaks.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 
 /// Size of the header on the wire.
 pub const HEADER_LEN: usize = 8;

@@ -9,6 +9,11 @@ pub const MAX_FRAME_LEN: u32 = 10 * 1024 * 1024;
 /// Requests a connection may have awaiting their reply before the server stops reading from it.
 pub const MAX_FRAMES_IN_FLIGHT: usize = 1024;
 
+/// Bytes of finished replies a connection may owe its peer (not yet written because the peer
+/// does not read) before the server stops reading its requests: backpressure, so a client that
+/// pipelines large requests and never reads cannot make the server buffer without bound.
+pub const MAX_BYTES_OWED: usize = 64 * 1024 * 1024;
+
 /// Open connections a master accepts in total (all shards); more are refused with an error.
 pub const MAX_CONNECTIONS: usize = 4096;
 

@@ -1,10 +1,10 @@
-//! Process plumbing shared by the master and the worker: glommio executors, connections whose
-//! reader and writer run as separate tasks ([`stream`], [`outbox`]), and the shutdown a role is
-//! given and passes on to its tasks ([`shutdown`]).
+//! Process plumbing shared by the master and the worker: glommio executors, framed connections
+//! whose reader and writer run as separate tasks ([`conn`], [`outbox`]), and the shutdown a role
+//! is given and passes on to its tasks ([`shutdown`]).
 
+pub mod conn;
 pub mod outbox;
 pub mod shutdown;
-pub mod stream;
 
 /// Memory glommio registers for IO per executor. RLIMIT_MEMLOCK is small on shared hosts
 /// (8 MiB here) and several Titan processes run side by side, so this stays modest.

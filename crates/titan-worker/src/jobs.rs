@@ -124,7 +124,7 @@ impl Jobs {
         // readiness ignores it; one that lost it with a crash releases the children now).
         for (&job, running) in self.running.borrow().iter().filter(|(_, r)| r.ready) {
             let msg = ServiceState::Ready {
-                job,
+                job: JobId(job),
                 attempt: running.attempt,
             };
             outbox.push(|out| {
@@ -202,7 +202,7 @@ impl Jobs {
             .borrow()
             .iter()
             .map(|(&job, r)| AttemptRef {
-                job,
+                job: JobId(job),
                 attempt: r.attempt,
             })
             .collect();
@@ -241,7 +241,7 @@ impl Jobs {
         lines: (u64, u64),
     ) {
         let msg = JobFinished {
-            job,
+            job: JobId(job),
             attempt,
             outcome,
             duration_us: duration.as_micros() as u64,
@@ -261,7 +261,11 @@ impl Jobs {
         if reports.len() == MAX_RETAINED_REPORTS {
             reports.pop_front();
         }
-        reports.push_back((Instant::now(), AttemptRef { job, attempt }, frame));
+        let attempt = AttemptRef {
+            job: JobId(job),
+            attempt,
+        };
+        reports.push_back((Instant::now(), attempt, frame));
     }
 
     fn expire_reports(&self) {
@@ -277,7 +281,7 @@ impl Jobs {
     /// Starts an attempt. Everything that goes wrong is reported as the attempt's outcome.
     pub fn start(self: &Rc<Jobs>, run: RunJob) {
         let RunJob {
-            job,
+            job: JobId(job),
             attempt,
             label,
             spec,
@@ -528,7 +532,7 @@ impl Jobs {
             // would, so a short job costs the master one frame, not two.
             if service.is_some() || !process.has_exited() {
                 let msg = JobStarted {
-                    job,
+                    job: JobId(job),
                     attempt,
                     pid: started.pid,
                 };
@@ -621,7 +625,10 @@ impl Jobs {
                 running.ready = true;
             }
         }
-        let msg = ServiceState::Ready { job, attempt };
+        let msg = ServiceState::Ready {
+            job: JobId(job),
+            attempt,
+        };
         self.send(OpCode::ServiceState, |out| {
             encode_frame(out, OpCode::ServiceState, &msg)
         });

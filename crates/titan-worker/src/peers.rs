@@ -3,7 +3,6 @@
 //! (`GetLogs` with a [`FileRequest`]): the complete record of a job's output, for `titan logs`
 //! when the master's ring no longer holds all of it.
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -14,12 +13,13 @@ use tracing::debug;
 
 use crate::exec::resolve::check_file_name;
 use crate::exec::{STDERR_FILE, STDOUT_FILE};
-use titan_proto::message::logs::{ArchivedFileRequest, FileChunk, FileRequest};
-use titan_proto::message::ArchivedPing;
-use titan_proto::{self as proto, ErrorCode, Limits, OpCode, ProtoError, RecvBuf};
+use titan_proto::conn::{ConnConfig, ProgressRule};
+use titan_proto::decode::PeerRequest;
+use titan_proto::message::logs::{ArchivedFileRequest, FileChunk};
+use titan_proto::{self as proto, ConnError, ErrorCode, OpCode};
+use titan_runtime::conn::Connection;
 use titan_runtime::outbox::Outbox;
 use titan_runtime::shutdown::Shutdown;
-use titan_runtime::stream::{self, read_some, SharedStream};
 
 /// Largest piece of a file one reply carries.
 pub const MAX_FILE_CHUNK: u32 = 1024 * 1024;
@@ -44,56 +44,45 @@ pub async fn serve(listener: TcpListener, shutdown: Shutdown, workspace: Rc<Path
     }
 }
 
-async fn peer(conn: TcpStream, shutdown: Shutdown, workspace: Rc<PathBuf>) {
-    let stream: SharedStream = Rc::new(RefCell::new(conn));
-    let outbox = Outbox::new();
-    let writer = glommio::spawn_local(stream::write_loop(stream.clone(), outbox.clone()));
-    let mut recv = RecvBuf::new(Limits::default());
-    let mut pending = Vec::new();
-    'read: loop {
-        let read = {
-            let spare = recv.spare_mut();
-            future::or(async { Some(read_some(&stream, spare).await) }, async {
-                shutdown.wait().await;
-                None
-            })
-            .await
-        };
-        match read {
-            Some(Ok(n)) if n > 0 => recv.commit(n),
-            _ => break,
-        }
+/// One peer's requests, answered in order. A file read awaits with its request still borrowed
+/// from the receive buffer: nothing else reads this connection meanwhile.
+async fn peer(stream: TcpStream, shutdown: Shutdown, workspace: Rc<PathBuf>) {
+    // Peers get the server's in-flight bound and byte budget; no stall rule yet (as before).
+    let config = ConnConfig::server(ProgressRule::Unlimited);
+    let mut conn = Connection::new(stream, &config, shutdown);
+    let outbox = conn.outbox().clone();
+    'read: while conn.fill().await.is_ok() {
         loop {
-            let result = match recv.next_frame() {
+            let answered = match conn.next_frame() {
                 Ok(None) => break,
-                Ok(Some(frame)) if frame.header.opcode == OpCode::GetLogs => {
-                    // Reading a file awaits; the request is copied out of the receive buffer.
-                    match proto::access::<ArchivedFileRequest>(OpCode::GetLogs, frame.payload) {
-                        Ok(r) => {
-                            let request = FileRequest {
-                                job_dir: r.job_dir.as_str().to_string(),
-                                stream: r.stream,
-                                offset: r.offset.to_native(),
-                                max_bytes: r.max_bytes.to_native(),
-                            };
-                            // Its place in the reply order is kept while the file is read.
-                            pending.push((outbox.reserve(), request));
-                            Ok(())
-                        }
-                        Err(e) => Err(e),
+                Ok(Some(frame)) => match PeerRequest::decode(frame) {
+                    Ok(request) => {
+                        answer(request, &outbox, &workspace).await;
+                        Ok(())
                     }
-                }
-                Ok(Some(frame)) => answer(frame.header.opcode, frame.payload, &outbox),
+                    Err(e) => Err(ConnError::from(e)),
+                },
                 Err(e) => Err(e),
             };
-            if let Err(e) = result {
-                outbox.reply(|out| proto::encode_error(out, e.code(), &e.to_string()));
+            if let Err(e) = answered {
+                if let Some(code) = e.reply_code() {
+                    outbox.reply(|out| proto::encode_error(out, code, &e.to_string()));
+                }
                 break 'read;
             }
         }
-        for (slot, request) in pending.drain(..) {
-            let reply = read_file(&workspace, &request).await;
-            outbox.complete(slot, |out| match reply {
+    }
+    conn.finish().await;
+}
+
+async fn answer(request: PeerRequest<'_>, outbox: &Outbox, workspace: &Path) {
+    match request {
+        PeerRequest::Ping { payload } => outbox.reply(|out| {
+            let _ = proto::encode_raw_frame(out, OpCode::Pong, payload);
+        }),
+        PeerRequest::ReadFile(request) => {
+            let reply = read_file(workspace, request).await;
+            outbox.reply(|out| match reply {
                 Ok(chunk) => {
                     if let Err(e) = proto::encode_frame(out, OpCode::Data, &chunk) {
                         proto::encode_error(out, ErrorCode::Internal, &e.to_string());
@@ -103,37 +92,18 @@ async fn peer(conn: TcpStream, shutdown: Shutdown, workspace: Rc<PathBuf>) {
             });
         }
     }
-    outbox.close();
-    writer.await;
-    let _ = stream::close(&stream).await;
-}
-
-fn answer(opcode: OpCode, payload: &[u8], outbox: &Outbox) -> Result<(), ProtoError> {
-    match opcode {
-        OpCode::Ping => {
-            proto::access::<ArchivedPing>(opcode, payload)?;
-            outbox.reply(|out| {
-                let _ = proto::encode_raw_frame(out, OpCode::Pong, payload);
-            });
-            Ok(())
-        }
-        _ => Err(ProtoError::UnexpectedFrame {
-            opcode,
-            reason: "a worker's port only answers Ping",
-        }),
-    }
 }
 
 /// A piece of `stdout.log` or `stderr.log` of a job this worker ran.
-async fn read_file(workspace: &Path, request: &FileRequest) -> Result<FileChunk, String> {
-    check_file_name(&request.job_dir)
-        .map_err(|e| format!("bad job directory {:?}: {e}", request.job_dir))?;
+async fn read_file(workspace: &Path, request: &ArchivedFileRequest) -> Result<FileChunk, String> {
+    let job_dir = request.job_dir.as_str();
+    check_file_name(job_dir).map_err(|e| format!("bad job directory {job_dir:?}: {e}"))?;
     let name = match request.stream {
         1 => STDOUT_FILE,
         2 => STDERR_FILE,
         other => return Err(format!("unknown stream {other} (1 = stdout, 2 = stderr)")),
     };
-    let path = workspace.join(&request.job_dir).join(name);
+    let path = workspace.join(job_dir).join(name);
     let file = BufferedFile::open(&path)
         .await
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -141,13 +111,14 @@ async fn read_file(workspace: &Path, request: &FileRequest) -> Result<FileChunk,
         .file_size()
         .await
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let want =
-        u64::from(request.max_bytes.min(MAX_FILE_CHUNK)).min(size.saturating_sub(request.offset));
+    let offset = request.offset.to_native();
+    let want = u64::from(request.max_bytes.to_native().min(MAX_FILE_CHUNK))
+        .min(size.saturating_sub(offset));
     let bytes = if want == 0 {
         Vec::new()
     } else {
         let read = file
-            .read_at(request.offset, want as usize)
+            .read_at(offset, want as usize)
             .await
             .map_err(|e| format!("{}: {e}", path.display()))?;
         read.to_vec()

@@ -1,37 +1,33 @@
 //! One connection to the master at a time: register, heartbeat, take jobs, report — and when
 //! the connection is lost, reconnect with a doubling pause until the worker is told to stop.
+//!
+//! Each frame from the master is decoded once into a [`MasterCommand`] and applied by
+//! [`Session::apply`].
 
-use std::cell::RefCell;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures_lite::future;
 use glommio::net::TcpStream;
-use rkyv::rancor;
 use tracing::{info, warn};
 
 use super::jobs::Jobs;
 use super::{Readiness, WorkerConfig};
-use titan_proto::message::worker::{
-    ArchivedKillJob, ArchivedRegistered, ArchivedRetire, ArchivedRunJob, ArchivedSpawnChild,
-    Heartbeat, Register, RunJob,
-};
-use titan_proto::message::ArchivedErrorReply;
-use titan_proto::{self as proto, encode_frame, Limits, OpCode, ProtoError, RecvBuf};
+use titan_core::WorkerId;
+use titan_proto::conn::ConnConfig;
+use titan_proto::decode::{self, MasterCommand};
+use titan_proto::message::worker::{Heartbeat, Register, RunJob};
+use titan_proto::{encode_frame, ConnError, OpCode, ProtoError};
+use titan_runtime::conn::{Connection, ReadEnd};
 use titan_runtime::outbox::Outbox;
 use titan_runtime::shutdown::Shutdown;
-use titan_runtime::stream::{self, read_some, SharedStream};
 
 /// How long connecting to the master may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The two addresses of a session: the master's, and the one this worker listens on.
-#[derive(Clone, Copy, Debug)]
-struct Ends {
-    master: SocketAddr,
-    bound: SocketAddr,
-}
+/// Shortest heartbeat interval, whatever the master asks.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +43,26 @@ enum SessionEnd {
     #[error("the master refused: {0}")]
     Refused(String),
     #[error("bad frame from the master: {0}")]
-    Protocol(#[from] ProtoError),
+    Protocol(#[from] ConnError),
     #[error("stopping")]
     Stopped,
+}
+
+impl From<ProtoError> for SessionEnd {
+    fn from(e: ProtoError) -> SessionEnd {
+        SessionEnd::Protocol(e.into())
+    }
+}
+
+impl From<ReadEnd> for SessionEnd {
+    fn from(end: ReadEnd) -> SessionEnd {
+        match end {
+            ReadEnd::PeerClosed | ReadEnd::Closed => SessionEnd::Closed,
+            ReadEnd::Shutdown => SessionEnd::Stopped,
+            ReadEnd::Conn(e) => SessionEnd::Protocol(e),
+            ReadEnd::Io(e) => SessionEnd::Io(e),
+        }
+    }
 }
 
 /// Keeps a session with the master until `shutdown`.
@@ -95,168 +108,132 @@ async fn session(
         Err(e) => return SessionEnd::Connect(e.into()),
     };
     let _ = stream.set_nodelay(true);
-    let stream: SharedStream = Rc::new(RefCell::new(stream));
-    let outbox = Outbox::new();
-    let writer = glommio::spawn_local(stream::write_loop(stream.clone(), outbox.clone()));
+    let mut conn = Connection::new(stream, &ConnConfig::client(), shutdown.clone());
     let register = Register {
         port: bound.port(),
         capacity: config.capacity,
         skills: config.skills.clone(),
         pid: std::process::id(),
-        parent: config.parent,
+        parent: config.parent.map(WorkerId),
         ephemeral: config.ephemeral,
         spawn_ticket: config.spawn_ticket,
         running: jobs.running_attempts(),
         instance: jobs.instance(),
     };
-    outbox.push(|out| {
+    conn.outbox().push(|out| {
         // A registration is a few hundred bytes; it always fits in a frame.
         let _ = encode_frame(out, OpCode::Register, &register);
     });
-    let ends = Ends {
+    let mut session = Session {
+        config,
+        jobs,
+        shutdown,
+        outbox: conn.outbox().clone(),
         master: addr,
         bound,
+        registered,
+        ready,
+        heartbeat: None,
     };
-    let end = serve_master(
-        &stream, &outbox, jobs, shutdown, ends, config, registered, ready,
-    )
-    .await;
-    jobs.unlink();
-    outbox.close();
-    writer.await;
-    let _ = stream::close(&stream).await;
-    end
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn serve_master(
-    stream: &SharedStream,
-    outbox: &Rc<Outbox>,
-    jobs: &Rc<Jobs>,
-    shutdown: &Shutdown,
-    ends: Ends,
-    config: &WorkerConfig,
-    registered: &mut bool,
-    ready: &mut Readiness,
-) -> SessionEnd {
-    let Ends { master, bound } = ends;
-    let mut recv = RecvBuf::new(Limits::default());
-    let mut heartbeat: Option<glommio::task::JoinHandle<()>> = None;
-    let end = loop {
-        let read = {
-            let spare = recv.spare_mut();
-            future::or(async { Some(read_some(stream, spare).await) }, async {
-                future::or(shutdown.wait(), outbox.closed.wait()).await;
-                None
-            })
-            .await
-        };
-        let n = match read {
-            None if shutdown.is_triggered() => break SessionEnd::Stopped,
-            None => break SessionEnd::Closed,
-            Some(Ok(0)) => break SessionEnd::Closed,
-            Some(Ok(n)) => n,
-            Some(Err(e)) => break SessionEnd::Io(e),
-        };
-        recv.commit(n);
-        let mut failure = None;
-        loop {
-            let frame = match recv.next_frame() {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(e) => {
-                    failure = Some(SessionEnd::Protocol(e));
-                    break;
-                }
-            };
-            match frame.header.opcode {
-                OpCode::Ack if !*registered => {
-                    match proto::access::<ArchivedRegistered>(OpCode::Ack, frame.payload) {
-                        Ok(r) => {
-                            *registered = true;
-                            let worker = r.worker.to_native();
-                            let interval = Duration::from_millis(u64::from(
-                                r.heartbeat_ms.to_native().max(10),
-                            ));
-                            let log_port = r.log_port.to_native();
-                            let log_addr =
-                                (log_port != 0).then(|| SocketAddr::new(master.ip(), log_port));
-                            jobs.link(outbox.clone(), worker, log_addr);
-                            heartbeat = Some(
-                                glommio::spawn_local(heartbeats(
-                                    outbox.clone(),
-                                    jobs.clone(),
-                                    interval,
-                                ))
-                                .detach(),
-                            );
-                            info!(worker, master = %config.master, "registered");
-                            ready.registered(bound, worker);
-                        }
-                        Err(e) => failure = Some(SessionEnd::Protocol(e)),
-                    }
-                }
-                OpCode::Run | OpCode::Deploy => {
-                    match decode_run(frame.header.opcode, frame.payload) {
-                        Ok(run) => jobs.start(run),
-                        Err(e) => failure = Some(SessionEnd::Protocol(e)),
-                    }
-                }
-                OpCode::SpawnWorker => {
-                    match proto::access::<ArchivedSpawnChild>(OpCode::SpawnWorker, frame.payload) {
-                        Ok(spawn) => jobs.spawn_child_worker(spawn.ticket.to_native()),
-                        Err(e) => failure = Some(SessionEnd::Protocol(e)),
-                    }
-                }
-                OpCode::KillWorker => {
-                    let reason = proto::access::<ArchivedRetire>(OpCode::KillWorker, frame.payload)
-                        .map(|r| r.reason.as_str().to_string())
-                        .unwrap_or_else(|e| e.to_string());
-                    info!(%reason, "retired by the master; stopping");
-                    shutdown.trigger();
-                    failure = Some(SessionEnd::Stopped);
-                }
-                OpCode::KillJob => {
-                    match proto::access::<ArchivedKillJob>(OpCode::KillJob, frame.payload) {
-                        Ok(k) => jobs.kill(k.job.to_native(), k.attempt.to_native()),
-                        Err(e) => failure = Some(SessionEnd::Protocol(e)),
-                    }
-                }
-                OpCode::Error => {
-                    let message = proto::access::<ArchivedErrorReply>(OpCode::Error, frame.payload)
-                        .map(|e| e.message.as_str().to_string())
-                        .unwrap_or_else(|e| e.to_string());
-                    failure = Some(SessionEnd::Refused(message));
-                }
-                opcode => {
-                    failure = Some(SessionEnd::Protocol(ProtoError::UnexpectedFrame {
-                        opcode,
-                        reason: "not something a master sends a worker",
-                    }))
-                }
-            }
-            if failure.is_some() {
-                break;
-            }
-        }
-        if let Some(end) = failure {
-            break end;
-        }
-    };
-    if let Some(task) = heartbeat {
+    let end = serve_master(&mut conn, &mut session).await;
+    if let Some(task) = session.heartbeat.take() {
         task.cancel();
     }
+    jobs.unlink();
+    conn.finish().await;
     end
 }
 
-fn decode_run(opcode: OpCode, payload: &[u8]) -> Result<RunJob, ProtoError> {
-    let archived = proto::access::<ArchivedRunJob>(opcode, payload)?;
-    rkyv::deserialize::<RunJob, rancor::BoxedError>(archived).map_err(|e| {
-        ProtoError::InvalidPayload {
-            opcode,
-            reason: e.to_string(),
+async fn serve_master(conn: &mut Connection, session: &mut Session<'_>) -> SessionEnd {
+    loop {
+        if let Err(end) = conn.fill().await {
+            return end.into();
         }
-    })
+        loop {
+            let applied = match conn.next_frame() {
+                Ok(None) => break,
+                Ok(Some(frame)) => MasterCommand::decode(frame)
+                    .map_err(SessionEnd::from)
+                    .and_then(|command| session.apply(command)),
+                Err(e) => Err(e.into()),
+            };
+            if let Err(end) = applied {
+                return end;
+            }
+        }
+    }
+}
+
+/// One session's state: what the commands of the master act on.
+struct Session<'a> {
+    config: &'a WorkerConfig,
+    jobs: &'a Rc<Jobs>,
+    shutdown: &'a Shutdown,
+    outbox: Rc<Outbox>,
+    /// The master's address, and the one this worker listens on.
+    master: SocketAddr,
+    bound: SocketAddr,
+    registered: &'a mut bool,
+    ready: &'a mut Readiness,
+    heartbeat: Option<glommio::task::JoinHandle<()>>,
+}
+
+impl Session<'_> {
+    /// Applies one command; an error ends the session.
+    fn apply(&mut self, command: MasterCommand<'_>) -> Result<(), SessionEnd> {
+        match command {
+            MasterCommand::Registered {
+                worker,
+                heartbeat,
+                log_port,
+            } => self.on_registered(worker, heartbeat, log_port)?,
+            MasterCommand::Run(run) => {
+                // The one copy of the attempt: the label and spec the job table keeps.
+                let run: RunJob = decode::owned(OpCode::Run, run)?;
+                self.jobs.start(run);
+            }
+            MasterCommand::KillJob { job, attempt, .. } => self.jobs.kill(job.0, attempt),
+            MasterCommand::SpawnChild { ticket } => self.jobs.spawn_child_worker(ticket),
+            MasterCommand::Retire { reason } => {
+                let reason = reason.unwrap_or("(reason unreadable)");
+                info!(%reason, "retired by the master; stopping");
+                self.shutdown.trigger();
+                return Err(SessionEnd::Stopped);
+            }
+            MasterCommand::Refused { message, .. } => {
+                let message = message.unwrap_or("(message unreadable)");
+                return Err(SessionEnd::Refused(message.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_registered(
+        &mut self,
+        worker: WorkerId,
+        heartbeat: Duration,
+        log_port: u16,
+    ) -> Result<(), ProtoError> {
+        if *self.registered {
+            return Err(ProtoError::UnexpectedFrame {
+                opcode: OpCode::Ack,
+                reason: "this worker registered already",
+            });
+        }
+        *self.registered = true;
+        let log_addr = (log_port != 0).then(|| SocketAddr::new(self.master.ip(), log_port));
+        self.jobs.link(self.outbox.clone(), worker.0, log_addr);
+        let beats = heartbeats(
+            self.outbox.clone(),
+            self.jobs.clone(),
+            heartbeat.max(MIN_HEARTBEAT),
+        );
+        self.heartbeat = Some(glommio::spawn_local(beats).detach());
+        let worker = worker.0;
+        info!(worker, master = %self.config.master, "registered");
+        self.ready.registered(self.bound, worker);
+        Ok(())
+    }
 }
 
 async fn heartbeats(outbox: Rc<Outbox>, jobs: Rc<Jobs>, interval: Duration) {

@@ -188,13 +188,44 @@ pub struct ClusterStats {
     pub cancelled: u64,
     pub upstream_failed: u64,
     pub shards: u32,
-    /// How state survives a master restart: `"memory-only"` or `"wal"`.
-    pub persistence: String,
+    /// How state survives a master restart.
+    pub persistence: Persistence,
     pub workers: Vec<WorkerStatus>,
     /// The most recent scaling decisions, oldest first.
     pub scaling: Vec<ScalingEvent>,
     /// Output lines streamed from workers, and what was lost on the way.
     pub logs: LogTotals,
+}
+
+/// How the master keeps its state. In JSON and in STATS it reads `memory-only`, `wal`, or
+/// `write-ahead log failing, changes refused (<cause>)`.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub enum Persistence {
+    /// No journal: a master restart loses every job.
+    MemoryOnly,
+    /// A write-ahead log, working.
+    Wal,
+    /// A write-ahead log that cannot be written: changes are refused until it can.
+    Failing { cause: String },
+}
+
+impl std::fmt::Display for Persistence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Persistence::MemoryOnly => f.write_str("memory-only"),
+            Persistence::Wal => f.write_str("wal"),
+            Persistence::Failing { cause } => {
+                write!(f, "write-ahead log failing, changes refused ({cause})")
+            }
+        }
+    }
+}
+
+impl serde::Serialize for Persistence {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// The log sink's counters: loss is reported, never silent.
@@ -219,12 +250,22 @@ pub struct LogTotals {
 #[rkyv(derive(Debug))]
 pub struct ScalingEvent {
     pub at_us: u64,
-    /// `"spawn"` or `"retire"`.
-    pub action: String,
+    pub action: ScalingAction,
     /// The worker asked to spawn a child, or the worker retired.
     pub worker: u32,
     pub worker_port: Option<u16>,
     pub reason: String,
+}
+
+/// What a scaling decision does; `"spawn"` or `"retire"` in JSON.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[rkyv(derive(Debug))]
+#[serde(rename_all = "lowercase")]
+pub enum ScalingAction {
+    /// A worker is asked to spawn a child worker.
+    Spawn,
+    /// An idle ephemeral worker is retired.
+    Retire,
 }
 
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, serde::Serialize)]

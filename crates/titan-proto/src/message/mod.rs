@@ -4,7 +4,9 @@
 //! validated with bytecheck before use and read in place (`Archived*` types); they never travel
 //! as text. Domain values — submissions, job specs, states, outcomes — are the core's own model
 //! types (`titan_core::model`), which derive rkyv: the wire carries the scheduler's vocabulary
-//! rather than a parallel copy of it. Ids travel as their raw integers.
+//! rather than a parallel copy of it. Ids between master and worker travel as the core's typed ids
+//! (`JobId`, `WorkerId`), which archive to the same bytes as the integers they wrap; ids shown to
+//! clients (`--json`) stay plain numbers.
 
 pub mod client;
 pub mod logs;

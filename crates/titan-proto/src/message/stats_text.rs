@@ -8,12 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::client::{ClusterStats, WorkerStatus};
-
-/// The `persistence` value of a master that keeps no journal.
-pub const PERSISTENCE_MEMORY_ONLY: &str = "memory-only";
-/// The `persistence` value of a master with a write-ahead log.
-pub const PERSISTENCE_WAL: &str = "wal";
+use super::client::{ClusterStats, Persistence, WorkerStatus};
 
 /// Width of the load column (`0/4 (0%)` padded), the original's `%-12s`.
 const LOAD_COLUMN: usize = 12;
@@ -38,13 +33,13 @@ impl ClusterStats {
                 render_worker(&mut s, worker);
             }
         }
-        match self.persistence.as_str() {
-            PERSISTENCE_WAL => {}
-            PERSISTENCE_MEMORY_ONLY => {
+        match &self.persistence {
+            Persistence::Wal => {}
+            Persistence::MemoryOnly => {
                 s.push_str("Persistence:       memory only (a master restart loses all jobs)\n")
             }
-            other => {
-                let _ = writeln!(s, "Persistence:       {other}");
+            failing @ Persistence::Failing { .. } => {
+                let _ = writeln!(s, "Persistence:       {failing}");
             }
         }
         s
@@ -90,7 +85,7 @@ mod tests {
         }
     }
 
-    fn stats(workers: Vec<WorkerStatus>, persistence: &str) -> ClusterStats {
+    fn stats(workers: Vec<WorkerStatus>, persistence: Persistence) -> ClusterStats {
         ClusterStats {
             active_workers: workers.len() as u32,
             queued: 1,
@@ -102,7 +97,7 @@ mod tests {
             cancelled: 0,
             upstream_failed: 0,
             shards: 1,
-            persistence: persistence.into(),
+            persistence,
             workers,
             scaling: vec![],
             logs: Default::default(),
@@ -123,7 +118,7 @@ Worker Status:\n \
 
     #[test]
     fn design_example_is_reproduced_exactly() {
-        let mut s = stats(vec![worker(8081, 0, 4, &["WORKER_B"])], "wal");
+        let mut s = stats(vec![worker(8081, 0, 4, &["WORKER_B"])], Persistence::Wal);
         // The example shows only one of its five workers.
         s.active_workers = 5;
         let text = s.render_text();
@@ -138,19 +133,19 @@ Worker Status:\n \
     fn load_column_is_twelve_wide_and_percent_rounds_down() {
         let mut w = worker(8080, 1, 3, &[]);
         w.skills = vec!["GENERAL".into(), "PDF_CONVERT".into()];
-        let text = stats(vec![w], "wal").render_text();
+        let text = stats(vec![w], Persistence::Wal).render_text();
         assert!(
             text.contains(" • [8080] Load: 1/3 (33%)    | Skills: [GENERAL, PDF_CONVERT]\n"),
             "{text}"
         );
         // A load wider than the column pushes the separator right, as %-12s does.
-        let text = stats(vec![worker(8080, 1000, 4000, &[])], "wal").render_text();
+        let text = stats(vec![worker(8080, 1000, 4000, &[])], Persistence::Wal).render_text();
         assert!(text.contains("Load: 1000/4000 (25%) | Skills"), "{text}");
     }
 
     #[test]
     fn zero_capacity_prints_zero_percent() {
-        let text = stats(vec![worker(9000, 0, 0, &[])], "wal").render_text();
+        let text = stats(vec![worker(9000, 0, 0, &[])], Persistence::Wal).render_text();
         assert!(text.contains("Load: 0/0 (0%)     | Skills"), "{text}");
     }
 
@@ -161,7 +156,7 @@ Worker Status:\n \
                 worker(8080, 0, 4, &["WORKER_A", "START_DASH"]),
                 worker(8081, 2, 4, &[]),
             ],
-            "wal",
+            Persistence::Wal,
         )
         .render_text();
         let lines: Vec<&str> = text.lines().skip(8).collect();
@@ -178,7 +173,7 @@ Worker Status:\n \
 
     #[test]
     fn no_workers_prints_the_info_line_instead_of_the_worker_block() {
-        let text = stats(Vec::new(), "wal").render_text();
+        let text = stats(Vec::new(), Persistence::Wal).render_text();
         assert!(
             text.ends_with(
                 "-------------------------------\n[INFO] No workers currently connected.\n"
@@ -190,20 +185,28 @@ Worker Status:\n \
 
     #[test]
     fn memory_only_adds_one_last_line_and_wal_adds_none() {
-        let text = stats(Vec::new(), PERSISTENCE_MEMORY_ONLY).render_text();
+        let text = stats(Vec::new(), Persistence::MemoryOnly).render_text();
         assert!(text.ends_with(
             "[INFO] No workers currently connected.\n\
              Persistence:       memory only (a master restart loses all jobs)\n"
         ));
-        let wal = stats(Vec::new(), PERSISTENCE_WAL).render_text();
+        let wal = stats(Vec::new(), Persistence::Wal).render_text();
         assert_eq!(wal.lines().count(), 8);
-        let odd = stats(Vec::new(), "replicated").render_text();
-        assert!(odd.ends_with("Persistence:       replicated\n"), "{odd}");
+        let failing = Persistence::Failing {
+            cause: "disk full".into(),
+        };
+        let odd = stats(Vec::new(), failing).render_text();
+        assert!(
+            odd.ends_with(
+                "Persistence:       write-ahead log failing, changes refused (disk full)\n"
+            ),
+            "{odd}"
+        );
     }
 
     #[test]
     fn every_line_ends_with_a_newline() {
-        let text = stats(vec![worker(1, 0, 1, &["S"])], "memory-only").render_text();
+        let text = stats(vec![worker(1, 0, 1, &["S"])], Persistence::MemoryOnly).render_text();
         assert!(text.ends_with('\n'));
         assert!(!text.contains("\n\n"));
     }

@@ -18,7 +18,7 @@
 use rkyv::{Archive, Deserialize, Serialize};
 
 use titan_core::model::{JobSpec, Outcome};
-use titan_core::KillReason;
+use titan_core::{JobId, KillReason, WorkerId};
 
 /// The first frame of a worker connection.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub struct Register {
     pub skills: Vec<String>,
     pub pid: u32,
     /// The worker that spawned this one, if any.
-    pub parent: Option<u32>,
+    pub parent: Option<WorkerId>,
     /// Spawned by scaling: may be retired when idle.
     pub ephemeral: bool,
     /// The ticket of the master's spawn request that created this worker.
@@ -44,14 +44,14 @@ pub struct Register {
 #[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub struct AttemptRef {
-    pub job: u64,
+    pub job: JobId,
     pub attempt: u32,
 }
 
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub struct Registered {
-    pub worker: u32,
+    pub worker: WorkerId,
     /// How often the master expects a heartbeat.
     pub heartbeat_ms: u32,
     /// The master's UDP log port (on the master's address); 0 when it takes no logs.
@@ -69,7 +69,7 @@ pub struct Heartbeat {
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub struct RunJob {
-    pub job: u64,
+    pub job: JobId,
     pub attempt: u32,
     pub label: String,
     pub spec: JobSpec,
@@ -78,7 +78,7 @@ pub struct RunJob {
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub struct KillJob {
-    pub job: u64,
+    pub job: JobId,
     pub attempt: u32,
     pub reason: KillReason,
 }
@@ -86,7 +86,7 @@ pub struct KillJob {
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub struct JobStarted {
-    pub job: u64,
+    pub job: JobId,
     pub attempt: u32,
     pub pid: u32,
 }
@@ -94,7 +94,7 @@ pub struct JobStarted {
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub struct JobFinished {
-    pub job: u64,
+    pub job: JobId,
     pub attempt: u32,
     pub outcome: Outcome,
     pub duration_us: u64,
@@ -109,7 +109,7 @@ pub struct JobFinished {
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub enum ServiceState {
-    Ready { job: u64, attempt: u32 },
+    Ready { job: JobId, attempt: u32 },
 }
 
 /// Master → worker (`SpawnWorker`): start a child worker for scaling. The child registers with
@@ -125,4 +125,31 @@ pub struct SpawnChild {
 #[rkyv(derive(Debug))]
 pub struct Retire {
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `AttemptRef` as it was before ids were typed.
+    #[derive(Archive, Serialize)]
+    struct RawAttemptRef {
+        job: u64,
+        attempt: u32,
+    }
+
+    #[test]
+    fn typed_ids_archive_to_the_bytes_of_their_integers() {
+        let typed = rkyv::to_bytes::<rkyv::rancor::Error>(&AttemptRef {
+            job: JobId(0x0102_0304_0506_0708),
+            attempt: 9,
+        })
+        .unwrap();
+        let raw = rkyv::to_bytes::<rkyv::rancor::Error>(&RawAttemptRef {
+            job: 0x0102_0304_0506_0708,
+            attempt: 9,
+        })
+        .unwrap();
+        assert_eq!(typed.as_slice(), raw.as_slice());
+    }
 }
