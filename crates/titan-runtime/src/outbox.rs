@@ -125,7 +125,7 @@ impl Outbox {
 
     /// Runs `f` on the outgoing side (the receive side needs it for the transport and the
     /// handshake). `f` must not touch this outbox.
-    pub fn with<R>(&self, f: impl FnOnce(&mut Outgoing) -> R) -> R {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Outgoing) -> R) -> R {
         f(&mut self.out.borrow_mut())
     }
 
