@@ -84,14 +84,10 @@ impl Outgoing {
     /// Writes a reply now, or parks it behind earlier replies that are still waiting.
     pub fn reply(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
         if self.slots.is_empty() {
-            let before = self.ready.len();
-            encode(&mut self.ready);
-            self.owed.ready += self.ready.len() - before;
+            self.encode_ready(encode);
         } else {
-            let mut bytes = Vec::new();
-            encode(&mut bytes);
-            self.owed.parked += bytes.len();
-            self.slots.push_back(Slot::Done(bytes));
+            let done = self.encode_parked(encode);
+            self.slots.push_back(done);
         }
     }
 
@@ -118,14 +114,9 @@ impl Outgoing {
             // The head of the order (the common case): encoded straight into the ready bytes.
             self.slots.pop_front();
             self.first_slot += 1;
-            let before = self.ready.len();
-            encode(&mut self.ready);
-            self.owed.ready += self.ready.len() - before;
+            self.encode_ready(encode);
         } else {
-            let mut bytes = Vec::new();
-            encode(&mut bytes);
-            self.owed.parked += bytes.len();
-            self.slots[index] = Slot::Done(bytes);
+            self.slots[index] = self.encode_parked(encode);
         }
         self.release_finished_head();
         true
@@ -184,6 +175,21 @@ impl Outgoing {
 
     pub(super) fn transport_mut(&mut self) -> &mut Transport {
         &mut self.transport
+    }
+
+    /// Encodes a reply straight into the ready bytes.
+    fn encode_ready(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
+        let before = self.ready.len();
+        encode(&mut self.ready);
+        self.owed.ready += self.ready.len() - before;
+    }
+
+    /// Encodes a reply that must wait behind an earlier one.
+    fn encode_parked(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> Slot {
+        let mut bytes = Vec::new();
+        encode(&mut bytes);
+        self.owed.parked += bytes.len();
+        Slot::Done(bytes)
     }
 
     fn release_finished_head(&mut self) {
