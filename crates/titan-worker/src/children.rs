@@ -1,8 +1,11 @@
 //! What a worker passes on to the workers it starts (an Inception `DEPLOY` of itself, or a
-//! child spawned for scaling): the master, its directories, capacity, skills and job niceness.
+//! child spawned for scaling): the master, its directories, capacity, skills and job niceness,
+//! as the child's command line.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+
+use crate::exec::{self, Program};
 
 /// What a child worker inherits from this one.
 #[derive(Clone, Debug)]
@@ -55,4 +58,24 @@ impl ChildTemplate {
         args.extend(["--job-nice".into(), self.job_nice.to_string().into()]);
         args
     }
+
+    /// An ephemeral child worker for scaling: a free port, this worker's capacity and skills,
+    /// and the master's ticket so the master can match it to its decision.
+    pub(super) fn scaled(&self, ticket: u64, parent: Option<u32>) -> exec::JobSpec {
+        let mut args = self.args(0, parent);
+        args.extend([
+            "--ephemeral".into(),
+            "--spawn-ticket".into(),
+            ticket.to_string().into(),
+        ]);
+        args.extend(["--capacity".into(), self.capacity.to_string().into()]);
+        args.extend(["--skills".into(), self.skills.join(",").into()]);
+        let name = format!("scale-{ticket}");
+        exec::JobSpec::new(name.clone(), name, Program::trusted(current_exe(), args))
+    }
+}
+
+/// This program, to start a child worker with.
+pub(super) fn current_exe() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| "titan".into())
 }

@@ -8,8 +8,9 @@
 //!   reports [`Ready`] after its first registration (signals and the ready line are the
 //!   binary's);
 //! - `session` is one connection to the master: `Register`, then heartbeats, jobs in, reports out;
-//! - `jobs` runs what the master sends (`NOOP` and `SLEEP` inside the worker, everything else as
-//!   a process through the engine) and reports how each attempt went.
+//! - `jobs` runs what the master sends and reports how each attempt went: thin IO around
+//!   [`ledger`], the pure core (attempts, retained reports, readiness, timers), and
+//!   [`handlers`], the registry of what runs each kind of job (and so the skills advertised).
 //!
 //! Jobs outlive sessions: a process keeps running while the master is unreachable. On
 //! re-registration the worker lists what it still runs; the master decides their fate.
@@ -17,7 +18,9 @@
 mod children;
 pub mod drain;
 pub mod exec;
+pub mod handlers;
 mod jobs;
+pub mod ledger;
 mod peers;
 mod session;
 

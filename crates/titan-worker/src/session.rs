@@ -112,7 +112,7 @@ async fn session(
     let register = Register {
         port: bound.port(),
         capacity: config.capacity,
-        skills: config.skills.clone(),
+        skills: jobs.skills(),
         pid: std::process::id(),
         parent: config.parent.map(WorkerId),
         ephemeral: config.ephemeral,

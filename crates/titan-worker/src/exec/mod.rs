@@ -24,7 +24,7 @@ mod sys;
 pub use engine::{EngineError, ProcessEngine};
 pub use job::{CapturedOutput, Job, Started};
 pub use outcome::{LaunchError, Outcome, StartError, Termination, WaitStatus};
-pub use probe::{port_in_use, wait_port_ready, PortNotReady};
+pub use probe::{connect_once, port_in_use, wait_port_ready, PortNotReady, PortProbe, ProbeNext};
 pub use resolve::{Interpreter, LaunchPlan, Program, ResolveError, Resolver};
 pub use sentinel::{run_sentinel, Sentinel};
 pub use spec::{
