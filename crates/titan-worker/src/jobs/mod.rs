@@ -65,9 +65,6 @@ pub struct Jobs {
     instance: u64,
     /// The task that calls the ledger's `on_tick`, and the deadline it sleeps towards.
     ticker: Ticker,
-    /// Launches the ledger released during a tick (a service whose port freed), started as
-    /// soon as the tick returns.
-    released: RefCell<Vec<(Attempt, ProcessStart)>>,
 }
 
 /// A timer task runs while the ledger has deadlines; it is started on the first one.
@@ -113,7 +110,6 @@ impl Jobs {
                 "job-output",
             ),
             ticker: Ticker::default(),
-            released: RefCell::default(),
         }
     }
 
@@ -237,34 +233,27 @@ impl Jobs {
         });
     }
 
-    /// Runs one ledger event; its effects are carried out as the ledger makes them.
+    /// Runs one ledger event. Its effects are carried out as the ledger makes them, except
+    /// those that must wait until the ledger is released (see [`Deferred`]).
     fn with_ledger<R>(
         self: &Rc<Jobs>,
         event: impl FnOnce(&mut WorkerLedger, &mut Effects<'_>) -> R,
     ) -> R {
-        let mut effects = Effects { jobs: self };
-        event(&mut self.ledger.borrow_mut(), &mut effects)
-    }
-
-    /// Fires the ledger's due timers, then starts the launches they released.
-    fn tick(self: &Rc<Jobs>, now: Instant) {
-        self.with_ledger(|ledger, comm| ledger.on_tick(now, comm));
-        let released = std::mem::take(&mut *self.released.borrow_mut());
-        for (attempt, start) in released {
-            self.launch(now, attempt, start);
-        }
-    }
-
-    /// Keeps one timer task running while the ledger has deadlines.
-    fn wake_at(self: &Rc<Jobs>, at: Instant) {
-        match self.ticker.due.get() {
-            None => {
-                self.ticker.due.set(Some(at));
-                glommio::spawn_local(self.clone().run_ticker()).detach();
+        let mut effects = Effects {
+            jobs: self,
+            deferred: Vec::new(),
+        };
+        let result = event(&mut self.ledger.borrow_mut(), &mut effects);
+        for deferred in effects.deferred {
+            match deferred {
+                Deferred::Ticker => {
+                    glommio::spawn_local(self.clone().run_ticker()).detach();
+                }
+                Deferred::Probe(attempt, port, deadline) => self.probe(attempt, port, deadline),
+                Deferred::Launch(attempt, start) => self.launch(Instant::now(), attempt, start),
             }
-            Some(due) if at < due => self.ticker.rearm.notify(),
-            Some(_) => {}
         }
+        result
     }
 
     async fn run_ticker(self: Rc<Jobs>) {
@@ -278,7 +267,7 @@ impl Jobs {
             if !wait.is_zero() {
                 future::or(glommio::timer::sleep(wait), self.ticker.rearm.wait()).await;
             }
-            self.tick(Instant::now());
+            self.with_ledger(|ledger, comm| ledger.on_tick(Instant::now(), comm));
         }
     }
 
@@ -331,10 +320,20 @@ impl Jobs {
     }
 }
 
-/// The ledger's effects, carried out at once (none of them calls back into the ledger: a port
-/// freed during a tick is launched after the tick, probes and timers answer from tasks).
+/// The ledger's effects, carried out while it is borrowed: none may call back into it.
 struct Effects<'a> {
     jobs: &'a Rc<Jobs>,
+    /// What must wait until the ledger is released. Empty, and so not allocated, for most events.
+    deferred: Vec<Deferred>,
+}
+
+/// An effect carried out once the ledger is released: glommio runs a spawned task at once, up
+/// to its first wait, and a launch reports back to the ledger.
+enum Deferred {
+    /// Start the timer task.
+    Ticker,
+    Probe(Attempt, u16, Instant),
+    Launch(Attempt, ProcessStart),
 }
 
 impl Comm<Control, ProcessStart> for Effects<'_> {
@@ -362,14 +361,23 @@ impl Comm<Control, ProcessStart> for Effects<'_> {
     }
 
     fn launch(&mut self, attempt: Attempt, launch: ProcessStart) {
-        self.jobs.released.borrow_mut().push((attempt, launch));
+        self.deferred.push(Deferred::Launch(attempt, launch));
     }
 
     fn probe(&mut self, attempt: Attempt, port: u16, deadline: Instant) {
-        self.jobs.probe(attempt, port, deadline);
+        self.deferred.push(Deferred::Probe(attempt, port, deadline));
     }
 
+    /// Keeps one timer task running while the ledger has deadlines.
     fn wake_at(&mut self, at: Instant) {
-        self.jobs.wake_at(at);
+        let ticker = &self.jobs.ticker;
+        match ticker.due.get() {
+            None => {
+                ticker.due.set(Some(at));
+                self.deferred.push(Deferred::Ticker);
+            }
+            Some(due) if at < due => ticker.rearm.notify(),
+            Some(_) => {}
+        }
     }
 }
