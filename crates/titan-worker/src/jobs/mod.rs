@@ -12,6 +12,8 @@
 //! are retained; on re-registration the worker lists them and sends the reports again.
 
 mod process;
+#[cfg(test)]
+mod tests;
 mod work;
 
 use std::cell::{Cell, RefCell};
