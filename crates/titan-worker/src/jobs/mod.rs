@@ -169,13 +169,13 @@ impl Jobs {
             label,
             spec,
         } = run;
-        let attempt = Attempt::new(JobId(job), attempt);
+        let attempt = Attempt::new(job, attempt);
         let now = Instant::now();
         if self.with_ledger(|ledger, comm| ledger.on_run(now, attempt, comm))
             == Admission::Duplicate
         {
             debug!(
-                job,
+                job = job.0,
                 attempt.attempt, "dispatch of an attempt already running here"
             );
             return;
@@ -300,7 +300,7 @@ impl Jobs {
             let encoded = match report {
                 Report::Started { attempt, pid } => {
                     let msg = JobStarted {
-                        job: attempt.job.0,
+                        job: attempt.job,
                         attempt: attempt.attempt,
                         pid,
                     };
@@ -308,7 +308,7 @@ impl Jobs {
                 }
                 Report::Ready(attempt) => {
                     let msg = ServiceState::Ready {
-                        job: attempt.job.0,
+                        job: attempt.job,
                         attempt: attempt.attempt,
                     };
                     encode_frame(out, OpCode::ServiceState, &msg)

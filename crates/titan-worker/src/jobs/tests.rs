@@ -16,9 +16,11 @@ use super::Jobs;
 use crate::children::ChildTemplate;
 use crate::exec::{EngineConfig, ProcessEngine, STDOUT_FILE};
 use crate::handlers::{Assignment, Handler, Registry, Start, Work, WorkFailure};
+use titan_core::JobId;
 use titan_core::{JobKind, JobSpec, Outcome};
+use titan_proto::conn::{Conn, ConnConfig};
 use titan_proto::message::worker::{ArchivedJobFinished, JobFinished, RunJob};
-use titan_proto::{Limits, OpCode, RecvBuf};
+use titan_proto::OpCode;
 use titan_runtime::outbox::Outbox;
 
 /// How long any wait in these tests may take before it fails.
@@ -103,7 +105,7 @@ struct Rig {
     jobs: Rc<Jobs>,
     engine: ProcessEngine,
     outbox: Rc<Outbox>,
-    recv: RecvBuf,
+    recv: Conn,
     finished: Vec<JobFinished>,
     started: Vec<u64>,
     workspace: PathBuf,
@@ -120,13 +122,13 @@ impl Rig {
             .with_handler(Box::new(Note))
             .with_handler(Box::new(Hang));
         let jobs = Rc::new(Jobs::with_registry(engine.clone(), children, registry));
-        let outbox = Outbox::new();
+        let outbox = Outbox::new(Default::default());
         jobs.link(outbox.clone(), 1, None);
         Rig {
             jobs,
             engine,
             outbox,
-            recv: RecvBuf::new(Limits::default()),
+            recv: Conn::new(&ConnConfig::client()),
             finished: Vec::new(),
             started: Vec::new(),
             workspace,
@@ -138,7 +140,7 @@ impl Rig {
         spec.timeout_ms = timeout_ms.and_then(std::num::NonZeroU32::new);
         let label = format!("job-{job}");
         self.jobs.start(RunJob {
-            job,
+            job: JobId(job),
             attempt: 1,
             label,
             spec,
@@ -150,7 +152,7 @@ impl Rig {
         let deadline = Instant::now() + WAIT;
         loop {
             self.read();
-            if let Some(i) = self.finished.iter().position(|f| f.job == job) {
+            if let Some(i) = self.finished.iter().position(|f| f.job == JobId(job)) {
                 return self.finished.remove(i);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -161,8 +163,25 @@ impl Rig {
 
     fn read(&mut self) {
         let mut bytes = Vec::new();
-        self.outbox.take_ready(&mut bytes);
-        self.recv.extend_from_slice(&bytes);
+        self.outbox.take_transmit(&mut bytes);
+        self.outbox.on_written();
+        let mut rest = &bytes[..];
+        loop {
+            let room = self.recv.recv_room();
+            let n = room.len().min(rest.len());
+            room[..n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            self.recv
+                .on_received(n, Instant::now())
+                .expect("bytes accepted");
+            self.take_frames();
+            if rest.is_empty() {
+                break;
+            }
+        }
+    }
+
+    fn take_frames(&mut self) {
         while let Some(frame) = self.recv.next_frame().expect("a well-formed frame") {
             match frame.header.opcode {
                 OpCode::JobComplete => {
@@ -180,7 +199,7 @@ impl Rig {
                         titan_proto::message::worker::ArchivedJobStarted,
                     >(OpCode::JobStarted, frame.payload)
                     .expect("a JobStarted");
-                    self.started.push(started.job.to_native());
+                    self.started.push(started.job.0.to_native());
                 }
                 other => panic!("unexpected {other:?}"),
             }
@@ -218,7 +237,12 @@ fn noop_sleep_and_a_kill_report_through_the_outbox() {
         assert!(slept.duration_us >= 20_000, "{slept:?}");
         rig.jobs.kill(3, 1);
         assert_eq!(rig.report(3).await.outcome, Outcome::Killed);
-        let listed: Vec<u64> = rig.jobs.running_attempts().iter().map(|a| a.job).collect();
+        let listed: Vec<u64> = rig
+            .jobs
+            .running_attempts()
+            .iter()
+            .map(|a| a.job.0)
+            .collect();
         assert_eq!(listed, [1, 2, 3], "all three reports are retained");
         rig
     });

@@ -21,7 +21,7 @@ impl Attempt {
     /// The attempt as the worker protocol names it.
     pub fn to_wire(self) -> AttemptRef {
         AttemptRef {
-            job: self.job.0,
+            job: self.job,
             attempt: self.attempt,
         }
     }

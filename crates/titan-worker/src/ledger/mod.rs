@@ -377,7 +377,7 @@ impl<P, L> Ledger<P, L> {
         comm: &mut impl Comm<P, L>,
     ) {
         let report = JobFinished {
-            job: attempt.job.0,
+            job: attempt.job,
             attempt: attempt.attempt,
             outcome,
             duration_us: u64::try_from(ran.as_micros()).unwrap_or(u64::MAX),

@@ -54,7 +54,6 @@ impl RetainedReports {
 
     /// The attempts the kept reports are about.
     pub fn attempts(&self) -> impl Iterator<Item = Attempt> + '_ {
-        self.iter()
-            .map(|r| Attempt::new(titan_core::JobId(r.job), r.attempt))
+        self.iter().map(|r| Attempt::new(r.job, r.attempt))
     }
 }

@@ -54,7 +54,7 @@ impl Comm<u32, &'static str> for Recorder {
             Report::Started { attempt, pid } => Effect::Started(attempt, pid),
             Report::Ready(attempt) => Effect::Ready(attempt),
             Report::Finished(r) => Effect::Finished(
-                Attempt::new(JobId(r.job), r.attempt),
+                Attempt::new(r.job, r.attempt),
                 r.outcome.clone(),
                 Duration::from_micros(r.duration_us),
                 OutputLines {
