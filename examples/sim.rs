@@ -73,6 +73,10 @@ struct Args {
     /// Snapshot every shard this often, in milliseconds.
     #[arg(long)]
     snapshot_every_ms: Option<u64>,
+    /// Break one of the master's routing rules on purpose (worker-up-before-adoptions,
+    /// reports-to-wrong-shard): the run should fail.
+    #[arg(long)]
+    router_fault: Option<sim::Fault>,
 }
 
 fn config(a: &Args) -> SimConfig {
@@ -101,6 +105,7 @@ fn config(a: &Args) -> SimConfig {
     if let Some(ms) = a.snapshot_every_ms {
         c.snapshot_every = Some(Duration::from_millis(ms));
     }
+    c.router_fault = a.router_fault.or(c.router_fault);
     c
 }
 

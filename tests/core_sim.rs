@@ -143,3 +143,37 @@ proptest! {
         }
     }
 }
+
+/// The first of `seeds` whose run fails once `fault` breaks a routing rule, with the failure.
+fn first_failure(seeds: std::ops::Range<u64>, fault: sim::Fault) -> Option<(u64, sim::SimFailure)> {
+    seeds.into_iter().find_map(|seed| {
+        let cfg = SimConfig {
+            router_fault: Some(fault),
+            ..SimConfig::restarts(seed)
+        };
+        sim::run(&cfg).err().map(|failure| (seed, failure))
+    })
+}
+
+/// The simulator carries out the master's own router, so breaking one of its rules (behind the
+/// `sim` feature) breaks runs that pass with the rule intact.
+#[test]
+fn a_broken_routing_rule_fails_the_simulation() {
+    // Announcing a returning worker before its adoptions lets a recovering core end its hold and
+    // re-queue attempts the worker still runs.
+    let (seed, failure) = first_failure(0..48, sim::Fault::WorkerUpBeforeAdoptions)
+        .expect("some run notices WorkerUp before the adoptions");
+    assert!(
+        failure.what.contains("re-queued as lost"),
+        "seed {seed}: {failure}"
+    );
+    assert!(failure
+        .replay
+        .contains("--router-fault worker-up-before-adoptions"));
+    check(&SimConfig::restarts(seed));
+    // Reports sent to a shard that does not own the job are ignored there: jobs never finish.
+    let (seed, failure) = first_failure(0..8, sim::Fault::ReportsToWrongShard)
+        .expect("some run notices reports going to the wrong shard");
+    assert!(failure.what.contains("stuck"), "seed {seed}: {failure}");
+    check(&SimConfig::restarts(seed));
+}

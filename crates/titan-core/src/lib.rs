@@ -110,8 +110,10 @@
 //! - No decision iterates a hash map: hash maps (with an id hasher) serve lookups only;
 //!   directories are `BTreeMap`s and listings are sorted.
 //!
-//! The grammar of the seed's text syntax lives in [`grammar`]; the seeded cluster simulator that
-//! checks the core's invariants under faults (worker and master crashes included) lives in [`sim`].
+//! The grammar of the seed's text syntax lives in [`grammar`]; the master shell's routing rules
+//! (which shard, worker or client each input and output goes to, and in what order) live in
+//! [`router`]; the seeded cluster simulator that checks the core's invariants under faults (worker
+//! and master crashes included), carrying out the same router's answers, lives in `sim`.
 
 mod adopt;
 pub mod base64;
@@ -142,6 +144,7 @@ mod replay;
 mod requests;
 mod restore;
 mod retries;
+pub mod router;
 mod scaling;
 #[cfg(feature = "sim")]
 pub mod sim;

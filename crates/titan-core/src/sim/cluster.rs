@@ -9,6 +9,7 @@ use rand::Rng;
 
 use super::world::{Event, Join, SimWorker, World, HEARTBEAT_EVERY};
 use super::SimFailure;
+use crate::router::Delivery;
 use crate::{Input, JobId, Outcome, Target, WorkerId, WorkerInfo};
 
 impl World {
@@ -49,9 +50,9 @@ impl World {
         self.register(key, join.ticket, &[])
     }
 
-    /// Registers worker `key` with the current master under a fresh id, reporting `attempts`
-    /// before its `WorkerUp` on each shard (the real shell's order, which the hold after a restart
-    /// relies on: see `core/adopt.rs`).
+    /// Registers worker `key` with the current master under a fresh id, listing `attempts`: the
+    /// router sends each shard its adoptions and the worker's `WorkerUp`, in the order the hold
+    /// after a restart relies on (see `core/adopt.rs`).
     pub(super) fn register(
         &mut self,
         key: u64,
@@ -62,8 +63,6 @@ impl World {
             return Ok(());
         };
         self.by_id.insert(id, key);
-        let shards = self.cores.len() as u32;
-        let home = id.slot() as u32 % shards;
         let parent = self.workers[&key]
             .parent
             .and_then(|p| self.workers.get(&p))
@@ -72,34 +71,28 @@ impl World {
         let w = self.workers.get_mut(&key).expect("joining worker exists");
         w.id = id;
         w.registered = true;
-        let (capacity, skills) = (w.capacity, w.skills.clone());
-        for shard in 0..shards {
-            let info = WorkerInfo {
-                id,
-                capacity,
-                skills: skills.clone(),
-                port: 8080 + id.slot() as u16,
-                parent,
-                ephemeral: parent.is_some(),
-                home: shard == home,
-                spawn_ticket: ticket,
-                instance: key,
-            };
-            let adopts: Vec<Input> = attempts
-                .iter()
-                .filter(|(job, _)| self.owner(job.dag()) == shard)
-                .map(|&(job, attempt)| Input::Adopt {
-                    worker: id,
-                    job,
-                    attempt,
-                })
-                .collect();
-            for input in adopts {
-                self.deliver(shard, input)?;
-            }
-            self.deliver(shard, Input::WorkerUp(info))?;
+        let info = WorkerInfo {
+            id,
+            capacity: w.capacity,
+            skills: w.skills.clone(),
+            port: 8080 + id.slot() as u16,
+            parent,
+            ephemeral: parent.is_some(),
+            home: true,
+            spawn_ticket: ticket,
+            instance: key,
+        };
+        let home = self.home_of(id);
+        for Delivery { shard, input } in self.router(home).register(&info, attempts.iter().copied())
+        {
+            self.deliver(shard, input)?;
         }
         Ok(())
+    }
+
+    /// The shard whose connection a worker registered on (the simulated workers spread evenly).
+    pub(super) fn home_of(&self, worker: WorkerId) -> u32 {
+        worker.slot() as u32 % self.cores.len() as u32
     }
 
     pub(super) fn on_event(&mut self, event: Event) -> Result<(), SimFailure> {
@@ -119,15 +112,14 @@ impl World {
                         Target::Job(dag.job((pick % u64::from(n)) as u32))
                     };
                     let t = self.token();
-                    let shard = self.owner(dag);
-                    self.deliver(shard, Input::Cancel { token: t, target })?;
+                    // The client's connection may be on any shard; the router finds the owner.
+                    self.arrive(0, Input::Cancel { token: t, target })?;
                 }
             }
             Event::Stop { job } => {
                 let t = self.token();
                 self.stops.insert(t, job);
-                let shard = self.owner(job.dag());
-                self.deliver(shard, Input::Stop { token: t, job })?;
+                self.arrive(0, Input::Stop { token: t, job })?;
             }
             Event::Arrive {
                 worker,
@@ -162,8 +154,7 @@ impl World {
                         .map(|w| w.id)
                         .collect();
                     for worker in beats {
-                        let home = worker.slot() as u32 % self.cores.len() as u32;
-                        self.deliver(home, Input::Heartbeat { worker })?;
+                        self.arrive(self.home_of(worker), Input::Heartbeat { worker })?;
                     }
                 }
                 self.schedule(HEARTBEAT_EVERY, Event::Heartbeats);
@@ -206,13 +197,8 @@ impl World {
             let pick = self.rng.gen();
             self.schedule(after, Event::Cancel { token, pick });
         }
-        self.deliver(
-            shard,
-            Input::Submit {
-                token,
-                submission: planned.submission,
-            },
-        )
+        let submission = planned.submission;
+        self.arrive(shard, Input::Submit { token, submission })
     }
 
     fn on_arrive(
@@ -280,15 +266,12 @@ impl World {
         let Some(w) = self.workers.get_mut(&key).filter(|w| w.alive) else {
             return;
         };
-        let job = match &mut input {
-            Input::JobStarted { job, worker, .. }
-            | Input::JobFinished { job, worker, .. }
-            | Input::ServiceReady { job, worker, .. } => {
-                *worker = w.id;
-                *job
-            }
+        match &mut input {
+            Input::JobStarted { worker, .. }
+            | Input::JobFinished { worker, .. }
+            | Input::ServiceReady { worker, .. } => *worker = w.id,
             _ => return,
-        };
+        }
         if matches!(input, Input::JobFinished { .. }) {
             w.reported.push(input.clone());
         }
@@ -296,7 +279,10 @@ impl World {
             w.unsent.push(input);
             return;
         }
-        let shard = job.dag().owner(self.cores.len() as u32);
+        // The report reaches the worker's home shard, whose router sends it on.
+        let id = w.id;
+        let home = self.home_of(id);
+        let Delivery { shard, input } = self.router(home).input(input);
         self.schedule(after, Event::Deliver { shard, input });
     }
 
@@ -344,9 +330,10 @@ impl World {
                 w.buried = true;
             }
         } else {
+            // Its connection closed: every shard loses it at once.
             self.bury_worker(id);
-            for shard in 0..self.cores.len() as u32 {
-                self.deliver(shard, Input::WorkerLost { worker: id })?;
+            for Delivery { shard, input } in self.router(self.home_of(id)).worker_lost(id) {
+                self.deliver(shard, input)?;
             }
         }
         if !ephemeral {

@@ -21,6 +21,10 @@
 //! re-queued as lost, never killed as an orphan; and no attempt number goes to a second worker
 //! while the first one lives (so a job runs twice only when its worker really lost it). Workers
 //! list and re-send every final report on re-registration, as the real worker does.
+//!
+//! The simulator is only the master's transport (virtual latency, the event queue, faults) and
+//! these checks: where every input and output goes is decided by the master's own
+//! [`Router`](crate::router::Router), so the runs check the routing rules the master uses.
 
 mod check;
 mod cluster;
@@ -31,6 +35,7 @@ mod world;
 
 use std::time::Duration;
 
+pub use crate::router::Fault;
 pub use workload::WorkloadShape;
 
 /// What to simulate.
@@ -66,6 +71,9 @@ pub struct SimConfig {
     pub reshard: bool,
     /// How often each shard takes a snapshot (`None`: recovery replays the whole journal).
     pub snapshot_every: Option<Duration>,
+    /// A routing rule to break on purpose (`None` in every real run): a test shows that the
+    /// simulator notices when the master's router changes.
+    pub router_fault: Option<Fault>,
 }
 
 impl SimConfig {
@@ -93,6 +101,7 @@ impl SimConfig {
             master_crashes: 0,
             reshard: false,
             snapshot_every: None,
+            router_fault: None,
         }
     }
 
@@ -120,6 +129,7 @@ impl SimConfig {
             master_crashes: 0,
             reshard: false,
             snapshot_every: None,
+            router_fault: None,
         }
     }
 
@@ -164,6 +174,9 @@ impl SimConfig {
         ));
         if let Some(every) = self.snapshot_every {
             a.push_str(&format!(" --snapshot-every-ms {}", every.as_millis()));
+        }
+        if let Some(fault) = self.router_fault {
+            a.push_str(&format!(" --router-fault {}", fault.name()));
         }
         a
     }

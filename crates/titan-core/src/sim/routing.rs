@@ -1,5 +1,7 @@
-//! The simulated shell's routing: inputs into cores, and every core output to where it goes (the
-//! WAL, clients, workers, other shards), checking invariants on the way.
+//! The simulated shell: it hands inputs to cores and carries every core output out where the
+//! master's own [`Router`] sends it (the WAL, clients, workers, other shards), over the simulated
+//! network, checking invariants on the way. Which shard, worker or client gets what is the
+//! router's decision, never the simulator's: a change to a routing rule changes this run too.
 
 use std::cmp::Reverse;
 use std::time::Duration;
@@ -9,7 +11,8 @@ use rand::Rng;
 use super::workload;
 use super::world::{Event, Join, World};
 use super::SimFailure;
-use crate::{Ack, EndCause, Input, JobId, KillReason, Output, Record};
+use crate::router::{Command, Delivery, ReplyTo, Route, Router, WatchToken};
+use crate::{Ack, EndCause, Input, JobId, KillReason, Record, ShardInfo, WorkerId};
 
 impl World {
     /// Hands one input to a core and routes what comes out.
@@ -33,12 +36,36 @@ impl World {
         routed
     }
 
+    /// The master's routing rules as seen from `shard` (with the rule the run breaks, if any).
+    pub(super) fn router(&self, shard: u32) -> Router {
+        let count = self.cores.len() as u32;
+        Router::new(ShardInfo {
+            index: shard,
+            count,
+        })
+        .with_fault(self.cfg.router_fault)
+    }
+
+    /// An input reaches shard `via` from outside; it goes where the router sends it.
+    pub(super) fn arrive(&mut self, via: u32, input: Input) -> Result<(), SimFailure> {
+        let Delivery { shard, input } = self.router(via).input(input);
+        self.deliver(shard, input)
+    }
+
+    /// Every shard loses `worker` (scheduled: the shell learns of it as its connection closes).
+    fn lose_everywhere(&mut self, router: Router, worker: WorkerId) {
+        for Delivery { shard, input } in router.worker_lost(worker) {
+            self.schedule(Duration::ZERO, Event::Deliver { shard, input });
+        }
+    }
+
     pub(super) fn pump(&mut self, shard: u32) -> Result<(), SimFailure> {
         let s = shard as usize;
+        let router = self.router(shard);
         let mut dispatched = Vec::new();
         while let Some(output) = self.cores[s].poll_output() {
-            match output {
-                Output::Journal { lsn, record } => {
+            match router.route(output) {
+                Route::Journal { lsn, record } => {
                     // A dispatch is decided when its record is journaled; the `Dispatch` output
                     // itself waits for that record to be durable, so priority is checked here.
                     if let Record::Dispatched { job, .. } = &record {
@@ -46,106 +73,133 @@ impl World {
                     }
                     self.on_journal(shard, lsn, record)?
                 }
-                Output::Reply { token, reply } => {
-                    self.stops.remove(&token);
-                    self.check
-                        .on_reply(s, token, reply.is_ok())
-                        .map_err(|e| self.fail(e))?;
-                    if let Ok(Ack::Submitted { dag, jobs, .. }) = reply {
-                        self.accepted.insert(token, (dag, jobs));
-                        self.report.jobs += u64::from(jobs);
-                        if self.rng.gen_range(0..4) == 0 {
-                            let job = dag.job(self.rng.gen_range(0..jobs));
-                            let t = self.token();
-                            let input = Input::Watch { token: t, job };
-                            self.schedule(Duration::ZERO, Event::Deliver { shard, input });
-                        }
+                Route::Reply { to, reply } => self.on_reply(router, to, reply)?,
+                Route::Notify { to, job, .. } => {
+                    if !matches!(to, ReplyTo::Wait(_)) {
+                        return Err(self.fail(format!("{job}: a notification for no wait")));
                     }
-                }
-                Output::Notify { job, .. } => {
                     self.check.on_notify(s, job).map_err(|e| self.fail(e))?
                 }
-                Output::Dispatch {
-                    worker,
-                    job,
-                    attempt,
-                } => {
-                    self.on_dispatch(s, worker, job, attempt)?;
-                }
-                Output::Kill {
-                    worker,
-                    job,
-                    attempt,
-                    reason,
-                } => {
-                    if reason != KillReason::Orphaned {
-                        // Cancelled, stopped or timed out: the attempt ends for a good reason.
-                        self.adoptable.remove(&(job, attempt));
-                    } else {
-                        self.report.orphaned += 1;
-                        // Two workers may hold the same attempt when a dispatch record was lost
-                        // and the number reused; the claimant that was not adopted must die.
-                        let holder = self.adoptable.get(&(job, attempt));
-                        if holder.is_some() && holder == self.by_id.get(&worker) {
-                            return Err(self.fail(format!(
-                                "{job} attempt {attempt} on a live worker was killed as an orphan"
-                            )));
-                        }
-                    }
-                    if let Some(&key) = self.by_id.get(&worker) {
-                        let lat = self.latency_to_worker(key);
-                        let worker = key;
-                        self.schedule(
-                            lat,
-                            Event::KillArrive {
-                                worker,
-                                job,
-                                attempt,
-                            },
-                        );
-                    }
-                }
-                Output::WorkerDead { worker, .. } => {
+                Route::Worker { worker, command } => self.on_command(s, worker, command)?,
+                Route::Disconnect { worker, .. } => {
                     self.bury_worker(worker);
-                    for other in (0..self.cores.len() as u32).filter(|&o| o != shard) {
-                        let input = Input::WorkerLost { worker };
-                        let shard = other;
-                        self.schedule(Duration::ZERO, Event::Deliver { shard, input });
-                    }
+                    self.lose_everywhere(router, worker);
                 }
-                Output::SpawnWorker { parent, ticket, .. } => {
-                    let key = self.by_id.get(&parent).copied();
-                    if let Some((key, p)) = key.and_then(|k| Some((k, self.workers.get(&k)?))) {
-                        if p.alive {
-                            let join = Join {
-                                skills: p.skills.clone(),
-                                capacity: p.capacity,
-                                parent: Some(key),
-                                ticket: Some(ticket),
-                            };
-                            self.report.spawned += 1;
-                            self.schedule(Duration::from_millis(100), Event::Join(join));
-                        }
-                    }
-                }
-                Output::RetireWorker { worker, .. } => {
-                    self.report.retired += 1;
-                    self.bury_worker(worker);
-                    for o in 0..self.cores.len() as u32 {
-                        let input = Input::WorkerLost { worker };
-                        self.schedule(Duration::ZERO, Event::Deliver { shard: o, input });
-                    }
-                }
-                Output::Wake { shards } => {
-                    for o in (0..self.cores.len() as u32).filter(|o| shards & (1 << o) != 0) {
+                Route::Tick(shards) => {
+                    for shard in shards {
                         let input = Input::Tick;
-                        self.schedule(Duration::ZERO, Event::Deliver { shard: o, input });
+                        self.schedule(Duration::ZERO, Event::Deliver { shard, input });
                     }
                 }
             }
         }
         if self.cfg.check_priority {
             self.check_priority(s, &dispatched)?;
+        }
+        Ok(())
+    }
+
+    fn on_reply(
+        &mut self,
+        router: Router,
+        to: ReplyTo,
+        reply: Result<Ack, crate::RequestError>,
+    ) -> Result<(), SimFailure> {
+        let (s, token) = (router.shard().index as usize, to.pack());
+        self.stops.remove(&token);
+        self.check
+            .on_reply(s, token, reply.is_ok())
+            .map_err(|e| self.fail(e))?;
+        if let Ok(Ack::Submitted { dag, jobs, .. }) = reply {
+            self.accepted.insert(token, (dag, jobs));
+            self.report.jobs += u64::from(jobs);
+            if self.rng.gen_range(0..4) == 0 {
+                let job = dag.job(self.rng.gen_range(0..jobs));
+                let watch = WatchToken {
+                    origin: router.shard().index,
+                    seq: self.token() as u32,
+                    index: 0,
+                };
+                let input = Input::Watch {
+                    token: watch.pack(),
+                    job,
+                };
+                let Delivery { shard, input } = router.input(input);
+                self.schedule(Duration::ZERO, Event::Deliver { shard, input });
+            }
+        }
+        Ok(())
+    }
+
+    fn on_command(
+        &mut self,
+        s: usize,
+        worker: WorkerId,
+        command: Command,
+    ) -> Result<(), SimFailure> {
+        match command {
+            Command::Run { job, attempt } => self.on_dispatch(s, worker, job, attempt)?,
+            Command::Kill {
+                job,
+                attempt,
+                reason,
+            } => self.on_kill(worker, job, attempt, reason)?,
+            Command::Spawn { ticket, .. } => {
+                let key = self.by_id.get(&worker).copied();
+                if let Some((key, p)) = key.and_then(|k| Some((k, self.workers.get(&k)?))) {
+                    if p.alive {
+                        let join = Join {
+                            skills: p.skills.clone(),
+                            capacity: p.capacity,
+                            parent: Some(key),
+                            ticket: Some(ticket),
+                        };
+                        self.report.spawned += 1;
+                        self.schedule(Duration::from_millis(100), Event::Join(join));
+                    }
+                }
+            }
+            Command::Retire { .. } => {
+                self.report.retired += 1;
+                self.bury_worker(worker);
+                self.lose_everywhere(self.router(s as u32), worker);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_kill(
+        &mut self,
+        worker: WorkerId,
+        job: JobId,
+        attempt: u32,
+        reason: KillReason,
+    ) -> Result<(), SimFailure> {
+        if reason != KillReason::Orphaned {
+            // Cancelled, stopped or timed out: the attempt ends for a good reason.
+            self.adoptable.remove(&(job, attempt));
+        } else {
+            self.report.orphaned += 1;
+            // Two workers may hold the same attempt when a dispatch record was lost and the
+            // number reused; the claimant that was not adopted must die.
+            let holder = self.adoptable.get(&(job, attempt));
+            if holder.is_some() && holder == self.by_id.get(&worker) {
+                return Err(self.fail(format!(
+                    "{job} attempt {attempt} on a live worker was killed as an orphan"
+                )));
+            }
+        }
+        if let Some(&key) = self.by_id.get(&worker) {
+            let lat = self.latency_to_worker(key);
+            let worker = key;
+            self.schedule(
+                lat,
+                Event::KillArrive {
+                    worker,
+                    job,
+                    attempt,
+                },
+            );
         }
         Ok(())
     }
@@ -191,7 +245,7 @@ impl World {
     fn on_dispatch(
         &mut self,
         s: usize,
-        worker: crate::WorkerId,
+        worker: WorkerId,
         job: JobId,
         attempt: u32,
     ) -> Result<(), SimFailure> {
