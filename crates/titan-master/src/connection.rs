@@ -19,8 +19,8 @@ use futures_lite::future;
 use glommio::net::TcpStream;
 use tracing::debug;
 
-use super::mesh::ConnKey;
-use super::state::{ConnEntry, Shard};
+use super::conns::{ConnEntry, ConnKey};
+use super::shard::Shard;
 use titan_proto::conn::{ConnConfig, ProgressRule};
 use titan_proto::{self as proto, ConnError, ErrorCode};
 use titan_runtime::conn::{Connection, ReadEnd};
@@ -70,7 +70,7 @@ pub(crate) async fn serve(
     let key = if over_limit {
         None
     } else {
-        shard.conns.borrow_mut().insert(ConnEntry {
+        shard.conns.insert(ConnEntry {
             outbox: outbox.clone(),
             peer,
             worker: None,
@@ -89,11 +89,7 @@ pub(crate) async fn serve(
         Some(key) => {
             let closed = read_loop(&mut conn, &shard, key, &outbox).await;
             // A worker's end is handled at once: its jobs must go back to the queue now.
-            let worker = shard
-                .conns
-                .borrow()
-                .get(key)
-                .is_some_and(|c| c.worker.is_some());
+            let worker = shard.conns.worker(key).is_some();
             if matches!(closed, Closed::Read(ReadEnd::PeerClosed)) && !worker {
                 finish_replies(&outbox, &shutdown, stall).await;
             }
@@ -135,9 +131,7 @@ async fn read_loop(
             Ok(at) => at,
             Err(end) => return Closed::Read(end),
         };
-        if let Some(entry) = shard.conns.borrow_mut().get_mut(key) {
-            entry.last_active = arrived;
-        }
+        shard.conns.touch(key, arrived);
         loop {
             let result = match conn.next_frame() {
                 Ok(None) => break,

@@ -1,79 +1,40 @@
-//! Turning the core's outputs into frames and messages: the one place where a scheduling
-//! decision becomes an effect.
+//! Carrying out the core's outputs where the router sends them, as frames and messages: the one
+//! place where a scheduling decision becomes an effect.
 
 use tracing::{info, warn};
 
-use super::gather::WatchToken;
-use super::mesh::{Part, ShardMsg};
-use super::state::Shard;
-use titan_core::{Ack, Core, Input, JobId, JobRef, KillReason, Output, RequestError, WorkerId};
-use titan_proto::message::client::{Cancelled, JobLabel, Stopped, Submitted};
-use titan_proto::message::client::{ScalingAction, ScalingEvent};
+use super::mesh::{Part, QueryId, ShardMsg};
+use super::shard::Shard;
+use titan_core::router::{Command, ReplyTo, Route};
+use titan_core::{Ack, Core, Input, JobId, JobRef, Output, RequestError, WorkerId};
+use titan_proto::message::client::{
+    Cancelled, JobLabel, JobStatus, ScalingAction, ScalingEvent, Stopped, Submitted,
+};
 use titan_proto::message::worker::{KillJob, Retire, RunJob, SpawnChild};
 use titan_proto::{encode_frame, ErrorCode, OpCode};
 
 impl Shard {
+    /// Carries out a batch of outputs, each where the router sends it. Journal records were
+    /// appended already (`Shard::handle`).
     pub(super) fn apply(&self, outputs: Vec<Output>) {
         for output in outputs {
-            match output {
-                // Nothing to write until the write-ahead log exists; `handle` confirms them.
-                Output::Journal { .. } => {}
-                Output::Reply { token, reply } => self.on_reply(token, reply),
-                Output::Notify { token, job, .. } => {
+            match self.router.route(output) {
+                Route::Journal { .. } => {}
+                Route::Reply { to, reply } => self.on_reply(to, reply),
+                Route::Notify { to, job, .. } => {
                     let status = self
                         .job_status(job)
                         .ok_or_else(|| format!("job {job} was pruned"));
-                    self.watched(token, status);
+                    self.watched(to, status);
                 }
-                Output::Dispatch {
-                    worker,
-                    job,
-                    attempt,
-                } => self.dispatch(worker, job, attempt),
-                Output::Kill {
-                    worker,
-                    job,
-                    attempt,
-                    reason,
-                } => self.kill(worker, job, attempt, reason),
+                Route::Worker { worker, command } => self.command(worker, command),
                 // Closing the connection makes every shard lose the worker (`on_conn_closed`).
-                Output::WorkerDead { worker, silent_for } => {
+                Route::Disconnect { worker, silent_for } => {
                     warn!(%worker, ?silent_for, "worker missed its heartbeats; declaring it dead");
                     self.drop_worker(worker);
                 }
-                Output::SpawnWorker {
-                    parent,
-                    ticket,
-                    reason,
-                } => {
-                    let why = format!(
-                        "{} {} job(s) waited {:?} with no free slot",
-                        reason.queued, reason.skill, reason.waiting
-                    );
-                    info!(%parent, ticket, reason = %why, "scaling up: asking a worker to spawn a child");
-                    self.record_scaling(ScalingAction::Spawn, parent, why);
-                    let mut frame = Vec::new();
-                    if encode_frame(&mut frame, OpCode::SpawnWorker, &SpawnChild { ticket }).is_ok()
-                    {
-                        self.to_worker(parent, frame);
-                    }
-                }
-                Output::RetireWorker { worker, idle_for } => {
-                    let why = format!("idle for {idle_for:?}");
-                    info!(%worker, reason = %why, "scaling down: retiring an idle ephemeral worker");
-                    self.record_scaling(ScalingAction::Retire, worker, why.clone());
-                    let mut frame = Vec::new();
-                    if encode_frame(&mut frame, OpCode::KillWorker, &Retire { reason: why }).is_ok()
-                    {
-                        self.to_worker(worker, frame);
-                    }
-                    // Closing its connection (after the frame is written) makes every shard lose it.
-                    self.drop_worker(worker);
-                }
-                Output::Wake { shards } => {
-                    for shard in
-                        (0..self.count).filter(|s| shards & (1 << s) != 0 && *s != self.index)
-                    {
+                Route::Tick(shards) => {
+                    for shard in shards {
                         self.mesh.send(shard, ShardMsg::Input(Input::Tick));
                     }
                 }
@@ -81,25 +42,63 @@ impl Shard {
         }
     }
 
-    fn on_reply(&self, token: u64, reply: Result<Ack, RequestError>) {
-        if let Some(watch) = WatchToken::unpack(token) {
-            // A watch the core refused (unknown job): that part of the wait is answered now.
-            let status = match reply {
-                Err(e) => Err(e.to_string()),
-                Ok(_) => Err("unexpected acknowledgement of a watch".to_string()),
-            };
-            self.send_to(
-                watch.origin,
-                ShardMsg::Part {
-                    query: watch.query,
-                    part: Part::Watched {
-                        index: watch.index,
-                        status: Box::new(status),
-                    },
-                },
-            );
-            return;
+    fn command(&self, worker: WorkerId, command: Command) {
+        match command {
+            Command::Run { job, attempt } => self.dispatch(worker, job, attempt),
+            Command::Kill {
+                job,
+                attempt,
+                reason,
+            } => {
+                let kill = KillJob {
+                    job,
+                    attempt,
+                    reason,
+                };
+                self.encode_to_worker(worker, OpCode::KillJob, &kill);
+            }
+            Command::Spawn { ticket, reason } => {
+                let why = format!(
+                    "{} {} job(s) waited {:?} with no free slot",
+                    reason.queued, reason.skill, reason.waiting
+                );
+                info!(%worker, ticket, reason = %why, "scaling up: asking a worker to spawn a child");
+                self.record_scaling(ScalingAction::Spawn, worker, why);
+                self.encode_to_worker(worker, OpCode::SpawnWorker, &SpawnChild { ticket });
+            }
+            Command::Retire { idle_for } => {
+                let why = format!("idle for {idle_for:?}");
+                info!(%worker, reason = %why, "scaling down: retiring an idle ephemeral worker");
+                self.record_scaling(ScalingAction::Retire, worker, why.clone());
+                self.encode_to_worker(worker, OpCode::KillWorker, &Retire { reason: why });
+                // Closing its connection (after the frame is written) makes every shard lose it.
+                self.drop_worker(worker);
+            }
         }
+    }
+
+    fn encode_to_worker<T>(&self, worker: WorkerId, opcode: OpCode, msg: &T)
+    where
+        T: for<'a, 'b> rkyv::Serialize<titan_proto::codec::FrameSerializer<'a, 'b>>,
+    {
+        let mut frame = Vec::new();
+        if encode_frame(&mut frame, opcode, msg).is_ok() {
+            self.to_worker(worker, frame);
+        }
+    }
+
+    fn on_reply(&self, to: ReplyTo, reply: Result<Ack, RequestError>) {
+        let token = match to {
+            ReplyTo::Connection(t) => t.pack(),
+            ReplyTo::Wait(_) => {
+                // A watch the core refused (unknown job): that part of the wait is answered now.
+                let status = match reply {
+                    Err(e) => Err(e.to_string()),
+                    Ok(_) => Err("unexpected acknowledgement of a watch".to_string()),
+                };
+                return self.watched(to, status);
+            }
+        };
         let mut frame = Vec::new();
         match reply {
             Ok(ack) => {
@@ -114,18 +113,18 @@ impl Shard {
         self.deliver(token, frame);
     }
 
-    fn watched(&self, token: u64, status: Result<titan_proto::message::client::JobStatus, String>) {
-        if let Some(watch) = WatchToken::unpack(token) {
-            self.send_to(
-                watch.origin,
-                ShardMsg::Part {
-                    query: watch.query,
-                    part: Part::Watched {
-                        index: watch.index,
-                        status: Box::new(status),
-                    },
-                },
-            );
+    /// A part of a wait is answered (watches come only from waits).
+    fn watched(&self, to: ReplyTo, status: Result<JobStatus, String>) {
+        if let ReplyTo::Wait(watch) = to {
+            let query = QueryId {
+                origin: watch.origin,
+                seq: watch.seq,
+            };
+            let part = Part::Watched {
+                index: watch.index,
+                status: Box::new(status),
+            };
+            self.send_to(watch.origin, ShardMsg::Part { query, part });
         }
     }
 
@@ -168,55 +167,14 @@ impl Shard {
         self.to_worker(worker, frame);
     }
 
-    fn kill(&self, worker: WorkerId, job: JobId, attempt: u32, reason: KillReason) {
-        let mut frame = Vec::new();
-        if encode_frame(
-            &mut frame,
-            OpCode::KillJob,
-            &KillJob {
-                job,
-                attempt,
-                reason,
-            },
-        )
-        .is_ok()
-        {
-            self.to_worker(worker, frame);
-        }
-    }
-
     fn record_scaling(&self, action: ScalingAction, worker: WorkerId, reason: String) {
-        let worker_port = self.workers.borrow().get(&worker).map(|h| h.port);
-        let event = ScalingEvent {
+        self.scaling.record(ScalingEvent {
             at_us: self.clock.now().0,
             action,
             worker: worker.0,
-            worker_port,
+            worker_port: self.directory.port(worker),
             reason,
-        };
-        let mut log = self.scaling.borrow_mut();
-        if log.len() == super::gather::SCALING_EVENTS_SHOWN {
-            log.pop_front();
-        }
-        log.push_back(event);
-    }
-
-    /// Closes the connection of a worker that lives on this shard (or asks its home shard to).
-    pub(super) fn drop_worker(&self, worker: WorkerId) {
-        let home = self.workers.borrow().get(&worker).copied();
-        match home {
-            Some(h) if h.shard != self.index => {
-                self.mesh.send(h.shard, ShardMsg::DropWorker { worker })
-            }
-            Some(h) => {
-                if let Some(conn) = h.conn {
-                    if let Some(entry) = self.conns.borrow().get(conn) {
-                        entry.outbox.close();
-                    }
-                }
-            }
-            None => {}
-        }
+        });
     }
 }
 

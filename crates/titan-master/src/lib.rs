@@ -7,16 +7,25 @@
 //! Connections are long-lived and pipelined (see [`connection`]).
 
 mod connection;
+mod conns;
+mod directory;
 mod effects;
+mod frames;
 mod gather;
 mod logs;
+mod membership;
 mod mesh;
 mod persist;
+mod queries;
 pub mod recovery;
+mod remote;
 mod requests;
+mod scaling;
 mod shard;
-mod state;
+mod startup;
+mod stats;
 mod status;
+mod timer;
 mod workers;
 
 use std::net::{IpAddr, SocketAddr};
@@ -257,7 +266,7 @@ fn start(config: MasterConfig) -> Result<Started, MasterError> {
             .name(&format!("titan-shard-{index}"))
             .io_memory(EXECUTOR_IO_MEMORY)
             .ring_depth(EXECUTOR_RING_DEPTH)
-            .spawn(move || shard::serve(index, addr, shard_shared, mesh, ready_tx))
+            .spawn(move || startup::serve(index, addr, shard_shared, mesh, ready_tx))
             .map_err(|e| MasterError::Spawn {
                 shard: index,
                 reason: e.to_string(),

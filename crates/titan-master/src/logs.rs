@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use futures_lite::future;
 
-use super::gather::data_frame;
+use super::frames::{data_frame, error_frame};
 use super::mesh::ShardMsg;
-use super::state::Shard;
+use super::shard::Shard;
 use titan_core::{JobId, JobState};
 use titan_logs::{AttemptKey, LogSink, Stream};
 use titan_proto::message::client::LogTotals;
@@ -148,15 +148,13 @@ impl Shard {
             let Some(view) = core.job(job) else {
                 return self.deliver(
                     token,
-                    super::gather::error_frame(
+                    error_frame(
                         titan_proto::ErrorCode::NotFound,
                         &format!("unknown job {job}"),
                     ),
                 );
             };
-            let worker = view
-                .worker
-                .and_then(|w| self.workers.borrow().get(&w).map(|h| h.addr));
+            let worker = view.worker.and_then(|w| self.directory.addr(w));
             LogsInfo {
                 job,
                 label: view.label.to_string(),

@@ -1,10 +1,12 @@
 //! Cross-shard traffic: what shards tell each other, and how it travels.
 //!
 //! Shards share nothing mutable but the load table; everything else crosses a glommio channel
-//! mesh (bounded SPSC channels between every pair of executors). Outputs are handled
-//! synchronously while a core is borrowed, so sending must never wait: [`Mesh::send`] tries the
+//! mesh (bounded SPSC channels between every pair of executors). Which shard gets what is the
+//! router's decision (`titan_core::router`); the mesh only carries it. Outputs are carried out
+//! synchronously inside `Shard::handle`, so sending must never wait: [`Mesh::send`] tries the
 //! channel and, when it is full, parks the message in a per-peer backlog that a flusher task
-//! drains with awaiting sends. Order per peer is kept either way.
+//! drains with awaiting sends. Order per peer is kept either way, which the router's ordering
+//! rules (a worker's adoptions before its `WorkerUp`) rely on.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -15,60 +17,10 @@ use glommio::{GlommioError, ResourceType};
 
 use titan_core::{Input, JobRef, JobState, Totals, WorkerId, WorkerInfo};
 use titan_proto::message::client::{JobStatus, LogTotals, ScalingEvent};
-use titan_runtime::outbox::{Notify, SlotId};
+use titan_runtime::outbox::Notify;
 
 /// Messages queued per mesh channel before senders fall back to the backlog.
 pub const MESH_CHANNEL_CAPACITY: usize = 4096;
-
-/// The bits of a reply slot that travel in a token.
-pub const SLOT_MASK: u64 = 0xFF_FFFF;
-
-/// Where a reply must go: shard, connection (slot and generation) and the reserved reply slot.
-/// Packed into the `u64` token the core echoes back, so any shard can route a core's reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Token {
-    pub shard: u32,
-    pub conn: ConnKey,
-    pub slot: u32,
-}
-
-/// A connection's place in its shard's registry; the generation tells a reused place apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ConnKey {
-    pub index: u16,
-    pub generation: u16,
-}
-
-impl Token {
-    pub fn new(shard: u32, conn: ConnKey, slot: SlotId) -> Token {
-        // Only the low 24 bits of the slot travel; the outbox restores the rest (see
-        // `Outbox::complete_wrapped`), sound while fewer than 2^24 replies are in flight per
-        // connection (the limit is `MAX_FRAMES_IN_FLIGHT`).
-        Token {
-            shard,
-            conn,
-            slot: (slot.0 & SLOT_MASK) as u32,
-        }
-    }
-
-    pub fn pack(self) -> u64 {
-        (u64::from(self.shard) << 56)
-            | (u64::from(self.conn.index) << 40)
-            | (u64::from(self.conn.generation) << 24)
-            | (u64::from(self.slot) & SLOT_MASK)
-    }
-
-    pub fn unpack(token: u64) -> Token {
-        Token {
-            shard: (token >> 56) as u32,
-            conn: ConnKey {
-                index: (token >> 40) as u16,
-                generation: (token >> 24) as u16,
-            },
-            slot: (token & SLOT_MASK) as u32,
-        }
-    }
-}
 
 /// A request a shard runs on behalf of another (the owner of the job, or every shard).
 #[derive(Clone, Debug)]
@@ -241,23 +193,5 @@ impl Mesh {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_round_trip() {
-        let t = Token {
-            shard: 63,
-            conn: ConnKey {
-                index: 4095,
-                generation: 65535,
-            },
-            slot: 0xAB_CDEF,
-        };
-        assert_eq!(Token::unpack(t.pack()), t);
     }
 }

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
-use super::state::Shard;
-use titan_core::{Input, Lsn, Record, SubmissionImage};
+use super::shard::Shard;
+use titan_core::{Input, Lsn, Output, Record, SubmissionImage};
 use titan_runtime::outbox::Notify;
 use titan_wal::{self as wal, Journal};
 
@@ -39,6 +39,49 @@ pub const DEGRADED_RETRY: Duration = Duration::from_secs(1);
 /// retained job (up to the 100,000 of the history window, plus the live ones), so at 200,000 a
 /// NOOP job paid for 1.5 job images; 500,000 records replay in about 0.2-0.3 s.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 500_000;
+
+/// The shard's log, when it has one (`None`: state is kept in memory only). Handed over for
+/// closing at shutdown.
+pub struct Wal {
+    log: RefCell<Option<Rc<Persistence>>>,
+}
+
+impl Wal {
+    pub fn new(log: Option<Rc<Persistence>>) -> Wal {
+        Wal {
+            log: RefCell::new(log),
+        }
+    }
+
+    /// Appends the journal records among `outputs`, in order. False when the shard keeps no log
+    /// (a degraded log still counts: its records are covered by the next snapshot).
+    pub fn append_all(&self, outputs: &[Output]) -> bool {
+        let log = self.log.borrow().clone();
+        let Some(log) = log else {
+            return false;
+        };
+        for output in outputs {
+            if let Output::Journal { lsn, record } = output {
+                log.append(*lsn, record);
+            }
+        }
+        true
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.log.borrow().is_some()
+    }
+
+    /// Why mutations are refused, if they are.
+    pub fn degraded(&self) -> Option<Degraded> {
+        self.log.borrow().as_ref().and_then(|p| p.degraded())
+    }
+
+    /// Takes the log out, for closing at shutdown.
+    pub fn take(&self) -> Option<Rc<Persistence>> {
+        self.log.borrow_mut().take()
+    }
+}
 
 /// Why a shard is not writing its log.
 #[derive(Clone, Debug)]

@@ -10,10 +10,10 @@ use std::time::Duration;
 use rkyv::string::ArchivedString;
 use rkyv::vec::ArchivedVec;
 
+use super::conns::{reply_token, ConnKey};
 use super::gather::{StatsForm, Then};
 use super::logs::LogsParams;
-use super::mesh::{ConnKey, Token};
-use super::state::Shard;
+use super::shard::Shard;
 use titan_core::model::ArchivedSubmission;
 use titan_core::{Input, JobRef, Submission};
 use titan_proto::decode::{self, ClientRequest, ToMaster};
@@ -91,7 +91,7 @@ impl Shard {
 
     /// Reserves the request's place in its connection's reply order; the token names it.
     fn reply_slot(&self, from: Origin<'_>) -> u64 {
-        Token::new(self.index, from.conn, from.outbox.reserve()).pack()
+        reply_token(self.index, from.conn, from.outbox.reserve())
     }
 
     fn on_submit(&self, from: Origin<'_>, archived: &ArchivedSubmission) -> Result<(), ProtoError> {

@@ -1,271 +1,221 @@
-//! Starting one shard: bind the shared port, join the mesh, start the shard's tasks, accept.
+//! One shard: its [`Core`], the [`Router`] that says where everything goes, and the parts that
+//! carry it out — the connection table ([`Conns`]), the worker directory ([`Directory`]), the mesh
+//! to the other shards ([`Mesh`]), the gathers in progress ([`Gathers`]), the scaling ring
+//! ([`ScalingLog`]), the clock and timer, the write-ahead log ([`Wal`]) and, on shard 0, the log
+//! sink ([`LogSide`]).
+//!
+//! Every input goes through [`Shard::handle`]: feed the core, append its journal records to the
+//! write-ahead log (whose pump confirms them with `Persisted` once durable) — or, kept in memory
+//! only, confirm them at once, which releases the replies the core was holding — and carry out
+//! every output where the router sends it ([`super::effects`]). All of this is synchronous: no
+//! borrow is ever held across an await.
 
-use std::net::SocketAddr;
-use std::rc::Rc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 
-use futures_lite::future;
-use glommio::channels::channel_mesh::{Full, MeshBuilder};
-use glommio::net::TcpListener;
-use tracing::{debug, error, info, warn};
-
-use super::connection::{self, ConnectionGuard};
+use super::conns::Conns;
+use super::directory::{Directory, Reach};
+use super::gather::Gathers;
 use super::logs::LogSide;
 use super::mesh::{Mesh, ShardMsg};
-use super::persist::Persistence;
-use super::state::Shard;
-use super::{recovery, MasterError, ShardEvent, Shared};
-use titan_core::{Core, ShardInfo};
-use titan_logs::{LogSink, SinkConfig};
-use titan_runtime::shutdown::Shutdown;
+use super::persist::{Degraded, Persistence, Wal};
+use super::scaling::ScalingLog;
+use super::timer::{Clock, Timer};
+use super::Shared;
+use titan_core::router::{self, Delivery, ReplyTo, Router, SLOT_MASK};
+use titan_core::{Core, Input, Output, ShardInfo, Time, WorkerId};
 
-/// Shares of the log sink's task queue (request handling runs in the default queue, 1000).
-const LOG_SINK_SHARES: usize = 100;
+pub struct Shard {
+    /// This shard itself, for tasks spawned from `&self` methods.
+    me: Weak<Shard>,
+    pub index: u32,
+    pub count: u32,
+    pub router: Router,
+    pub shared: Shared,
+    pub core: RefCell<Core>,
+    pub clock: Clock,
+    /// Wakes the timer task when the core's next deadline moved earlier.
+    pub timer: Timer,
+    pub conns: Conns,
+    /// Every worker any shard registered, with its home shard. Used for lookups only.
+    pub directory: Directory,
+    pub mesh: Rc<Mesh>,
+    pub gathers: Gathers,
+    /// This shard's recent scaling decisions (bounded).
+    pub scaling: ScalingLog,
+    /// The log sink and its index (shard 0 only).
+    pub logs: Option<LogSide>,
+    /// The shard's write-ahead log, unless state is kept in memory only.
+    pub wal: Wal,
+}
 
-/// Pause after a failed accept (e.g. out of file descriptors) before trying again, so the loop
-/// does not spin while the condition lasts.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
-
-pub(crate) async fn serve(
-    index: usize,
-    addr: SocketAddr,
-    shared: Shared,
-    mesh: Option<MeshBuilder<ShardMsg, Full>>,
-    events: crossbeam_channel::Sender<ShardEvent>,
-) {
-    let (listener, bound) =
-        match TcpListener::bind(addr).and_then(|l| l.local_addr().map(|a| (l, a))) {
-            Ok(bound) => bound,
-            Err(e) => {
-                let _ = events.send(ShardEvent::Failed(MasterError::Bind {
-                    shard: index,
-                    addr,
-                    source: e.into(),
-                }));
-                return;
-            }
-        };
-    // Shard 0 owns the log sink; its port is published before any shard serves workers.
-    let logs = if index == 0 {
-        let log_addr = std::net::SocketAddr::new(addr.ip(), shared.config.log_port);
-        match LogSink::bind(log_addr, SinkConfig::default()) {
-            Ok(sink) => {
-                shared.log_port.store(
-                    sink.local_addr().port(),
-                    std::sync::atomic::Ordering::Release,
-                );
-                Some(LogSide::new(sink))
-            }
-            Err(e) => {
-                let _ = events.send(ShardEvent::Failed(MasterError::LogBind {
-                    addr: log_addr,
-                    reason: e.to_string(),
-                }));
-                return;
-            }
-        }
-    } else {
-        None
-    };
-    let _ = events.send(ShardEvent::Bound(bound)); // Joining waits for every shard, so it comes after this shard reported its address (the
-                                                   // next shard is only started once this one is bound).
-    let (senders, receivers) = match mesh {
-        Some(builder) => match builder.join().await {
-            Ok((senders, receivers)) if senders.peer_id() == index => {
-                (Some(senders), Some(receivers))
-            }
-            Ok((senders, _)) => {
-                error!(
-                    shard = index,
-                    peer = senders.peer_id(),
-                    "mesh peer id differs from the shard index"
-                );
-                let _ = events.send(ShardEvent::Failed(MasterError::ShardLost { shard: index }));
-                return;
-            }
-            Err(e) => {
-                error!(shard = index, error = %e, "could not join the shard mesh");
-                let _ = events.send(ShardEvent::Failed(MasterError::ShardLost { shard: index }));
-                return;
-            }
-        },
-        None => (None, None),
-    };
-    let mesh = Mesh::new(senders, shared.config.shards);
-    let seed = shared.config.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    // Recover this shard's state before building anything that serves.
-    let shard_info = ShardInfo {
-        index: index as u32,
-        count: shared.config.shards as u32,
-    };
-    let mut core = Core::new(
-        shared.config.core.clone(),
-        shard_info,
-        shared.load.clone(),
-        seed,
-    );
-    let persistence = match &shared.generation {
-        Some(generation) => {
-            let dir = generation.shard_dir(index as u32);
-            match recovery::open_shard(&dir, shared.config.wal.clone(), &mut core).await {
-                Ok((journal, recovered)) => {
-                    info!(
-                        shard = index,
-                        snapshot = recovered.snapshot,
-                        records = recovered.records,
-                        rejected = recovered.rejected,
-                        damage = ?recovered.damage,
-                        "recovered"
-                    );
-                    // Recovery ends — and the wait for the known workers starts — only once every
-                    // shard has replayed its log: a worker may connect to any shard, and no shard
-                    // may give up on it while another still replays.
-                    if !all_shards_recovered(&shared).await {
-                        return;
-                    }
-                    if recovered.replayed {
-                        core.finish_recovery(crate::state::Clock::default().now());
-                    }
-                    Some(Persistence::new(journal, shared.config.snapshot_every))
-                }
-                Err(e) => {
-                    let _ = events.send(ShardEvent::Failed(e.into()));
-                    return;
-                }
-            }
-        }
-        None => None,
-    };
-    let shard = Shard::new(
-        index as u32,
-        shared.clone(),
-        mesh.clone(),
-        core,
-        logs,
-        persistence.clone(),
-    );
-    let wal_tasks: Vec<_> = persistence
-        .iter()
-        .flat_map(|p| {
-            [
-                glommio::spawn_local(p.clone().pump(shard.clone())),
-                glommio::spawn_local(p.clone().snapshots(shard.clone())),
-            ]
+impl Shard {
+    pub fn new(
+        index: u32,
+        shared: Shared,
+        mesh: Rc<Mesh>,
+        core: Core,
+        logs: Option<LogSide>,
+        persistence: Option<Rc<Persistence>>,
+    ) -> Rc<Shard> {
+        let count = shared.config.shards as u32;
+        Rc::new_cyclic(|me| Shard {
+            me: me.clone(),
+            index,
+            count,
+            router: Router::new(ShardInfo { index, count }),
+            shared,
+            core: RefCell::new(core),
+            clock: Clock::default(),
+            timer: Timer::default(),
+            conns: Conns::default(),
+            directory: Directory::default(),
+            mesh,
+            gathers: Gathers::default(),
+            scaling: ScalingLog::default(),
+            logs,
+            wal: Wal::new(persistence),
         })
-        .collect();
-    if let Some(logs) = &shard.logs {
-        // Below scheduling: under a flood of output the sink falls behind (and counts what the
-        // full socket buffer drops) rather than slowing jobs down.
-        let queue = glommio::executor().create_task_queue(
-            glommio::Shares::Static(LOG_SINK_SHARES),
-            glommio::Latency::NotImportant,
-            "log-sink",
-        );
-        let sink = logs.sink.clone();
-        let serve = async move {
-            if let Err(e) = sink.serve().await {
-                error!(error = %e, "the log sink stopped");
-            }
+    }
+
+    /// An owning handle to this shard (for spawning tasks).
+    pub fn rc(&self) -> Rc<Shard> {
+        // The shard's executor holds the only strong references; none of its tasks outlive it.
+        self.me
+            .upgrade()
+            .expect("a shard outlives the tasks that use it")
+    }
+
+    /// Feeds one input to the core and carries out everything it decided.
+    pub fn handle(&self, input: Input) {
+        let now = self.clock.now();
+        let outputs = self.feed(now, input);
+        // Records go to the log first, in LSN order: carrying out the outputs may feed the core
+        // again, and the records that produces must come after these.
+        if self.wal.append_all(&outputs) {
+            // The log's pump confirms the records once they are durable.
+            self.apply(outputs);
+        } else {
+            self.apply_confirming(now, outputs);
+        }
+        self.timer.moved(self.core.borrow_mut().poll_timeout());
+    }
+
+    /// The core's outputs for one input, collected once so no borrow of the core is held while
+    /// they are carried out (which may feed the core again).
+    fn feed(&self, now: Time, input: Input) -> Vec<Output> {
+        let mut core = self.core.borrow_mut();
+        core.handle(now, input);
+        core.drain_outputs().collect()
+    }
+
+    /// Without a log a record is durable as soon as it exists: confirming each batch releases the
+    /// replies that wait for it, which may journal more (never unboundedly).
+    fn apply_confirming(&self, now: Time, mut outputs: Vec<Output>) {
+        loop {
+            let confirm = router::confirm_at_once(&outputs);
+            self.apply(outputs);
+            let Some(input) = confirm else {
+                break;
+            };
+            outputs = self.feed(now, input);
+        }
+    }
+
+    /// Why changes are refused right now (the log cannot be written), if they are.
+    pub fn degraded(&self) -> Option<Degraded> {
+        self.wal.degraded()
+    }
+
+    /// Hands an input to the core the router chose: this one, or another over the mesh.
+    pub fn send_input(&self, Delivery { shard, input }: Delivery) {
+        if shard == self.index {
+            self.handle(input);
+        } else {
+            self.mesh.send(shard, ShardMsg::Input(input));
+        }
+    }
+
+    /// Sends a message to another shard, or handles it here when `shard` is this one.
+    pub fn send_to(&self, shard: u32, msg: ShardMsg) {
+        if shard == self.index {
+            self.on_shard_msg(msg);
+        } else {
+            self.mesh.send(shard, msg);
+        }
+    }
+
+    /// Fills the reply slot named by `token` (a connection's), here or on the shard that holds
+    /// the connection.
+    pub fn deliver(&self, token: u64, frame: Vec<u8>) {
+        // Waits are answered in parts (`Part::Watched`), never with a frame.
+        let ReplyTo::Connection(t) = ReplyTo::unpack(token) else {
+            return;
         };
-        match glommio::spawn_local_into(serve, queue) {
-            Ok(task) => {
-                task.detach();
-            }
-            Err(e) => error!(error = %e, "could not start the log sink"),
+        if t.shard != self.index {
+            self.mesh.send(t.shard, ShardMsg::Reply { token, frame });
+            return;
+        }
+        let conn = super::conns::ConnKey::from_bits(t.conn);
+        if let Some(outbox) = self.conns.outbox(conn) {
+            outbox.complete_wrapped(t.slot, SLOT_MASK, |out| out.extend_from_slice(&frame));
         }
     }
-    let shutdown = Shutdown::default();
-    glommio::spawn_local(shutdown.clone().follow(shared.stop.clone())).detach();
-    glommio::spawn_local(mesh.flush_backlog()).detach();
-    glommio::spawn_local(shard.clone().run_timer()).detach();
-    if let Some(mut receivers) = receivers {
-        for (_, stream) in receivers.streams() {
-            let shard = shard.clone();
-            glommio::spawn_local(async move {
-                while let Some(msg) = stream.recv().await {
-                    shard.on_shard_msg(msg);
+
+    /// Writes a frame to a worker's connection, wherever it lives.
+    pub fn to_worker(&self, worker: WorkerId, frame: Vec<u8>) {
+        match self.directory.reach(worker, self.index) {
+            Reach::Here(conn) => {
+                if let Some(outbox) = self.conns.outbox(conn) {
+                    outbox.push(|out| out.extend_from_slice(&frame));
                 }
-            })
-            .detach();
-        }
-    }
-    let _ = events.send(ShardEvent::Ready);
-    accept_loop(index, &listener, &shard, &shutdown).await;
-    debug!(shard = index, "shard stopped accepting");
-    // Write what is pending and release the log (its lock and files) before the executor ends.
-    // Awaited, so the tasks' handles on the log are gone and it can be closed properly. A
-    // snapshot cut short leaves a temporary file that the next start removes.
-    for task in wal_tasks {
-        task.cancel().await;
-    }
-    drop(persistence);
-    if let Some(p) = shard.take_persistence() {
-        p.close().await;
-    }
-}
-
-/// A client connection quiet for this long may be closed to make room when the connection limit
-/// is reached (the CLI reconnects by itself on its next command).
-const EVICT_AFTER_IDLE: Duration = Duration::from_secs(1);
-
-/// At the connection limit, closes this shard's longest-idle client connection (never a
-/// worker's, never one owed a reply), so that idle or leaked connections cannot lock out new
-/// clients and workers. False when there is none to close.
-fn evict_idle_client(shard: &Shard) -> bool {
-    let conns = shard.conns.borrow();
-    let Some(entry) = conns
-        .oldest_idle_client(EVICT_AFTER_IDLE)
-        .and_then(|key| conns.get(key))
-    else {
-        return false;
-    };
-    info!(peer = ?entry.peer, "connection limit reached: closing the longest-idle client connection");
-    entry.outbox.close();
-    true
-}
-
-async fn accept_loop(index: usize, listener: &TcpListener, shard: &Rc<Shard>, shutdown: &Shutdown) {
-    let shared = &shard.shared;
-    loop {
-        let accepted = future::or(async { Some(listener.accept().await) }, async {
-            shutdown.wait().await;
-            None
-        })
-        .await;
-        match accepted {
-            None => break,
-            Some(Ok(stream)) => {
-                let open = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
-                let guard = ConnectionGuard::new(shared.connections.clone());
-                let over_limit = open > shared.config.max_connections && !evict_idle_client(shard);
-                let task =
-                    connection::serve(stream, shard.clone(), shutdown.clone(), guard, over_limit);
-                glommio::spawn_local(task).detach();
             }
-            Some(Err(e)) => {
-                warn!(shard = index, error = %e, "accept failed");
-                glommio::timer::sleep(ACCEPT_BACKOFF).await;
-            }
+            Reach::Shard(shard) => self.mesh.send(shard, ShardMsg::ToWorker { worker, frame }),
+            // Already gone: the cores learn of the loss through `WorkerLost`.
+            Reach::Gone => {}
         }
     }
-}
 
-/// Counts this shard as recovered and waits until every shard is (false: the master is stopping).
-async fn all_shards_recovered(shared: &Shared) -> bool {
-    let shards = shared.config.shards;
-    shared
-        .recovered_shards
-        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    while shared
-        .recovered_shards
-        .load(std::sync::atomic::Ordering::Acquire)
-        < shards
-    {
-        if shared.stop.is_triggered() {
-            return false;
+    /// Closes the connection of a worker (here, or by asking its home shard); the close makes
+    /// every shard lose it (`on_conn_closed`).
+    pub(super) fn drop_worker(&self, worker: WorkerId) {
+        match self.directory.reach(worker, self.index) {
+            Reach::Here(conn) => self.conns.close(conn),
+            Reach::Shard(shard) => self.mesh.send(shard, ShardMsg::DropWorker { worker }),
+            Reach::Gone => {}
         }
-        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
     }
-    true
+
+    /// Handles a message from another shard (or from this one, short-circuited).
+    pub fn on_shard_msg(&self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Input(input) => self.on_remote_input(input),
+            ShardMsg::WorkerUp {
+                info,
+                home_shard,
+                addr,
+            } => self.on_remote_worker_up(info, home_shard, addr),
+            ShardMsg::ToWorker { worker, frame } => self.to_worker(worker, frame),
+            ShardMsg::DropWorker { worker } => self.drop_worker(worker),
+            ShardMsg::Reply { token, frame } => self.deliver(token, frame),
+            ShardMsg::Request {
+                token,
+                query,
+                request,
+            } => self.on_remote_request(token, query, request),
+            ShardMsg::Part { query, part } => self.on_part(query, part),
+            ShardMsg::LogEnd {
+                job,
+                attempt,
+                stdout,
+                stderr,
+                worker,
+            } => self.on_log_end(job, attempt, stdout, stderr, worker),
+            ShardMsg::LogsRead {
+                token,
+                params,
+                info,
+            } => self.read_logs(token, params, *info),
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! A job as a client sees it: the core's `JobView` turned into a `JobStatus` message.
 
-use super::state::Shard;
+use super::shard::Shard;
 use titan_core::grammar::format_one_off;
 use titan_core::{JobId, JobView};
 use titan_proto::message::client::JobStatus;
@@ -13,9 +13,7 @@ impl Shard {
     }
 
     pub fn status_of(&self, v: &JobView<'_>) -> JobStatus {
-        let worker_port = v
-            .worker
-            .and_then(|w| self.workers.borrow().get(&w).map(|h| h.port));
+        let worker_port = v.worker.and_then(|w| self.directory.port(w));
         JobStatus {
             id: v.id.0,
             label: v.label.to_string(),
