@@ -3,7 +3,8 @@
 //! [`run`] starts the shards (shard 0 binds first so that `--port 0` resolves to one port that the
 //! other shards then share through SO_REUSEPORT), reports [`Ready`] once every shard serves, and
 //! waits until its [`ShutdownHandle`] is triggered or a shard fails; then it stops every shard and
-//! joins them. Signals and the ready line belong to whoever embeds it (the `titan` binary).
+//! joins them. Signals and the ready line belong to whoever embeds it (the `titan` binary). Each
+//! shard is thin IO around its core and the pure router in `titan_core::router` (`shard.rs`).
 //! Connections are long-lived and pipelined (see [`connection`]).
 
 mod connection;

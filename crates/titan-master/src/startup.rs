@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_lite::future;
-use glommio::channels::channel_mesh::{Full, MeshBuilder};
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 use glommio::net::TcpListener;
 use tracing::{debug, error, info, warn};
 
@@ -35,108 +35,59 @@ pub(crate) async fn serve(
     mesh: Option<MeshBuilder<ShardMsg, Full>>,
     events: crossbeam_channel::Sender<ShardEvent>,
 ) {
-    let (listener, bound) =
-        match TcpListener::bind(addr).and_then(|l| l.local_addr().map(|a| (l, a))) {
-            Ok(bound) => bound,
-            Err(e) => {
-                let _ = events.send(ShardEvent::Failed(MasterError::Bind {
-                    shard: index,
-                    addr,
-                    source: e.into(),
-                }));
-                return;
-            }
-        };
+    match start(index, addr, &shared, mesh, &events).await {
+        Ok(Some(started)) => {
+            let _ = events.send(ShardEvent::Ready);
+            run(index, started).await;
+        }
+        // The master stopped while this shard waited for the others to recover.
+        Ok(None) => {}
+        Err(e) => {
+            let _ = events.send(ShardEvent::Failed(e));
+        }
+    }
+}
+
+/// A shard ready to accept: its listener, itself, and the tasks that keep its log.
+struct Started {
+    listener: TcpListener,
+    shard: Rc<Shard>,
+    wal_tasks: Vec<glommio::Task<()>>,
+    shutdown: Shutdown,
+}
+
+/// Binds, joins the mesh, recovers the shard's state and starts its tasks. `None`: the master
+/// stopped meanwhile.
+async fn start(
+    index: usize,
+    addr: SocketAddr,
+    shared: &Shared,
+    mesh: Option<MeshBuilder<ShardMsg, Full>>,
+    events: &crossbeam_channel::Sender<ShardEvent>,
+) -> Result<Option<Started>, MasterError> {
+    let listener = TcpListener::bind(addr).map_err(|e| MasterError::Bind {
+        shard: index,
+        addr,
+        source: e.into(),
+    })?;
+    let bound = listener.local_addr().map_err(|e| MasterError::Bind {
+        shard: index,
+        addr,
+        source: e.into(),
+    })?;
     // Shard 0 owns the log sink; its port is published before any shard serves workers.
-    let logs = if index == 0 {
-        let log_addr = std::net::SocketAddr::new(addr.ip(), shared.config.log_port);
-        match LogSink::bind(log_addr, SinkConfig::default()) {
-            Ok(sink) => {
-                shared.log_port.store(
-                    sink.local_addr().port(),
-                    std::sync::atomic::Ordering::Release,
-                );
-                Some(LogSide::new(sink))
-            }
-            Err(e) => {
-                let _ = events.send(ShardEvent::Failed(MasterError::LogBind {
-                    addr: log_addr,
-                    reason: e.to_string(),
-                }));
-                return;
-            }
-        }
-    } else {
-        None
+    let logs = match index {
+        0 => Some(open_log_sink(addr, shared)?),
+        _ => None,
     };
-    let _ = events.send(ShardEvent::Bound(bound)); // Joining waits for every shard, so it comes after this shard reported its address (the
-                                                   // next shard is only started once this one is bound).
-    let (senders, receivers) = match mesh {
-        Some(builder) => match builder.join().await {
-            Ok((senders, receivers)) if senders.peer_id() == index => {
-                (Some(senders), Some(receivers))
-            }
-            Ok((senders, _)) => {
-                error!(
-                    shard = index,
-                    peer = senders.peer_id(),
-                    "mesh peer id differs from the shard index"
-                );
-                let _ = events.send(ShardEvent::Failed(MasterError::ShardLost { shard: index }));
-                return;
-            }
-            Err(e) => {
-                error!(shard = index, error = %e, "could not join the shard mesh");
-                let _ = events.send(ShardEvent::Failed(MasterError::ShardLost { shard: index }));
-                return;
-            }
-        },
-        None => (None, None),
-    };
+    // Joining waits for every shard, so it comes after this shard reported its address (the next
+    // shard is only started once this one is bound).
+    let _ = events.send(ShardEvent::Bound(bound));
+    let (senders, receivers) = join_mesh(index, mesh).await?;
     let mesh = Mesh::new(senders, shared.config.shards);
-    let seed = shared.config.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     // Recover this shard's state before building anything that serves.
-    let shard_info = ShardInfo {
-        index: index as u32,
-        count: shared.config.shards as u32,
-    };
-    let mut core = Core::new(
-        shared.config.core.clone(),
-        shard_info,
-        shared.load.clone(),
-        seed,
-    );
-    let persistence = match &shared.generation {
-        Some(generation) => {
-            let dir = generation.shard_dir(index as u32);
-            match recovery::open_shard(&dir, shared.config.wal.clone(), &mut core).await {
-                Ok((journal, recovered)) => {
-                    info!(
-                        shard = index,
-                        snapshot = recovered.snapshot,
-                        records = recovered.records,
-                        rejected = recovered.rejected,
-                        damage = ?recovered.damage,
-                        "recovered"
-                    );
-                    // Recovery ends — and the wait for the known workers starts — only once every
-                    // shard has replayed its log: a worker may connect to any shard, and no shard
-                    // may give up on it while another still replays.
-                    if !all_shards_recovered(&shared).await {
-                        return;
-                    }
-                    if recovered.replayed {
-                        core.finish_recovery(crate::timer::Clock::default().now());
-                    }
-                    Some(Persistence::new(journal, shared.config.snapshot_every))
-                }
-                Err(e) => {
-                    let _ = events.send(ShardEvent::Failed(e.into()));
-                    return;
-                }
-            }
-        }
-        None => None,
+    let Some((core, persistence)) = recover(index, shared).await? else {
+        return Ok(None);
     };
     let shard = Shard::new(
         index as u32,
@@ -146,7 +97,7 @@ pub(crate) async fn serve(
         logs,
         persistence.clone(),
     );
-    let wal_tasks: Vec<_> = persistence
+    let wal_tasks = persistence
         .iter()
         .flat_map(|p| {
             [
@@ -156,25 +107,7 @@ pub(crate) async fn serve(
         })
         .collect();
     if let Some(logs) = &shard.logs {
-        // Below scheduling: under a flood of output the sink falls behind (and counts what the
-        // full socket buffer drops) rather than slowing jobs down.
-        let queue = glommio::executor().create_task_queue(
-            glommio::Shares::Static(LOG_SINK_SHARES),
-            glommio::Latency::NotImportant,
-            "log-sink",
-        );
-        let sink = logs.sink.clone();
-        let serve = async move {
-            if let Err(e) = sink.serve().await {
-                error!(error = %e, "the log sink stopped");
-            }
-        };
-        match glommio::spawn_local_into(serve, queue) {
-            Ok(task) => {
-                task.detach();
-            }
-            Err(e) => error!(error = %e, "could not start the log sink"),
-        }
+        serve_log_sink(logs);
     }
     let shutdown = Shutdown::default();
     glommio::spawn_local(shutdown.clone().follow(shared.stop.clone())).detach();
@@ -191,19 +124,136 @@ pub(crate) async fn serve(
             .detach();
         }
     }
-    let _ = events.send(ShardEvent::Ready);
+    Ok(Some(Started {
+        listener,
+        shard,
+        wal_tasks,
+        shutdown,
+    }))
+}
+
+/// Accepts until the master stops, then writes what is pending and releases the log (its lock
+/// and files) before the executor ends.
+async fn run(index: usize, started: Started) {
+    let Started {
+        listener,
+        shard,
+        wal_tasks,
+        shutdown,
+    } = started;
     accept_loop(index, &listener, &shard, &shutdown).await;
     debug!(shard = index, "shard stopped accepting");
-    // Write what is pending and release the log (its lock and files) before the executor ends.
     // Awaited, so the tasks' handles on the log are gone and it can be closed properly. A
     // snapshot cut short leaves a temporary file that the next start removes.
     for task in wal_tasks {
         task.cancel().await;
     }
-    drop(persistence);
     if let Some(p) = shard.wal.take() {
         p.close().await;
     }
+}
+
+fn open_log_sink(addr: SocketAddr, shared: &Shared) -> Result<LogSide, MasterError> {
+    let log_addr = SocketAddr::new(addr.ip(), shared.config.log_port);
+    let sink =
+        LogSink::bind(log_addr, SinkConfig::default()).map_err(|e| MasterError::LogBind {
+            addr: log_addr,
+            reason: e.to_string(),
+        })?;
+    shared
+        .log_port
+        .store(sink.local_addr().port(), Ordering::Release);
+    Ok(LogSide::new(sink))
+}
+
+/// Runs the log sink below scheduling: under a flood of output the sink falls behind (and counts
+/// what the full socket buffer drops) rather than slowing jobs down.
+fn serve_log_sink(logs: &LogSide) {
+    let queue = glommio::executor().create_task_queue(
+        glommio::Shares::Static(LOG_SINK_SHARES),
+        glommio::Latency::NotImportant,
+        "log-sink",
+    );
+    let sink = logs.sink.clone();
+    let serve = async move {
+        if let Err(e) = sink.serve().await {
+            error!(error = %e, "the log sink stopped");
+        }
+    };
+    match glommio::spawn_local_into(serve, queue) {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(e) => error!(error = %e, "could not start the log sink"),
+    }
+}
+
+type MeshEnds = (Option<Senders<ShardMsg>>, Option<Receivers<ShardMsg>>);
+
+async fn join_mesh(
+    index: usize,
+    mesh: Option<MeshBuilder<ShardMsg, Full>>,
+) -> Result<MeshEnds, MasterError> {
+    let Some(builder) = mesh else {
+        return Ok((None, None));
+    };
+    match builder.join().await {
+        Ok((senders, receivers)) if senders.peer_id() == index => {
+            Ok((Some(senders), Some(receivers)))
+        }
+        Ok((senders, _)) => {
+            let peer = senders.peer_id();
+            error!(
+                shard = index,
+                peer, "mesh peer id differs from the shard index"
+            );
+            Err(MasterError::ShardLost { shard: index })
+        }
+        Err(e) => {
+            error!(shard = index, error = %e, "could not join the shard mesh");
+            Err(MasterError::ShardLost { shard: index })
+        }
+    }
+}
+
+/// The shard's core, rebuilt from its log when it keeps one. `None`: the master stopped while
+/// waiting for the other shards.
+async fn recover(
+    index: usize,
+    shared: &Shared,
+) -> Result<Option<(Core, Option<Rc<Persistence>>)>, MasterError> {
+    let seed = shared.config.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let shard_info = ShardInfo {
+        index: index as u32,
+        count: shared.config.shards as u32,
+    };
+    let config = shared.config.core.clone();
+    let mut core = Core::new(config, shard_info, shared.load.clone(), seed);
+    let Some(generation) = &shared.generation else {
+        return Ok(Some((core, None)));
+    };
+    let dir = generation.shard_dir(index as u32);
+    let (journal, recovered) =
+        recovery::open_shard(&dir, shared.config.wal.clone(), &mut core).await?;
+    info!(
+        shard = index,
+        snapshot = recovered.snapshot,
+        records = recovered.records,
+        rejected = recovered.rejected,
+        damage = ?recovered.damage,
+        "recovered"
+    );
+    // Recovery ends — and the wait for the known workers starts — only once every shard has
+    // replayed its log: a worker may connect to any shard, and no shard may give up on it while
+    // another still replays.
+    if !all_shards_recovered(shared).await {
+        return Ok(None);
+    }
+    if recovered.replayed {
+        core.finish_recovery(crate::timer::Clock::default().now());
+    }
+    let persistence = Persistence::new(journal, shared.config.snapshot_every);
+    Ok(Some((core, Some(persistence))))
 }
 
 /// A client connection quiet for this long may be closed to make room when the connection limit
