@@ -1,15 +1,15 @@
 //! The master shell's routing rules, pure: for everything that reaches a shard from outside (a
-//! worker's report, a registration, a departure, a client's request) and for every [`Output`] of a
-//! shard's core, where it goes — to which shard's core as which [`Input`], to which worker, to which
-//! client, to the journal — and in what order. The master's shards carry the answers out over
+//! worker's report, a registration, a departure, a client's request) and for every [`Output`] of
+//! a shard's core, where it goes — to which shard's core as which [`Input`], to which worker, to
+//! which client, to the journal — and in what order. The master's shards carry the answers out over
 //! sockets and their channel mesh; the simulator (`sim`, behind the feature of that name) carries
 //! the very same answers out over its virtual network, so it checks these rules, not a copy.
 //!
 //! A [`Router`] is the view from one shard: the one a worker's connection or a client's request
 //! arrived on, or the one whose core emitted an output. The rules:
-//! - **Owner routing.** A submission lives on the shard that accepted it; everything about its jobs
-//!   afterwards (worker reports, adoptions, cancels, stops, watches) goes to the shard that owns its
-//!   DAG, `dag % shards` ([`Router::input`], [`Router::owner`]).
+//! - **Owner routing.** A submission lives on the shard that accepted it; everything about its
+//!   jobs afterwards (worker reports, adoptions, cancels, stops, watches) goes to the shard that
+//!   owns its DAG, `dag % shards` ([`Router::input`], [`Router::owner`]).
 //! - **Adoption before `WorkerUp`.** A worker's registration reaches every shard as that shard's
 //!   `Adopt` for each attempt the worker still runs whose job the shard owns, and only then its
 //!   `WorkerUp` ([`Router::register`]). A core places no new work on the adopted slots first, and
