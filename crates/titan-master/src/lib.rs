@@ -5,7 +5,7 @@
 //! waits until its [`ShutdownHandle`] is triggered or a shard fails; then it stops every shard and
 //! joins them. Signals and the ready line belong to whoever embeds it (the `titan` binary). Each
 //! shard is thin IO around its core and the pure router in `titan_core::router` (`shard.rs`).
-//! Connections are long-lived and pipelined (see [`connection`]).
+//! Connections are long-lived and pipelined (`connection.rs`).
 
 mod connection;
 mod conns;
