@@ -185,10 +185,11 @@ impl Conns {
 mod tests {
     use super::*;
     use titan_core::router::ReplyTo;
+    use titan_proto::conn::Outgoing;
 
     fn entry(last_active: Instant) -> ConnEntry {
         ConnEntry {
-            outbox: Outbox::new(),
+            outbox: Outbox::new(Outgoing::default()),
             peer: Some("127.0.0.1:4000".parse().expect("an address")),
             worker: None,
             last_active,
@@ -277,7 +278,7 @@ mod tests {
             target.complete_wrapped(t.slot, SLOT_MASK, |out| out.push(byte));
         }
         let mut written = Vec::new();
-        outbox.take_ready(&mut written);
+        outbox.take_transmit(&mut written);
         assert_eq!(written, b"abc");
         assert_eq!(outbox.in_flight(), 0);
     }

@@ -47,7 +47,7 @@ mod tests {
     fn event(at_us: u64) -> ScalingEvent {
         ScalingEvent {
             at_us,
-            action: "spawn".to_string(),
+            action: titan_proto::message::client::ScalingAction::Spawn,
             worker: 1,
             worker_port: None,
             reason: String::new(),
