@@ -8,7 +8,7 @@ use std::thread;
 
 use anyhow::Context;
 use clap::Args;
-use titan::proto::{Header, OpCode, HEADER_LEN};
+use titan_proto::{Header, OpCode, HEADER_LEN};
 
 #[derive(Debug, Args)]
 pub struct EchoArgs {
@@ -34,7 +34,7 @@ fn serve(mut stream: TcpStream) -> std::io::Result<()> {
     let mut payload = Vec::new();
     loop {
         stream.read_exact(&mut header)?;
-        let parsed = Header::decode(&header, titan::proto::limits::MAX_FRAME_LEN)
+        let parsed = Header::decode(&header, titan_proto::limits::MAX_FRAME_LEN)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         payload.resize(parsed.len as usize, 0);
         stream.read_exact(&mut payload)?;

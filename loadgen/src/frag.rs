@@ -14,8 +14,8 @@ use clap::Args;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use titan::proto::limits::MAX_FRAME_LEN;
-use titan::proto::{ErrorCode, Header, OpCode, VERSION};
+use titan_proto::limits::MAX_FRAME_LEN;
+use titan_proto::{ErrorCode, Header, OpCode, VERSION};
 
 use crate::report;
 use crate::wire::{self, FrameReader};

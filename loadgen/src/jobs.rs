@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use titan::cli::client::{decode_reply, Client};
-use titan::core::{DagJobSpec, JobKind, JobSpec, Submission};
-use titan::proto::message::client::{SubmitRequest, Submitted};
-use titan::proto::OpCode;
+use titan_client::{decode_reply, Client};
+use titan_core::{DagJobSpec, JobKind, JobSpec, Submission};
+use titan_proto::message::client::{SubmitRequest, Submitted};
+use titan_proto::OpCode;
 
 use crate::report::{self, Latency};
 
@@ -316,7 +316,7 @@ fn e2e_latency(args: &E2eArgs, n: u64) -> anyhow::Result<bool> {
         let reply = client.wait(&[submitted.label], args.timeout)?;
         report::record(&mut hist, t0.elapsed());
         if reply.timed_out
-            || reply.jobs.first().map(|j| j.state) != Some(titan::core::JobState::Completed)
+            || reply.jobs.first().map(|j| j.state) != Some(titan_core::JobState::Completed)
         {
             bail!("a job did not complete: {reply:?}");
         }
@@ -379,7 +379,7 @@ pub fn dag(args: DagArgs) -> anyhow::Result<bool> {
     }
     let mut hop = report::histogram();
     let mut release = report::histogram();
-    let mut prev: Option<titan::proto::message::client::JobStatus> = None;
+    let mut prev: Option<titan_proto::message::client::JobStatus> = None;
     for job in &submitted.jobs {
         let status = client.status(&job.label)?;
         if let Some(p) = &prev {

@@ -5,10 +5,10 @@
 use std::io::{self, Write};
 use std::net::TcpStream;
 
-use titan::proto::conn::ConnConfig;
-use titan::proto::message::{ArchivedErrorReply, ArchivedPing, Ping};
-use titan::proto::{access, encode_frame, ConnError, Header, OpCode, ProtoError};
 use titan_client::{BlockingConn, RecvError};
+use titan_proto::conn::ConnConfig;
+use titan_proto::message::{ArchivedErrorReply, ArchivedPing, Ping};
+use titan_proto::{access, encode_frame, ConnError, Header, OpCode, ProtoError};
 
 /// A frame copied out of the receive buffer: the load generator checks replies after reading
 /// them, so it owns them (the server is what must be zero-copy, not the tool measuring it).
