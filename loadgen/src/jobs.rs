@@ -158,7 +158,7 @@ fn submit_pipelined(
     depth: usize,
     budget: &AtomicI64,
     keep_labels: bool,
-) -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64, Vec<String>)> {
+) -> SubmitterResult {
     let mut client = Client::connect(addr)?;
     let request = SubmitRequest {
         submission: Submission::OneOff(spec.clone()),
@@ -197,20 +197,30 @@ fn submit_pipelined(
     }
 }
 
+/// What one submitting connection returns: its ack latencies, its ack count, the labels it kept.
+type SubmitterResult = anyhow::Result<(hdrhistogram::Histogram<u64>, u64, Vec<String>)>;
+
+/// One thread per connection, each keeping `depth` submits of `kind` in flight until `budget`
+/// is spent.
+fn spawn_submitters(
+    addr: &str,
+    kind: Kind,
+    connections: usize,
+    depth: usize,
+    budget: &Arc<AtomicI64>,
+) -> Vec<thread::JoinHandle<SubmitterResult>> {
+    (0..connections.max(1))
+        .map(|_| {
+            let (addr, budget, spec) = (addr.to_string(), budget.clone(), kind.spec());
+            thread::spawn(move || submit_pipelined(&addr, &spec, depth.max(1), &budget, false))
+        })
+        .collect()
+}
+
 pub fn submit(args: SubmitArgs) -> anyhow::Result<bool> {
     let budget = Arc::new(AtomicI64::new(args.count as i64));
     let started = Instant::now();
-    let threads: Vec<_> = (0..args.connections.max(1))
-        .map(|_| {
-            let (addr, budget, spec, depth) = (
-                args.addr.clone(),
-                budget.clone(),
-                args.kind.spec(),
-                args.depth.max(1),
-            );
-            thread::spawn(move || submit_pipelined(&addr, &spec, depth, &budget, false))
-        })
-        .collect();
+    let threads = spawn_submitters(&args.addr, args.kind, args.connections, args.depth, &budget);
     let mut hist = report::histogram();
     let mut acked = 0;
     for t in threads {
@@ -257,17 +267,7 @@ pub fn e2e(args: E2eArgs) -> anyhow::Result<bool> {
     let cpu_before = args.master_pid.and_then(cpu_us);
     let budget = Arc::new(AtomicI64::new(args.jobs as i64));
     let started = Instant::now();
-    let threads: Vec<_> = (0..args.connections.max(1))
-        .map(|_| {
-            let (addr, budget, spec, depth) = (
-                args.addr.clone(),
-                budget.clone(),
-                args.kind.spec(),
-                args.depth.max(1),
-            );
-            thread::spawn(move || submit_pipelined(&addr, &spec, depth, &budget, false))
-        })
-        .collect();
+    let threads = spawn_submitters(&args.addr, args.kind, args.connections, args.depth, &budget);
     for t in threads {
         t.join()
             .map_err(|_| anyhow::anyhow!("a submit thread panicked"))??;
