@@ -1,15 +1,10 @@
-//! Live log streaming: job output lines travel from workers to the master over UDP.
-//!
-//! On the worker, [`drain_output`] empties a job's captured stdout and stderr, writes them
-//! byte for byte to `stdout.log` / `stderr.log` in the job's directory (the complete record)
-//! and hands each line to the worker's [`LogShipper`], which packs lines into datagrams
-//! ([`datagram`]) and sends them without ever waiting: a datagram that cannot be sent is dropped
-//! and counted. On the master, a [`LogSink`] receives datagrams into a [`LogStore`]: per job
-//! attempt a bounded ring of recent lines, with every gap in the sequence numbers counted as
-//! loss, for `titan logs [-f]` and the dashboard.
-//!
-//! Pure parts (format, line splitting, packing, the store) are separate from the glommio shells
-//! (`drain`, `shipper`, `sink`) so they can be tested without sockets.
+//! Live job output over UDP. The worker's [`LogShipper`] packs output lines into [`datagram`]s
+//! and sends them without ever waiting (a datagram that cannot be sent is dropped and counted);
+//! the master's [`LogSink`] receives them into a [`LogStore`]: per attempt a bounded ring of
+//! recent lines, every sequence gap counted as loss, for `titan logs [-f]` and the dashboard.
+//! Pure parts (format, line splitting, packing, the store) are apart from the glommio shells
+//! (`shipper`, `sink`), so they are tested without sockets. (The drain that reads a job's
+//! output is the worker's: `titan_worker::drain`.)
 
 pub mod datagram;
 mod limits;

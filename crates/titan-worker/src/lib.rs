@@ -1,19 +1,10 @@
-//! The worker process: registration, heartbeats, job execution, and the way back to the master.
-//!
-//! [`exec`] is the process-execution engine (command resolution, spawning off the executor
-//! thread, reaping, kill and timeout, port probes). On top of it:
-//! - [`run`] starts one glommio executor, reserves the worker's port (peers may connect to it),
-//!   starts the engine, and keeps a session with the master alive, reconnecting with backoff
-//!   when the master goes away and comes back, until its [`ShutdownHandle`] is triggered; it
-//!   reports [`Ready`] after its first registration (signals and the ready line are the
-//!   binary's);
-//! - `session` is one connection to the master: `Register`, then heartbeats, jobs in, reports out;
-//! - `jobs` runs what the master sends and reports how each attempt went: thin IO around
-//!   [`ledger`], the pure core (attempts, retained reports, readiness, timers), and
-//!   [`handlers`], the registry of what runs each kind of job (and so the skills advertised).
-//!
-//! Jobs outlive sessions: a process keeps running while the master is unreachable. On
-//! re-registration the worker lists what it still runs; the master decides their fate.
+//! The worker: [`run`] keeps a session with the master (register, heartbeats, jobs in, reports
+//! out; reconnecting with backoff, jobs outliving sessions), reserves the worker's own port
+//! (`peers`), and runs what it is sent. `jobs` is thin IO around [`ledger`], the pure worker core
+//! (attempts, retained reports, readiness, timers), and [`handlers`], the registry of what runs
+//! each kind of job (and so the skills advertised); [`exec`] is the process engine, [`drain`]
+//! writes and ships each job's output. Embeddable: a [`ShutdownHandle`] stops it, [`Ready`]
+//! reports its first registration.
 
 mod children;
 pub mod drain;
