@@ -64,8 +64,11 @@ pub enum ErrorCode {
     NotFound = 21,
     /// The master could not persist the request (disk full or failing); nothing was accepted.
     Unavailable = 22,
+    /// The connection did not authenticate (no handshake, a wrong key).
     Unauthorized = 23,
     ShuttingDown = 24,
+    /// The connection's role may not make this request (the message says which key would).
+    Forbidden = 25,
     Internal = 99,
 }
 
@@ -86,6 +89,7 @@ impl ErrorCode {
             Unavailable,
             Unauthorized,
             ShuttingDown,
+            Forbidden,
             Internal,
         ]
         .into_iter()

@@ -2,15 +2,16 @@
 //!
 //! Opcodes keep the Java original's numbers for the same operations (see
 //! `shared/reference/java-original.md`); operations the original did not have take numbers from
-//! `0x20..0x4F`, a range it never used. The version is 4: version 1 was the original's text
+//! `0x20..0x4F`, a range it never used. The version is 5: version 1 was the original's text
 //! protocol, whose payloads Titan cannot read, so a v1 peer gets a clear `WrongVersion` error;
 //! version 2 was Titan's before a worker's registration carried its instance id; version 3 sent
-//! STATS' persistence and scaling actions as strings rather than enums.
+//! STATS' persistence and scaling actions as strings rather than enums; version 4 had no
+//! handshake (a connection's first frame was already a request).
 
 use super::error::ProtoError;
 
 /// The protocol version this build speaks.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 
 /// Size of the header on the wire.
 pub const HEADER_LEN: usize = 8;
@@ -157,8 +158,12 @@ opcodes! {
     KillJob = 0x27,
     /// Master → worker: spawn a child worker.
     SpawnWorker = 0x28,
-    /// Any peer → master: the first frame of a connection, carrying the shared token.
+    /// Client → server: the answer to the `Challenge`: role, nonce, proof.
     Hello = 0x29,
+    /// Server → client, the first frame of every connection to a master: a fresh nonce.
+    Challenge = 0x2A,
+    /// Server → client: the handshake succeeded; the server's own proof.
+    Welcome = 0x2B,
 }
 
 impl std::fmt::Display for OpCode {

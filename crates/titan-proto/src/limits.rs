@@ -21,6 +21,11 @@ pub const MAX_CONNECTIONS: usize = 4096;
 /// stalled peer cannot pin receive-buffer memory.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A connection must finish its handshake within this long of being opened (both sides): an
+/// unauthenticated connection holds a slot and memory, and a peer that is not Titan never
+/// answers.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Initial receive-buffer size of a connection; it grows only as bytes actually arrive.
 pub const RECV_BUF_INITIAL: usize = 16 * 1024;
 

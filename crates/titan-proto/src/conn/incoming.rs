@@ -4,8 +4,9 @@
 
 use std::time::Instant;
 
-use super::layers::{Gate, Staging};
+use super::layers::Staging;
 use super::pacing::Pacing;
+use super::Gate;
 use super::{ConnConfig, ConnError, Outgoing};
 use crate::decoder::{Frame, RecvBuf};
 
@@ -67,14 +68,31 @@ impl Incoming {
         self.recv.buffered()
     }
 
-    /// When the connection must close unless more bytes arrive (see [`Pacing`]).
+    /// When the connection must close unless more bytes arrive (see [`Pacing`]), or at the
+    /// latest when an unfinished handshake is overdue.
     pub fn stall_deadline(&self) -> Option<Instant> {
-        self.pacing.deadline(self.recv.has_partial_frame())
+        let stall = self.pacing.deadline(self.recv.has_partial_frame());
+        match (stall, self.gate.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// `Err(Stalled)` once a frame in progress broke the stall rule at `now`.
+    /// `Err(Stalled)` once a frame in progress broke the stall rule at `now`, and
+    /// `Err(HandshakeTimeout)` once the handshake is overdue.
     pub fn check_progress(&self, now: Instant) -> Result<(), ConnError> {
+        self.gate.check(now)?;
         self.pacing.check(self.recv.has_partial_frame(), now)
+    }
+
+    /// Whether frames go to the application (no handshake, or it is done).
+    pub fn is_open(&self) -> bool {
+        self.gate.is_open()
+    }
+
+    /// The role the peer proved in the handshake (`None` without one).
+    pub fn role(&self) -> Option<titan_auth::Role> {
+        self.gate.role()
     }
 
     fn pass_gate(&mut self, out: &mut Outgoing) -> Result<(), ConnError> {

@@ -1,10 +1,10 @@
-//! The two seams of a connection: the byte [`Transport`] between the socket and the frames, and
-//! the handshake [`Gate`] between the frames and the application. Each has one variant today
-//! (plaintext, open); TLS and challenge–response authentication arrive as second variants (see
-//! the module doc of [`super`]), and every driver gets them without a change of its own.
+//! The byte seam of a connection: the [`Transport`] between the socket and the frames. It has
+//! one variant today (plaintext); TLS arrives as a second (see the module doc of [`super`]),
+//! and every driver gets it without a change of its own. The other seam, the handshake
+//! [`Gate`](super::Gate) between the frames and the application, is in `gate.rs`.
 
-use super::{ConnError, Outgoing};
-use crate::decoder::{Frame, RecvBuf};
+use super::ConnError;
+use crate::decoder::RecvBuf;
 
 /// How bytes on the socket relate to the frame bytes.
 #[derive(Debug)]
@@ -58,42 +58,6 @@ impl Staging {
     pub(super) fn room<'a>(&'a mut self, plain: &'a mut RecvBuf) -> &'a mut [u8] {
         match self {
             Staging::Direct => plain.spare_mut(),
-        }
-    }
-}
-
-/// What must happen on a connection before the application sees its first frame.
-#[derive(Debug)]
-pub enum Gate {
-    /// Nothing: every frame goes to the application.
-    Open,
-}
-
-impl Gate {
-    /// Whether frames now go to the application.
-    pub fn is_open(&self) -> bool {
-        match self {
-            Gate::Open => true,
-        }
-    }
-
-    /// Frames this side sends first (a server's challenge), when the connection is set up.
-    pub(super) fn start(&mut self, _out: &mut Outgoing) {
-        match self {
-            Gate::Open => {}
-        }
-    }
-
-    /// A frame that arrived while the gate is closed: the handshake consumes it, may answer
-    /// through `out`, and opens the gate or fails the connection.
-    pub(super) fn on_frame(
-        &mut self,
-        _frame: Frame<'_>,
-        _out: &mut Outgoing,
-    ) -> Result<(), ConnError> {
-        match self {
-            // Never called: an open gate lets every frame through.
-            Gate::Open => Ok(()),
         }
     }
 }

@@ -35,15 +35,18 @@
 //!   `RecvBuf`. Sending: [`Outgoing::take_transmit`] writes the ready plaintext into `writer()`
 //!   and hands the driver the output of `write_tls`. The transport lives in `Outgoing` because
 //!   both directions need it and `Outgoing` is the half both sides can reach.
-//! - **Authentication** becomes a second [`Gate`] variant: a challenge–response state machine.
+//! - **Authentication** is the [`Gate`] (`gate.rs`): a challenge–response state machine.
 //!   Frames that arrive while the gate is closed go to it, never to the application; its answers
-//!   (a challenge, a response) are pushed through `Outgoing`. A connection's first application
-//!   frame is delivered only once the gate is open, so no dispatch code can forget the check. A
-//!   client driver runs its side of the handshake before it sends its first request.
+//!   (a challenge, a response) are pushed through `Outgoing` ahead of everything else, and a
+//!   client's own frames are held back in `Outgoing` until the gate opens. A connection's first
+//!   application frame is delivered only once the gate is open, so no dispatch code can forget
+//!   the check, and the application asks the gate which role the peer proved
+//!   ([`Incoming::role`]). The gate is passed once per connection: no per-frame cost.
 //!
 //! Issue-14 policies change in one place each: the stall rule in [`ProgressRule`], the byte
 //! budget and in-flight bound in [`Credit`] (their defaults in [`crate::limits`]).
 
+mod gate;
 mod incoming;
 mod layers;
 mod outgoing;
@@ -51,14 +54,17 @@ mod pacing;
 
 use std::time::Instant;
 
+pub use gate::Gate;
 pub use incoming::Incoming;
-pub use layers::{Gate, Transport};
+pub use layers::Transport;
 pub use outgoing::{Credit, Outgoing, SlotId};
 pub use pacing::{Pacing, ProgressRule};
 
 use super::decoder::Frame;
 use super::error::{ErrorCode, ProtoError};
+use super::header::OpCode;
 use super::limits::{Limits, MAX_BYTES_OWED, MAX_FRAMES_IN_FLIGHT};
+use titan_auth::Role;
 
 #[cfg(doc)]
 use super::decoder::RecvBuf;
@@ -105,6 +111,25 @@ pub enum ConnError {
     Frame(#[from] ProtoError),
     #[error("no byte of a partial frame arrived for {silent_ms} ms (limit {limit_ms} ms)")]
     Stalled { silent_ms: u64, limit_ms: u64 },
+    #[error("authenticate first: a connection's first frame answers the server's challenge (got {opcode})")]
+    Unauthenticated { opcode: OpCode },
+    #[error("authentication failed: the proof does not match this master's {role} key (check the access file)")]
+    AuthFailed { role: Role },
+    #[error("authentication failed: unknown role {byte}")]
+    UnknownRole { byte: u8 },
+    #[error("no handshake within {limit_ms} ms")]
+    HandshakeTimeout { limit_ms: u64 },
+    #[error("the server did not prove that it holds the {role} key: it is not the master this key belongs to (an impostor on the port, or another master)")]
+    ServerUnproven { role: Role },
+    #[error("the server refused the handshake: {message}")]
+    Refused {
+        code: Option<ErrorCode>,
+        message: String,
+    },
+    #[error("the server speaks handshake scheme {scheme}; this build speaks 1")]
+    UnknownScheme { scheme: u8 },
+    #[error("unexpected {opcode} frame during the handshake")]
+    UnexpectedHandshake { opcode: OpCode },
 }
 
 impl ConnError {
@@ -113,7 +138,16 @@ impl ConnError {
     pub fn reply_code(&self) -> Option<ErrorCode> {
         match self {
             ConnError::Frame(e) => Some(e.code()),
-            ConnError::Stalled { .. } => None,
+            ConnError::Unauthenticated { .. }
+            | ConnError::AuthFailed { .. }
+            | ConnError::UnknownRole { .. } => Some(ErrorCode::Unauthorized),
+            // The peer is not reading (stalled), or this side is the client: no reply.
+            ConnError::Stalled { .. }
+            | ConnError::HandshakeTimeout { .. }
+            | ConnError::ServerUnproven { .. }
+            | ConnError::Refused { .. }
+            | ConnError::UnknownScheme { .. }
+            | ConnError::UnexpectedHandshake { .. } => None,
         }
     }
 }
@@ -126,7 +160,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// A plaintext connection with no handshake (every connection today).
+    /// A plaintext connection with no handshake.
     pub fn new(config: &ConnConfig) -> Conn {
         Conn::with_layers(config, Transport::Plaintext, Gate::Open)
     }
@@ -160,5 +194,10 @@ impl Conn {
     /// Whether [`Conn::next_frame`] returns a frame without more bytes.
     pub fn has_frame(&mut self) -> Result<bool, ConnError> {
         self.incoming.has_frame(&mut self.outgoing)
+    }
+
+    /// Whether the handshake (if any) is done: frames go to the application.
+    pub fn is_open(&self) -> bool {
+        self.incoming.is_open()
     }
 }

@@ -57,6 +57,8 @@ struct Owed {
 pub struct Outgoing {
     transport: Transport,
     ready: Vec<u8>,
+    /// Frames pushed while a client's handshake is still running, sent once it is done.
+    held: Option<Vec<u8>>,
     slots: VecDeque<Slot>,
     first_slot: u64,
     owed: Owed,
@@ -74,6 +76,7 @@ impl Outgoing {
         Outgoing {
             transport,
             ready: Vec::new(),
+            held: None,
             slots: VecDeque::new(),
             first_slot: 0,
             owed: Owed::default(),
@@ -134,9 +137,30 @@ impl Outgoing {
         self.complete(SlotId(self.first_slot + delta), encode)
     }
 
-    /// Sends a frame the peer did not ask for (it does not wait behind replies).
+    /// Sends a frame the peer did not ask for (it does not wait behind replies). While a
+    /// client's handshake runs, the frame waits until it is done.
     pub fn push(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
+        match &mut self.held {
+            Some(held) => encode(held),
+            None => encode(&mut self.ready),
+        }
+    }
+
+    /// A handshake frame: ahead of every frame held back.
+    pub(super) fn push_handshake(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
         encode(&mut self.ready);
+    }
+
+    /// Holds pushed frames back until [`Outgoing::release`] (a client's handshake).
+    pub(super) fn hold(&mut self) {
+        self.held.get_or_insert_with(Vec::new);
+    }
+
+    /// Sends the frames held back, after the handshake's own.
+    pub(super) fn release(&mut self) {
+        if let Some(held) = self.held.take() {
+            self.ready.extend_from_slice(&held);
+        }
     }
 
     /// Replies reserved and not yet released to the writer.

@@ -5,6 +5,7 @@ use std::time::Duration;
 use rkyv::string::ArchivedString;
 use rkyv::vec::ArchivedVec;
 
+use titan_auth::{Operation, ReadOp};
 use titan_core::model::{ArchivedSubmission, JobState};
 
 use super::{native, unexpected};
@@ -58,6 +59,22 @@ pub enum ClientRequest<'a> {
 }
 
 impl<'a> ClientRequest<'a> {
+    /// What the request asks of the master, as far as roles are concerned.
+    pub fn operation(&self) -> Operation {
+        match self {
+            ClientRequest::Ping { .. } => Operation::Ping,
+            ClientRequest::Submit(_) => Operation::Submit,
+            ClientRequest::Cancel { .. } => Operation::Cancel,
+            ClientRequest::Stop { .. } => Operation::Stop,
+            ClientRequest::Status { .. } => Operation::Read(ReadOp::Status),
+            ClientRequest::ListJobs { .. } => Operation::Read(ReadOp::Jobs),
+            ClientRequest::Wait { .. } => Operation::Read(ReadOp::Wait),
+            ClientRequest::Logs(_) => Operation::Read(ReadOp::Logs),
+            ClientRequest::Stats | ClientRequest::StatsJson => Operation::Read(ReadOp::Stats),
+            ClientRequest::ListWorkers => Operation::Read(ReadOp::Workers),
+        }
+    }
+
     pub fn decode(frame: Frame<'a>) -> Result<ClientRequest<'a>, ProtoError> {
         let (opcode, payload) = (frame.header.opcode, frame.payload);
         let request = match opcode {

@@ -61,6 +61,12 @@ mod tests {
             stream: 1,
             offset: 0,
             max_bytes: 10,
+            ticket: crate::message::logs::Ticket {
+                worker: titan_core::WorkerId(1),
+                job_dir: "TSK-1".into(),
+                expires_unix_ms: 0,
+                tag: crate::message::KeyBytes([0; 32]),
+            },
         };
         let bytes = payload(OpCode::GetLogs, &request);
         assert!(matches!(

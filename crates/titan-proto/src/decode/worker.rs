@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use titan_auth::Operation;
 use titan_core::{JobId, KillReason, WorkerId};
 
 use super::{native, unexpected};
@@ -14,7 +15,7 @@ use crate::message::worker::{
     ArchivedHeartbeat, ArchivedJobFinished, ArchivedJobStarted, ArchivedKillJob, ArchivedRegister,
     ArchivedRegistered, ArchivedRetire, ArchivedRunJob, ArchivedServiceState, ArchivedSpawnChild,
 };
-use crate::message::ArchivedErrorReply;
+use crate::message::{ArchivedErrorReply, KeyBytes};
 
 /// One report of a worker, borrowing its frame.
 #[derive(Debug)]
@@ -39,6 +40,17 @@ pub enum WorkerReport<'a> {
 }
 
 impl<'a> WorkerReport<'a> {
+    /// What the report asks of the master, as far as roles are concerned.
+    pub fn operation(&self) -> Operation {
+        match self {
+            WorkerReport::Register(_) => Operation::Register,
+            WorkerReport::Heartbeat { .. } => Operation::Heartbeat,
+            WorkerReport::JobStarted { .. }
+            | WorkerReport::JobFinished(_)
+            | WorkerReport::ServiceReady { .. } => Operation::Report,
+        }
+    }
+
     /// The opcodes only a worker sends.
     pub const OPCODES: &'static [OpCode] = &[
         OpCode::Register,
@@ -91,6 +103,10 @@ pub enum MasterCommand<'a> {
         heartbeat: Duration,
         /// The master's UDP log port; 0 when it takes no logs.
         log_port: u16,
+        /// Seals this worker's datagram headers.
+        log_key: KeyBytes,
+        /// Checks the tickets clients bring to the worker's port.
+        ticket_key: KeyBytes,
     },
     /// Run a job attempt (`Run`), or deploy a service (`Deploy`).
     Run(&'a ArchivedRunJob),
@@ -121,6 +137,8 @@ impl<'a> MasterCommand<'a> {
                     worker: native(&r.worker),
                     heartbeat: Duration::from_millis(u64::from(r.heartbeat_ms.to_native())),
                     log_port: r.log_port.to_native(),
+                    log_key: KeyBytes(r.log_key.0),
+                    ticket_key: KeyBytes(r.ticket_key.0),
                 }
             }
             OpCode::Run | OpCode::Deploy => {
@@ -253,18 +271,21 @@ mod tests {
             worker: WorkerId(0x0001_0002),
             heartbeat_ms: 1000,
             log_port: 9091,
+            log_key: KeyBytes([1; 32]),
+            ticket_key: KeyBytes([2; 32]),
         };
         let bytes = payload(OpCode::Ack, &registered);
         assert!(matches!(
             MasterCommand::decode(frame(OpCode::Ack, &bytes)),
-            Ok(MasterCommand::Registered { worker: WorkerId(0x0001_0002), heartbeat, log_port: 9091 })
-                if heartbeat == Duration::from_secs(1)
+            Ok(MasterCommand::Registered { worker: WorkerId(0x0001_0002), heartbeat, log_port: 9091, log_key, ticket_key })
+                if heartbeat == Duration::from_secs(1) && log_key.0 == [1; 32] && ticket_key.0 == [2; 32]
         ));
         let run = RunJob {
             job: JOB,
             attempt: 1,
             label: "TSK-5".into(),
             spec: JobSpec::new(JobKind::Noop),
+            log_key: None,
         };
         let bytes = payload(OpCode::Run, &run);
         for opcode in [OpCode::Run, OpCode::Deploy] {

@@ -4,11 +4,14 @@
 //! | opcode | request | success reply |
 //! |---|---|---|
 //! | `GetLogs` to the master | [`LogsRequest`] | `Data` [`LogsReply`] |
-//! | `GetLogs` to a worker | [`FileRequest`] | `Data` [`FileChunk`] |
+//! | `GetLogs` to a worker | [`FileRequest`] with a [`Ticket`] | `Data` [`FileChunk`] |
 
 use rkyv::{Archive, Deserialize, Serialize};
 
 use titan_core::model::JobState;
+use titan_core::WorkerId;
+
+use super::KeyBytes;
 
 /// Lines of a job's latest attempt from `cursor` on. With `wait_ms > 0` the master holds the
 /// reply until there is something new (or the attempt ended, or the wait passed): that is how
@@ -59,6 +62,20 @@ pub struct LogsReply {
     pub job_dir: String,
     /// How the last attempt ended, for people (`exited with code 3`, ...).
     pub last_error: Option<String>,
+    /// Lets the client read `job_dir`'s files on `worker_addr` for a while (with it).
+    pub ticket: Option<Ticket>,
+}
+
+/// A capability ticket: the master's word that its bearer may read the files of one job
+/// directory on one worker until the expiry (see `titan_auth::ticket`). `Debug` hides the MAC.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Ticket {
+    pub worker: WorkerId,
+    pub job_dir: String,
+    /// Milliseconds since the Unix epoch.
+    pub expires_unix_ms: u64,
+    pub tag: KeyBytes,
 }
 
 /// A piece of one of a job's output files on a worker.
@@ -71,6 +88,8 @@ pub struct FileRequest {
     pub stream: u8,
     pub offset: u64,
     pub max_bytes: u32,
+    /// The master's permission to read `job_dir` on this worker.
+    pub ticket: Ticket,
 }
 
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

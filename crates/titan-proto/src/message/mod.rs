@@ -8,6 +8,7 @@
 //! (`JobId`, `WorkerId`), which archive to the same bytes as the integers they wrap; ids shown to
 //! clients (`--json`) stay plain numbers.
 
+pub mod auth;
 pub mod client;
 pub mod logs;
 pub mod stats_text;
@@ -30,4 +31,21 @@ pub struct ErrorReply {
     /// An [`ErrorCode`](super::ErrorCode) number.
     pub code: u16,
     pub message: String,
+}
+
+/// 32 bytes of key material on the wire (a derived key a master hands its worker). `Debug`
+/// never shows the bytes, archived or not, so a logged message cannot leak them.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
+pub struct KeyBytes(pub [u8; 32]);
+
+impl std::fmt::Debug for KeyBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyBytes(..)")
+    }
+}
+
+impl std::fmt::Debug for ArchivedKeyBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyBytes(..)")
+    }
 }

@@ -20,6 +20,8 @@ use rkyv::{Archive, Deserialize, Serialize};
 use titan_core::model::{JobSpec, Outcome};
 use titan_core::{JobId, KillReason, WorkerId};
 
+use super::KeyBytes;
+
 /// The first frame of a worker connection.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
@@ -56,6 +58,10 @@ pub struct Registered {
     pub heartbeat_ms: u32,
     /// The master's UDP log port (on the master's address); 0 when it takes no logs.
     pub log_port: u16,
+    /// Seals the headers of this worker's log datagrams (derived from the master's secret).
+    pub log_key: KeyBytes,
+    /// Checks the tickets clients bring to this worker's port (see `titan_auth::ticket`).
+    pub ticket_key: KeyBytes,
 }
 
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -73,6 +79,8 @@ pub struct RunJob {
     pub attempt: u32,
     pub label: String,
     pub spec: JobSpec,
+    /// Seals the attempt's log lines; `None` for jobs that print nothing (NOOP, SLEEP).
+    pub log_key: Option<KeyBytes>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
