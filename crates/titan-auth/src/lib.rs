@@ -32,7 +32,7 @@ pub use handshake::{Nonce, ProofKey, ServerKeys};
 pub use lookup::{Credential, KeyLookup, Want, ENV_ACCESS_FILE, ENV_KEY};
 pub use role::{Operation, ReadOp, Refusal, Role};
 pub use seal::{SealKey, SEAL_NONCE_BYTES, SEAL_TAG_BYTES};
-pub use secret::{Secret, SECRET_BYTES};
+pub use secret::{random_bytes, Secret, SECRET_BYTES};
 pub use ticket::{Claims, TicketError, TicketKey, TICKET_LIFETIME};
 
 use std::path::PathBuf;

@@ -69,8 +69,8 @@ impl Drop for Secret {
     }
 }
 
-/// [`SECRET_BYTES`] bytes from the OS random source.
-pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], AuthError> {
+/// `N` bytes from the OS random source.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], AuthError> {
     let mut bytes = [0u8; N];
     SystemRandom::new()
         .fill(&mut bytes)

@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use titan_proto::codec::FrameSerializer;
-use titan_proto::conn::{Conn, ConnConfig};
+use titan_proto::conn::{Conn, ConnConfig, Gate, Transport};
 use titan_proto::{self as proto, ConnError, EncodeError, Frame, OpCode};
 
 /// A write buffer that grew past this (a large frame) is released after it was written.
@@ -38,12 +38,38 @@ pub struct BlockingConn<S> {
 }
 
 impl<S: Read + Write> BlockingConn<S> {
+    /// A connection without a handshake (a worker's port, baselines, tests).
     pub fn new(stream: S, config: &ConnConfig) -> BlockingConn<S> {
+        BlockingConn::with_gate(stream, config, Gate::Open)
+    }
+
+    /// A connection whose frames pass `gate` first; a client gate holds what is sent until
+    /// the handshake is done (see [`BlockingConn::handshake`]).
+    pub fn with_gate(stream: S, config: &ConnConfig, gate: Gate) -> BlockingConn<S> {
         BlockingConn {
             stream,
-            conn: Conn::new(config),
+            conn: Conn::with_layers(config, Transport::Plaintext, gate),
             wire: Vec::new(),
         }
+    }
+
+    /// Runs the handshake to its end: answers the server's challenge and checks its proof. The
+    /// frames sent before it leave right after. Bounded by the stream's read timeout.
+    pub fn handshake(&mut self) -> Result<(), RecvError> {
+        loop {
+            // Lets the gate take what arrived, then sends its answers.
+            self.conn.has_frame()?;
+            self.flush()?;
+            if self.conn.is_open() {
+                return Ok(());
+            }
+            self.fill()?;
+        }
+    }
+
+    /// The role the handshake proved (`None` without one).
+    pub fn role(&self) -> Option<titan_auth::Role> {
+        self.conn.incoming.role()
     }
 
     pub fn get_ref(&self) -> &S {
@@ -100,9 +126,12 @@ impl<S: Read + Write> BlockingConn<S> {
         Ok(())
     }
 
-    /// The next frame, reading as much as it takes.
+    /// The next frame, reading as much as it takes (and finishing the handshake on the way).
     pub fn recv(&mut self) -> Result<Frame<'_>, RecvError> {
         while !self.conn.has_frame()? {
+            if self.conn.outgoing.has_transmit() {
+                self.flush()?;
+            }
             self.fill()?;
         }
         // A whole frame is buffered, so this is `Some`.

@@ -1,5 +1,9 @@
 //! A blocking TITAN_PROTO client: one long-lived connection, typed requests and replies.
 //!
+//! Every connection to a master authenticates first with a [`Credential`] (a role and its
+//! key): find one with [`auth::KeyLookup`] (`--access-file`, `TITAN_KEY`, `TITAN_ACCESS_FILE`,
+//! then `titan_data/access`), the way the CLI, the load generator and the dashboard do.
+//!
 //! The CLI, the REPL, the load generator and the tests talk to the master through this. It is
 //! deliberately plain (std sockets, one request at a time unless the caller pipelines with
 //! [`Client::send`] / [`Client::recv`]): a client's cost is the round trip, not the code. Frames
@@ -8,10 +12,13 @@
 mod blocking;
 
 pub use blocking::{BlockingConn, RecvError};
+/// Keys and roles: finding a key ([`auth::KeyLookup`]), the access file, the roles.
+pub use titan_auth as auth;
+pub use titan_auth::{Credential, Role};
 
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rkyv::api::high::HighValidator;
 use rkyv::bytecheck::CheckBytes;
@@ -21,9 +28,10 @@ use rkyv::{Archive, Deserialize};
 
 use titan_core::model::{JobState, Submission};
 use titan_proto::codec::FrameSerializer;
-use titan_proto::conn::ConnConfig;
+use titan_proto::conn::{ConnConfig, Gate};
+use titan_proto::limits::HANDSHAKE_TIMEOUT;
 use titan_proto::message::client::*;
-use titan_proto::message::logs::{FileChunk, FileRequest, LogsReply, LogsRequest};
+use titan_proto::message::logs::{FileChunk, FileRequest, LogsReply, LogsRequest, Ticket};
 use titan_proto::message::ArchivedErrorReply;
 use titan_proto::{
     self as proto, ConnError, EncodeError, ErrorCode, Frame, Header, OpCode, ProtoError,
@@ -37,6 +45,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum ClientError {
     #[error("cannot connect to the master at {addr}: {source}")]
     Connect { addr: String, source: io::Error },
+    #[error("cannot authenticate with {addr}: {source}")]
+    Auth { addr: String, source: ConnError },
+    #[error(transparent)]
+    Key(#[from] titan_auth::AuthError),
     #[error("connection to the master failed: {0}")]
     Io(#[from] io::Error),
     #[error("the master closed the connection")]
@@ -96,24 +108,41 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn connect(addr: &str) -> Result<Client, ClientError> {
-        let connect_err = |source| ClientError::Connect {
+    /// Connects to the master at `addr` and proves `credential` (mutually: the master proves
+    /// it holds the same key).
+    pub fn connect(addr: &str, credential: &Credential) -> Result<Client, ClientError> {
+        let stream = connect_stream(addr)?;
+        let gate = Gate::client(
+            credential.clone(),
+            titan_auth::Nonce::random()?,
+            Instant::now(),
+        );
+        let mut conn = BlockingConn::with_gate(stream, &ConnConfig::client(), gate);
+        let auth_err = |source| ClientError::Auth {
             addr: addr.to_string(),
             source,
         };
-        let mut last = io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing");
-        for sock in addr.to_socket_addrs().map_err(connect_err)? {
-            match TcpStream::connect_timeout(&sock, CONNECT_TIMEOUT) {
-                Ok(stream) => {
-                    stream.set_nodelay(true)?;
-                    return Ok(Client {
-                        conn: BlockingConn::new(stream, &ConnConfig::client()),
-                    });
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(connect_err(last))
+        // A peer that is not a master would leave the handshake waiting for ever.
+        conn.get_ref().set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        conn.handshake().map_err(|e| match e {
+            RecvError::Conn(e) => auth_err(e),
+            other => ClientError::from(other),
+        })?;
+        conn.get_ref().set_read_timeout(None)?;
+        Ok(Client { conn })
+    }
+
+    /// A connection without a handshake, to a worker's port (whose requests carry tickets).
+    pub fn connect_unauthenticated(addr: &str) -> Result<Client, ClientError> {
+        let stream = connect_stream(addr)?;
+        Ok(Client {
+            conn: BlockingConn::new(stream, &ConnConfig::client()),
+        })
+    }
+
+    /// The role this connection proved (`None` for an unauthenticated one).
+    pub fn role(&self) -> Option<Role> {
+        self.conn.role()
     }
 
     /// Bounds how long a reply may take (`None`: wait forever).
@@ -266,6 +295,25 @@ impl Client {
     }
 }
 
+/// A TCP connection to `addr` (the first of its addresses that accepts), without delay.
+fn connect_stream(addr: &str) -> Result<TcpStream, ClientError> {
+    let connect_err = |source| ClientError::Connect {
+        addr: addr.to_string(),
+        source,
+    };
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing");
+    for sock in addr.to_socket_addrs().map_err(connect_err)? {
+        match TcpStream::connect_timeout(&sock, CONNECT_TIMEOUT) {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(connect_err(last))
+}
+
 /// Validates a reply frame and deserializes it into an owned `T`.
 pub fn decode_reply<T>(reply: &Reply, expect: OpCode) -> Result<T, ClientError>
 where
@@ -338,16 +386,21 @@ impl Client {
 pub const FILE_CHUNK: u32 = 1024 * 1024;
 
 /// Reads one of a job's output files (`stream` 1 = stdout, 2 = stderr) from the worker that
-/// ran it, whole, in pieces.
-pub fn fetch_output_file(worker: &str, job_dir: &str, stream: u8) -> Result<Vec<u8>, ClientError> {
-    let mut client = Client::connect(worker)?;
+/// ran it, whole, in pieces, with the `ticket` the master issued for it.
+pub fn fetch_output_file(
+    worker: &str,
+    ticket: &Ticket,
+    stream: u8,
+) -> Result<Vec<u8>, ClientError> {
+    let mut client = Client::connect_unauthenticated(worker)?;
     let mut bytes = Vec::new();
     loop {
         let request = FileRequest {
-            job_dir: job_dir.to_string(),
+            job_dir: ticket.job_dir.clone(),
             stream,
             offset: bytes.len() as u64,
             max_bytes: FILE_CHUNK,
+            ticket: ticket.clone(),
         };
         let chunk: FileChunk = client.call(OpCode::GetLogs, &request, OpCode::Data)?;
         let done =
@@ -395,7 +448,7 @@ mod tests {
         proto::encode_frame(&mut frames, OpCode::Error, &error).unwrap();
         let total = frames.len();
         let (addr, written) = serve_once(frames);
-        let mut client = Client::connect(&addr).unwrap();
+        let mut client = Client::connect_unauthenticated(&addr).unwrap();
         // Nothing read yet: no reply, and no wait for one (a blocking read would time out).
         client.set_timeout(Some(Duration::from_secs(5))).unwrap();
         assert!(client.recv_buffered().unwrap().is_none());

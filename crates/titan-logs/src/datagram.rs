@@ -4,11 +4,16 @@
 //! Layout (all integers big-endian, like TITAN_PROTO's header):
 //!
 //! ```text
-//! header   magic "TLOG" | version u8 | reserved u8 (0) | sections u16
+//! header   magic "TLOG" | version u8 (2) | reserved u8 (0) | sections u16
 //!          | worker u32 | session u32 | datagram seq u64                      (24 bytes)
-//! section  job u64 | attempt u32 | stream u8 | kind u8 | count u16 | seq u64   (24 bytes)
-//!          kind 0 (lines): `count` records follow, numbered seq, seq+1, …
-//!          kind 1 (end):   count is 0 and seq is the stream's total record count
+//!          | tag [16]   the worker key's seal over the 24 bytes before it
+//! section  job u64 | attempt u32 | stream u8 | kind u8 | count u16 | seq u64
+//!          | body_len u16                                                      (26 bytes)
+//!          | body       body_len bytes: the records, encrypted with the attempt's key
+//!          | tag [16]   the attempt key's seal over the body, the header fields and this
+//!                       section's header
+//!          kind 0 (lines): `count` records fill the body, numbered seq, seq+1, …
+//!          kind 1 (end):   count and body_len are 0, seq is the stream's total record count
 //! record   flags u8 | len u16 | len bytes
 //! ```
 //!
@@ -16,17 +21,26 @@
 //! costs 3 bytes of framing per line. The datagram sequence number counts every datagram a
 //! sender (worker id + session) sealed, so a receiver counts datagrams lost anywhere on the way;
 //! the record sequence numbers count lines per stream, so it also knows which job lost what.
-//! [`Datagram::decode`] validates a whole datagram before anything reads it and never panics.
+//!
+//! Seals are ChaCha20-Poly1305 (`titan_auth::SealKey`). Each attempt's lines are sealed with the
+//! key the master derived for that attempt and sent with its dispatch, so a worker cannot write
+//! lines into another worker's jobs, and nobody without a key can write any; the header is
+//! sealed with the worker's own key (from its registration), so nobody can forge the numbering
+//! a receiver counts loss by. A seal's nonce is the session (random per sender) followed by
+//! `seq << 16 | section index` (`u16::MAX` for the header): unique for every seal a sender
+//! makes. [`Datagram::open`] checks every seal and decrypts in place, then validates every
+//! field before anything reads the datagram; it never panics.
 
 use super::limits::{
-    HEADER_BYTES, MAX_DATAGRAM_BYTES, MAX_RECORD_BYTES, RECORD_HEADER_BYTES, SECTION_BYTES,
+    HEADER_BYTES, HEADER_FIELDS_BYTES, MAX_DATAGRAM_BYTES, MAX_RECORD_BYTES, RECORD_HEADER_BYTES,
+    SECTION_BYTES, TAG_BYTES,
 };
 use titan_core::{JobId, WorkerId};
 
 /// The first four bytes of every log datagram.
 pub const MAGIC: [u8; 4] = *b"TLOG";
-/// The format version this code writes and reads.
-pub const VERSION: u8 = 1;
+/// The format version this code writes and reads (1 had no seals).
+pub const VERSION: u8 = 2;
 
 const KIND_LINES: u8 = 0;
 const KIND_END: u8 = 1;
@@ -34,6 +48,11 @@ const KIND_END: u8 = 1;
 #[path = "datagram_writer.rs"]
 mod writer;
 pub use writer::DatagramWriter;
+
+#[path = "datagram_seal.rs"]
+mod seal;
+use seal::unseal;
+pub use seal::OpenKeys;
 
 /// Which output of a job a line comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -143,8 +162,8 @@ impl LineFlags {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DatagramHeader {
     pub worker: WorkerId,
-    /// Chosen by the sender when it starts, so a receiver notices a restarted worker whose
-    /// datagram numbers begin again at 0.
+    /// Chosen at random by the sender when it starts, so a receiver notices a restarted worker
+    /// whose datagram numbers begin again at 0 (and the seals' nonces never repeat).
     pub session: u32,
     /// The sender's datagram number, counting from 0 in each session.
     pub seq: u64,
@@ -184,6 +203,10 @@ pub enum DecodeError {
     UnsupportedVersion { found: u8 },
     #[error("reserved header byte is {found}, must be 0")]
     Reserved { found: u8 },
+    #[error("the header's seal does not verify: not sent by the worker it names")]
+    ForgedHeader,
+    #[error("section {section}'s seal does not verify: not sealed with its attempt's key")]
+    ForgedSection { section: usize },
     #[error("section {section} is cut short: needs {needed} more bytes, {left} left")]
     Truncated {
         section: usize,
@@ -198,6 +221,8 @@ pub enum DecodeError {
     EmptySection { section: usize },
     #[error("section {section} is an end section with {count} records")]
     EndWithRecords { section: usize, count: u16 },
+    #[error("section {section}: {left} body bytes after its records")]
+    BodyLeft { section: usize, left: usize },
     #[error("section {section}: sequence numbers overflow")]
     SeqOverflow { section: usize },
     #[error("section {section} record {record}: {len} bytes exceed the maximum of {max}")]
@@ -217,6 +242,17 @@ pub enum DecodeError {
     TrailingBytes { count: usize },
 }
 
+impl DecodeError {
+    /// Whether the datagram failed its seals (forged, altered, or sealed with a key the master
+    /// did not give out) rather than its format.
+    pub fn is_forged(&self) -> bool {
+        matches!(
+            self,
+            DecodeError::ForgedHeader | DecodeError::ForgedSection { .. }
+        )
+    }
+}
+
 /// A validated datagram, read in place from the receive buffer.
 #[derive(Clone, Copy, Debug)]
 pub struct Datagram<'a> {
@@ -225,42 +261,20 @@ pub struct Datagram<'a> {
 }
 
 impl<'a> Datagram<'a> {
-    /// Checks every field of `bytes`; only a datagram that passes is returned.
-    pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_DATAGRAM_BYTES {
-            return Err(DecodeError::TooLong {
-                len: bytes.len(),
-                max: MAX_DATAGRAM_BYTES,
-            });
-        }
-        let mut cursor = Cursor(bytes);
-        let head = cursor
-            .take(HEADER_BYTES)
-            .ok_or(DecodeError::TooShort { len: bytes.len() })?;
-        let mut head = Cursor(head);
-        let magic = head.array::<4>().unwrap_or_default();
-        if magic != MAGIC {
-            return Err(DecodeError::BadMagic { found: magic });
-        }
-        let version = head.u8().unwrap_or_default();
-        if version != VERSION {
-            return Err(DecodeError::UnsupportedVersion { found: version });
-        }
-        let reserved = head.u8().unwrap_or_default();
-        if reserved != 0 {
-            return Err(DecodeError::Reserved { found: reserved });
-        }
-        // The header slice is exactly HEADER_BYTES long, so these reads cannot run short.
-        let header = DatagramHeader {
-            sections: head.u16().unwrap_or_default(),
-            worker: WorkerId(head.u32().unwrap_or_default()),
-            session: head.u32().unwrap_or_default(),
-            seq: head.u64().unwrap_or_default(),
-        };
-        let datagram = Datagram {
-            header,
-            body: cursor.0,
-        };
+    /// Checks every seal of `bytes` with `keys` and decrypts the sections in place, then
+    /// validates every field; only a datagram that passes all of it is returned.
+    pub fn open(
+        bytes: &'a mut [u8],
+        keys: &mut impl OpenKeys,
+    ) -> Result<Datagram<'a>, DecodeError> {
+        unseal(bytes, keys)?;
+        Datagram::parse(bytes)
+    }
+
+    /// Validates the fields of a datagram whose seals were opened (`open` does both).
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let (header, body) = read_header(bytes)?;
+        let datagram = Datagram { header, body };
         let mut entries = datagram.walk();
         while entries.step()?.is_some() {}
         if !entries.body.0.is_empty() {
@@ -286,18 +300,54 @@ impl<'a> Datagram<'a> {
     }
 }
 
+/// The header's fields, checked, and what follows the header.
+pub(crate) fn read_header(bytes: &[u8]) -> Result<(DatagramHeader, &[u8]), DecodeError> {
+    if bytes.len() > MAX_DATAGRAM_BYTES {
+        return Err(DecodeError::TooLong {
+            len: bytes.len(),
+            max: MAX_DATAGRAM_BYTES,
+        });
+    }
+    if bytes.len() < HEADER_BYTES {
+        return Err(DecodeError::TooShort { len: bytes.len() });
+    }
+    let mut head = Cursor(&bytes[..HEADER_FIELDS_BYTES]);
+    let magic = head.array::<4>().unwrap_or_default();
+    if magic != MAGIC {
+        return Err(DecodeError::BadMagic { found: magic });
+    }
+    let version = head.u8().unwrap_or_default();
+    if version != VERSION {
+        return Err(DecodeError::UnsupportedVersion { found: version });
+    }
+    let reserved = head.u8().unwrap_or_default();
+    if reserved != 0 {
+        return Err(DecodeError::Reserved { found: reserved });
+    }
+    // The fields' slice is exactly HEADER_FIELDS_BYTES long, so these reads cannot run short.
+    let header = DatagramHeader {
+        sections: head.u16().unwrap_or_default(),
+        worker: WorkerId(head.u32().unwrap_or_default()),
+        session: head.u32().unwrap_or_default(),
+        seq: head.u64().unwrap_or_default(),
+    };
+    Ok((header, &bytes[HEADER_BYTES..]))
+}
+
 /// Iterates a validated datagram (see [`Datagram::entries`]).
 pub struct Entries<'a> {
     body: Cursor<'a>,
     sections_left: u16,
     section_index: usize,
-    /// The lines section being read: its key, the next record's number and index, records left.
-    open: Option<OpenLines>,
+    /// The lines section being read: its key, its records, the next record's number and index,
+    /// records left.
+    open: Option<OpenLines<'a>>,
 }
 
 #[derive(Clone, Copy)]
-struct OpenLines {
+struct OpenLines<'a> {
     key: StreamKey,
+    records: Cursor<'a>,
     next_seq: u64,
     record: usize,
     left: u16,
@@ -307,7 +357,7 @@ impl<'a> Iterator for Entries<'a> {
     type Item = Entry<'a>;
 
     fn next(&mut self) -> Option<Entry<'a>> {
-        // `decode` walked the same bytes successfully, so `step` cannot fail here.
+        // `parse` walked the same bytes successfully, so `step` cannot fail here.
         self.step().ok().flatten()
     }
 }
@@ -316,8 +366,14 @@ impl<'a> Entries<'a> {
     fn step(&mut self) -> Result<Option<Entry<'a>>, DecodeError> {
         if let Some(open) = self.open.as_mut() {
             if open.left > 0 {
-                let line = read_record(&mut self.body, self.section_index, open)?;
+                let line = read_record(self.section_index, open)?;
                 return Ok(Some(Entry::Line(line)));
+            }
+            if !open.records.0.is_empty() {
+                return Err(DecodeError::BodyLeft {
+                    section: self.section_index,
+                    left: open.records.0.len(),
+                });
             }
             self.open = None;
             self.section_index += 1;
@@ -326,16 +382,21 @@ impl<'a> Entries<'a> {
             return Ok(None);
         }
         self.sections_left -= 1;
+        self.next_section()
+    }
+
+    fn next_section(&mut self) -> Result<Option<Entry<'a>>, DecodeError> {
         let section = self.section_index;
+        let truncated = |needed: usize, left: usize| DecodeError::Truncated {
+            section,
+            needed,
+            left,
+        };
         let left = self.body.0.len();
         let mut head = Cursor(
             self.body
                 .take(SECTION_BYTES)
-                .ok_or(DecodeError::Truncated {
-                    section,
-                    needed: SECTION_BYTES,
-                    left,
-                })?,
+                .ok_or_else(|| truncated(SECTION_BYTES, left))?,
         );
         // The section header slice is exactly SECTION_BYTES long.
         let job = JobId(head.u64().unwrap_or_default());
@@ -344,13 +405,25 @@ impl<'a> Entries<'a> {
         let kind = head.u8().unwrap_or_default();
         let count = head.u16().unwrap_or_default();
         let seq = head.u64().unwrap_or_default();
+        let body_len = usize::from(head.u16().unwrap_or_default());
+        let left = self.body.0.len();
+        let records = self
+            .body
+            .take(body_len)
+            .ok_or_else(|| truncated(body_len, left))?;
+        let left = self.body.0.len();
+        self.body
+            .take(TAG_BYTES)
+            .ok_or_else(|| truncated(TAG_BYTES, left))?;
         let stream = Stream::from_wire(stream_byte).ok_or(DecodeError::BadStream {
             section,
             value: stream_byte,
         })?;
         let key = AttemptKey::new(job, attempt).stream(stream);
         match kind {
-            KIND_END if count != 0 => Err(DecodeError::EndWithRecords { section, count }),
+            KIND_END if count != 0 || body_len != 0 => {
+                Err(DecodeError::EndWithRecords { section, count })
+            }
             KIND_END => {
                 self.section_index += 1;
                 Ok(Some(Entry::End { key, total: seq }))
@@ -362,11 +435,12 @@ impl<'a> Entries<'a> {
                 }
                 let mut open = OpenLines {
                     key,
+                    records: Cursor(records),
                     next_seq: seq,
                     record: 0,
                     left: count,
                 };
-                let line = read_record(&mut self.body, section, &mut open)?;
+                let line = read_record(section, &mut open)?;
                 self.open = Some(open);
                 Ok(Some(Entry::Line(line)))
             }
@@ -375,12 +449,9 @@ impl<'a> Entries<'a> {
     }
 }
 
-fn read_record<'a>(
-    body: &mut Cursor<'a>,
-    section: usize,
-    open: &mut OpenLines,
-) -> Result<LineEntry<'a>, DecodeError> {
+fn read_record<'a>(section: usize, open: &mut OpenLines<'a>) -> Result<LineEntry<'a>, DecodeError> {
     let record = open.record;
+    let body = &mut open.records;
     let truncated = |needed: usize, left: usize| DecodeError::Truncated {
         section,
         needed,
@@ -414,7 +485,7 @@ fn read_record<'a>(
         flags,
         bytes,
     };
-    // `decode` checked that seq + count does not overflow.
+    // `parse` checked that seq + count does not overflow.
     open.next_seq += 1;
     open.record += 1;
     open.left -= 1;
@@ -422,6 +493,7 @@ fn read_record<'a>(
 }
 
 /// A byte slice read front to back; every read is checked.
+#[derive(Clone, Copy)]
 struct Cursor<'a>(&'a [u8]);
 
 impl<'a> Cursor<'a> {
@@ -452,6 +524,40 @@ impl<'a> Cursor<'a> {
 
     fn u64(&mut self) -> Option<u64> {
         self.array().map(u64::from_be_bytes)
+    }
+}
+
+/// Keys for tests: one fixed master secret, as the sink and the workers would derive them.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{AttemptKey, Datagram, DecodeError};
+    use crate::keys::SinkKeys;
+    use titan_auth::{MasterSecret, SealKey, Secret};
+    use titan_core::WorkerId;
+
+    pub fn master() -> MasterSecret {
+        MasterSecret::new(&Secret::from_bytes([42; 32]))
+    }
+
+    pub fn worker_key(worker: WorkerId) -> SealKey {
+        SealKey::new(&master().worker_log_key(worker.0))
+    }
+
+    pub fn attempt_key(attempt: AttemptKey) -> SealKey {
+        SealKey::new(&master().attempt_log_key(attempt.job.0, attempt.attempt))
+    }
+
+    /// The sink's keys, and a worker's header key and one attempt's key.
+    pub fn keys(worker: WorkerId, attempt: AttemptKey) -> (SinkKeys, SealKey, SealKey) {
+        (
+            SinkKeys::new(master()),
+            worker_key(worker),
+            attempt_key(attempt),
+        )
+    }
+
+    pub fn open<'a>(keys: &mut SinkKeys, bytes: &'a mut [u8]) -> Result<Datagram<'a>, DecodeError> {
+        Datagram::open(bytes, keys)
     }
 }
 

@@ -6,13 +6,23 @@
 
 use std::time::Duration;
 
-/// Bytes of the datagram header: magic (4), version (1), reserved (1), section count (2),
-/// worker id (4), session (4), datagram sequence number (8).
-pub const HEADER_BYTES: usize = 24;
+/// Bytes of the datagram header's fields: magic (4), version (1), reserved (1), section count
+/// (2), worker id (4), session (4), datagram sequence number (8).
+pub const HEADER_FIELDS_BYTES: usize = 24;
+
+/// Bytes of a seal's tag (ChaCha20-Poly1305): one after the header, one after each section.
+pub const TAG_BYTES: usize = titan_auth::SEAL_TAG_BYTES;
+
+/// Bytes of the datagram header: its fields, then the tag of the worker's key over them.
+pub const HEADER_BYTES: usize = HEADER_FIELDS_BYTES + TAG_BYTES;
 
 /// Bytes of a section header: job id (8), attempt (4), stream (1), kind (1), record count (2),
-/// first sequence number or total (8).
-pub const SECTION_BYTES: usize = 24;
+/// first sequence number or total (8), body length (2).
+pub const SECTION_BYTES: usize = 26;
+
+/// Sections one datagram may hold: their index is part of each seal's nonce, and the index
+/// `u16::MAX` is the header's. (A datagram of the largest size holds fewer than 1,600.)
+pub const MAX_SECTIONS: u16 = u16::MAX - 1;
 
 /// Bytes in front of each record's payload: flags (1), length (2).
 pub const RECORD_HEADER_BYTES: usize = 3;
@@ -24,7 +34,7 @@ pub const MAX_RECORD_BYTES: usize = 1024;
 /// Smallest datagram a shipper may be configured with: one record of the largest size must fit
 /// into an empty datagram, so a record never waits for space that cannot come.
 pub const MIN_DATAGRAM_BYTES: usize =
-    HEADER_BYTES + SECTION_BYTES + RECORD_HEADER_BYTES + MAX_RECORD_BYTES;
+    HEADER_BYTES + SECTION_BYTES + RECORD_HEADER_BYTES + MAX_RECORD_BYTES + TAG_BYTES;
 
 /// Largest datagram accepted: the largest UDP payload over IPv4 (65535 − 20 − 8).
 pub const MAX_DATAGRAM_BYTES: usize = 65_507;
@@ -89,3 +99,11 @@ pub const MAX_WAITING_KEYS: usize = 4096;
 const _: () = assert!(MIN_DATAGRAM_BYTES <= DEFAULT_DATAGRAM_BYTES);
 const _: () = assert!(DEFAULT_DATAGRAM_BYTES <= MAX_DATAGRAM_BYTES);
 const _: () = assert!(MAX_RECORD_BYTES <= u16::MAX as usize);
+// A section's body length is a u16: a whole datagram's worth always fits.
+const _: () = assert!(MAX_DATAGRAM_BYTES <= u16::MAX as usize);
+const _: () = assert!(MAX_DATAGRAM_BYTES / (SECTION_BYTES + TAG_BYTES) < MAX_SECTIONS as usize);
+
+/// Derived keys the sink keeps at once (per attempt and per worker); past it the cache is
+/// emptied and keys are derived again as datagrams need them (one HMAC each), so datagrams
+/// naming made-up attempts cannot grow it.
+pub const MAX_CACHED_KEYS: usize = 4096;

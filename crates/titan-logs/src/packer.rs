@@ -8,6 +8,7 @@
 
 use super::datagram::{DatagramWriter, StreamKey};
 use super::lines::Record;
+use titan_auth::SealKey;
 use titan_core::WorkerId;
 
 /// A datagram ready to go.
@@ -24,16 +25,21 @@ pub struct Sealed<'a> {
 pub struct Packer {
     writer: DatagramWriter,
     worker: WorkerId,
+    /// Seals the headers (the worker's log key).
+    worker_key: SealKey,
     session: u32,
     next_seq: u64,
 }
 
 impl Packer {
-    /// A packer for datagrams of at most `datagram_bytes` (clamped to the format's limits).
-    pub fn new(worker: WorkerId, session: u32, datagram_bytes: usize) -> Self {
+    /// A packer for datagrams of at most `datagram_bytes` (clamped to the format's limits),
+    /// whose headers `worker_key` seals. `session` must be random: the seals' nonces start
+    /// with it.
+    pub fn new(worker: WorkerId, worker_key: SealKey, session: u32, datagram_bytes: usize) -> Self {
         Self {
             writer: DatagramWriter::new(datagram_bytes),
             worker,
+            worker_key,
             session,
             next_seq: 0,
         }
@@ -43,10 +49,11 @@ impl Packer {
         self.worker
     }
 
-    /// Changes the worker id written into later datagrams (the worker learns it when it
-    /// registers). The datagram numbering goes on.
-    pub fn set_worker(&mut self, worker: WorkerId) {
+    /// Changes the worker id written into later datagrams and the key sealing them (the
+    /// worker learns both when it registers). The datagram numbering goes on.
+    pub fn set_worker(&mut self, worker: WorkerId, worker_key: SealKey) {
         self.worker = worker;
+        self.worker_key = worker_key;
     }
 
     pub fn session(&self) -> u32 {
@@ -68,16 +75,29 @@ impl Packer {
         self.writer.is_empty()
     }
 
-    /// Adds one record; `send` receives the datagram sealed to make room, if any.
-    pub fn push_line(&mut self, key: StreamKey, record: Record<'_>, send: impl FnMut(Sealed<'_>)) {
+    /// Adds one record, sealed with `seal` (its attempt's key); `send` receives the datagram
+    /// sealed to make room, if any.
+    pub fn push_line(
+        &mut self,
+        seal: &SealKey,
+        key: StreamKey,
+        record: Record<'_>,
+        send: impl FnMut(Sealed<'_>),
+    ) {
         let pushed =
-            |w: &mut DatagramWriter| w.push_line(key, record.seq, record.flags, record.bytes);
+            |w: &mut DatagramWriter| w.push_line(seal, key, record.seq, record.flags, record.bytes);
         self.push(pushed, send);
     }
 
     /// Adds the end marker of a stream after `total` records.
-    pub fn push_end(&mut self, key: StreamKey, total: u64, send: impl FnMut(Sealed<'_>)) {
-        self.push(|w: &mut DatagramWriter| w.push_end(key, total), send);
+    pub fn push_end(
+        &mut self,
+        seal: &SealKey,
+        key: StreamKey,
+        total: u64,
+        send: impl FnMut(Sealed<'_>),
+    ) {
+        self.push(|w: &mut DatagramWriter| w.push_end(seal, key, total), send);
     }
 
     /// Seals the open datagram if it holds anything.
@@ -116,7 +136,9 @@ impl Packer {
         let lines = self.writer.lines();
         send(Sealed {
             seq,
-            bytes: self.writer.seal(self.worker, self.session, seq),
+            bytes: self
+                .writer
+                .seal(&self.worker_key, self.worker, self.session, seq),
             lines,
         });
         self.writer.clear();
@@ -126,14 +148,17 @@ impl Packer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datagram::{AttemptKey, Datagram, Entry, LineFlags, Stream};
+    use crate::datagram::testing::{keys, open};
+    use crate::datagram::{AttemptKey, Entry, LineFlags, Stream};
     use crate::limits::MIN_DATAGRAM_BYTES;
     use titan_core::JobId;
 
     #[test]
     fn datagrams_are_numbered_and_filled_before_sealing() {
-        let key = AttemptKey::new(JobId(3), 1).stream(Stream::Stdout);
-        let mut packer = Packer::new(WorkerId(9), 5, MIN_DATAGRAM_BYTES);
+        let attempt = AttemptKey::new(JobId(3), 1);
+        let key = attempt.stream(Stream::Stdout);
+        let (mut sink, worker_key, seal) = keys(WorkerId(9), attempt);
+        let mut packer = Packer::new(WorkerId(9), worker_key, 5, MIN_DATAGRAM_BYTES);
         let mut sent: Vec<(u64, Vec<u8>, u32)> = Vec::new();
         let line = [b'y'; 500];
         for seq in 0..5 {
@@ -142,18 +167,20 @@ mod tests {
                 flags: LineFlags::empty(),
                 bytes: &line,
             };
-            packer.push_line(key, record, |s| {
+            packer.push_line(&seal, key, record, |s| {
                 sent.push((s.seq, s.bytes.to_vec(), s.lines))
             });
         }
-        packer.push_end(key, 5, |s| sent.push((s.seq, s.bytes.to_vec(), s.lines)));
+        packer.push_end(&seal, key, 5, |s| {
+            sent.push((s.seq, s.bytes.to_vec(), s.lines))
+        });
         packer.flush(|s| sent.push((s.seq, s.bytes.to_vec(), s.lines)));
         assert!(packer.is_empty());
         packer.flush(|_| panic!("nothing to flush"));
         // 500-byte records: two fit a minimal datagram, so 2 + 2 + (1 + end).
         let shape: Vec<(u64, u32)> = sent.iter().map(|(seq, _, n)| (*seq, *n)).collect();
         assert_eq!(shape, vec![(0, 2), (1, 2), (2, 1)]);
-        let last = Datagram::decode(&sent[2].1).unwrap();
+        let last = open(&mut sink, &mut sent[2].1).unwrap();
         assert_eq!(last.header.worker, WorkerId(9));
         assert_eq!(last.header.session, 5);
         assert!(matches!(
@@ -161,7 +188,7 @@ mod tests {
             Some(Entry::End { total: 5, .. })
         ));
         packer.sync(|s| sent.push((s.seq, s.bytes.to_vec(), s.lines)));
-        let marker = Datagram::decode(&sent[3].1).unwrap();
+        let marker = open(&mut sink, &mut sent[3].1).unwrap();
         assert_eq!((marker.header.seq, marker.header.sections), (3, 0));
         assert_eq!(packer.sealed(), 4);
     }

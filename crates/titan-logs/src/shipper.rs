@@ -24,6 +24,7 @@ use std::os::fd::AsFd;
 use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
+use titan_auth::{KeyBytes, SealKey};
 use titan_core::WorkerId;
 
 /// How a worker ships its logs.
@@ -33,6 +34,8 @@ pub struct ShipperConfig {
     pub master: SocketAddr,
     /// Written into every datagram; the master counts datagram loss per worker.
     pub worker: WorkerId,
+    /// Seals the datagrams' headers: the worker's log key, from its registration.
+    pub worker_key: KeyBytes,
     /// Datagram size to pack to, within [`MIN_DATAGRAM_BYTES`]..=[`MAX_DATAGRAM_BYTES`].
     pub datagram_bytes: usize,
     /// How long the first line of a batch may wait before the batch is sent.
@@ -46,10 +49,11 @@ pub struct ShipperConfig {
 
 impl ShipperConfig {
     /// Defaults: [`DEFAULT_DATAGRAM_BYTES`], [`DEFAULT_FLUSH_WINDOW`], the system send buffer.
-    pub fn new(master: SocketAddr, worker: WorkerId) -> Self {
+    pub fn new(master: SocketAddr, worker: WorkerId, worker_key: KeyBytes) -> Self {
         Self {
             master,
             worker,
+            worker_key,
             datagram_bytes: DEFAULT_DATAGRAM_BYTES,
             flush_window: DEFAULT_FLUSH_WINDOW,
             send_buffer_bytes: None,
@@ -176,6 +180,7 @@ impl LogShipper {
             socket,
             packer: RefCell::new(Packer::new(
                 config.worker,
+                SealKey::new(&config.worker_key),
                 new_session(),
                 config.datagram_bytes,
             )),
@@ -187,8 +192,17 @@ impl LogShipper {
         Ok(Self { inner })
     }
 
-    /// Queues one record of a job's stream for sending.
-    pub fn ship_line(&self, key: StreamKey, record: Record<'_>) {
+    /// This shipper with the key of one attempt (from its `RunJob`): what the attempt's drain
+    /// ships its lines through.
+    pub fn for_attempt(&self, key: &KeyBytes) -> AttemptShipper {
+        AttemptShipper {
+            shipper: self.clone(),
+            seal: SealKey::new(key),
+        }
+    }
+
+    /// Queues one record of a job's stream for sending, sealed with `seal` (its attempt's key).
+    pub fn ship_line(&self, seal: &SealKey, key: StreamKey, record: Record<'_>) {
         let inner = &*self.inner;
         inner.bump(|c| c.lines += 1);
         if inner.budget.as_ref().is_some_and(|b| !b.take()) {
@@ -199,20 +213,20 @@ impl LogShipper {
         let sealed = {
             let mut packer = inner.packer.borrow_mut();
             let before = packer.sealed();
-            packer.push_line(key, record, |datagram| inner.send(datagram));
+            packer.push_line(seal, key, record, |datagram| inner.send(datagram));
             packer.sealed() != before
         };
         inner.on_pushed(sealed);
     }
 
     /// Queues the end marker of a job's stream after `total` records.
-    pub fn ship_end(&self, key: StreamKey, total: u64) {
+    pub fn ship_end(&self, seal: &SealKey, key: StreamKey, total: u64) {
         let inner = &*self.inner;
         inner.bump(|c| c.ends += 1);
         let sealed = {
             let mut packer = inner.packer.borrow_mut();
             let before = packer.sealed();
-            packer.push_end(key, total, |datagram| inner.send(datagram));
+            packer.push_end(seal, key, total, |datagram| inner.send(datagram));
             packer.sealed() != before
         };
         inner.on_pushed(sealed);
@@ -243,9 +257,12 @@ impl LogShipper {
         self.inner.packer.borrow().session()
     }
 
-    /// Sets the worker id of later datagrams (e.g. once the master has assigned it).
-    pub fn set_worker(&self, worker: WorkerId) {
-        self.inner.packer.borrow_mut().set_worker(worker);
+    /// Sets the worker id and key of later datagrams (once the master has assigned them).
+    pub fn set_worker(&self, worker: WorkerId, worker_key: &KeyBytes) {
+        self.inner
+            .packer
+            .borrow_mut()
+            .set_worker(worker, SealKey::new(worker_key));
     }
 
     /// The size datagrams are packed to.
@@ -417,12 +434,48 @@ fn open_socket(config: &ShipperConfig) -> Result<UdpSocket, ShipperError> {
     Ok(socket)
 }
 
-/// A session number that differs between runs of a worker with overwhelming likelihood.
+/// A random session number: it starts every seal's nonce, so two senders sharing a key (a
+/// worker's successive runs) must not pick the same one. From the OS random source; the clock
+/// and the pid only if that fails.
 fn new_session() -> u32 {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32));
-    nanos ^ std::process::id().rotate_left(16)
+    titan_auth::random_bytes::<4>()
+        .map(u32::from_be_bytes)
+        .unwrap_or_else(|_| {
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32));
+            nanos ^ std::process::id().rotate_left(16)
+        })
+}
+
+/// A shipper bound to one attempt's key: the handle a job's drain ships through. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct AttemptShipper {
+    shipper: LogShipper,
+    seal: SealKey,
+}
+
+impl AttemptShipper {
+    /// Queues one record of the attempt's stream `key`.
+    pub fn ship_line(&self, key: StreamKey, record: Record<'_>) {
+        self.shipper.ship_line(&self.seal, key, record);
+    }
+
+    /// Queues the end marker of the attempt's stream `key` after `total` records.
+    pub fn ship_end(&self, key: StreamKey, total: u64) {
+        self.shipper.ship_end(&self.seal, key, total);
+    }
+
+    /// Sends the open batch now (see [`LogShipper::flush`]).
+    pub fn flush(&self) {
+        self.shipper.flush();
+    }
+
+    /// The shipper underneath.
+    pub fn shipper(&self) -> &LogShipper {
+        &self.shipper
+    }
 }
 
 #[cfg(test)]

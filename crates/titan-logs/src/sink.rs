@@ -5,6 +5,7 @@
 //! readers elsewhere ask it through whatever channel the master uses between shards.
 
 use super::datagram::{AttemptKey, Stream};
+use super::keys::SinkKeys;
 use super::limits::{DEFAULT_RECV_BUFFER_BYTES, MAX_DATAGRAM_BYTES, MAX_WAITING_KEYS};
 use super::ring::{JobLogSummary, LinesPage};
 use super::store::{LogStore, SinkLimits, SinkStats};
@@ -72,9 +73,10 @@ struct Inner {
 }
 
 impl LogSink {
-    /// Binds the log port (port 0 picks a free one). Must be called on a glommio executor.
-    /// Unlike glommio's own `bind`, a port in use is an error rather than shared.
-    pub fn bind(addr: SocketAddr, config: SinkConfig) -> Result<Self, SinkError> {
+    /// Binds the log port (port 0 picks a free one); datagrams are opened with `keys`. Must be
+    /// called on a glommio executor. Unlike glommio's own `bind`, a port in use is an error
+    /// rather than shared.
+    pub fn bind(addr: SocketAddr, config: SinkConfig, keys: SinkKeys) -> Result<Self, SinkError> {
         let std_socket =
             std::net::UdpSocket::bind(addr).map_err(|source| SinkError::Bind { addr, source })?;
         let setup = |source| SinkError::Setup { source };
@@ -94,7 +96,7 @@ impl LogSink {
                 socket,
                 local_addr,
                 recv_buffer_bytes,
-                store: RefCell::new(LogStore::new(config.limits)),
+                store: RefCell::new(LogStore::new(config.limits, keys)),
                 waiters: RefCell::new(BTreeMap::new()),
             }),
         })
@@ -110,7 +112,8 @@ impl LogSink {
     }
 
     /// Receives datagrams until the socket fails; spawn it, or race it with a shutdown future.
-    /// Invalid datagrams are counted ([`SinkStats::invalid_datagrams`]) and skipped.
+    /// Invalid and forged datagrams are counted ([`SinkStats::invalid_datagrams`],
+    /// [`SinkStats::unauthenticated_datagrams`]) and skipped.
     pub async fn serve(&self) -> Result<(), SinkError> {
         let inner = &*self.inner;
         let mut buf = vec![0u8; MAX_DATAGRAM_BYTES + 1];
@@ -132,7 +135,7 @@ impl LogSink {
             let _ = inner
                 .store
                 .borrow_mut()
-                .on_datagram(&buf[..len], &mut touched);
+                .on_datagram(&mut buf[..len], &mut touched);
             inner.wake(&touched);
         }
     }

@@ -8,6 +8,7 @@
 //! then the attempt idle the longest loses the older half of its lines).
 
 use super::datagram::{AttemptKey, Datagram, DatagramHeader, DecodeError, Entry, Stream};
+use super::keys::SinkKeys;
 use super::limits::{
     DEFAULT_MAX_BYTES_PER_JOB, DEFAULT_MAX_JOBS, DEFAULT_MAX_LINES_PER_JOB,
     DEFAULT_MAX_TOTAL_BYTES, DEFAULT_MAX_WORKERS, MAX_PAGE_LINES,
@@ -62,6 +63,10 @@ pub struct SinkStats {
     pub datagram_bytes: u64,
     /// Datagrams rejected by the decoder (not counted in `datagrams`).
     pub invalid_datagrams: u64,
+    /// Datagrams dropped because a seal did not verify: forged (a spoofing sender, a worker
+    /// writing into another's jobs), altered on the way, or sealed with keys of another master
+    /// (not counted in `datagrams`).
+    pub unauthenticated_datagrams: u64,
     /// Datagram numbers skipped by senders' sequences: lost between the worker and here
     /// (dropped at the worker's socket, on the way, or in this socket's full receive buffer).
     pub datagrams_lost: u64,
@@ -96,6 +101,7 @@ struct SenderProgress {
 #[derive(Debug)]
 pub struct LogStore {
     limits: SinkLimits,
+    keys: SinkKeys,
     jobs: BTreeMap<AttemptKey, JobRing>,
     /// Attempts in the order they ended; may hold keys already forgotten.
     finished: VecDeque<AttemptKey>,
@@ -112,9 +118,11 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub fn new(limits: SinkLimits) -> Self {
+    /// A store that opens datagrams with `keys`.
+    pub fn new(limits: SinkLimits, keys: SinkKeys) -> Self {
         Self {
             limits: limits.sanitized(),
+            keys,
             jobs: BTreeMap::new(),
             finished: VecDeque::new(),
             senders: BTreeMap::new(),
@@ -130,24 +138,29 @@ impl LogStore {
         self.limits
     }
 
-    /// Takes in one received datagram. `touched` gets the attempts it added to or ended (each
-    /// once per run of entries), so the caller can wake their followers. An invalid datagram is
-    /// counted and changes nothing else.
+    /// Takes in one received datagram, opening its seals in place. `touched` gets the
+    /// attempts it added to or ended (each once per run of entries), so the caller can wake
+    /// their followers. A forged or invalid datagram is counted and changes nothing else.
     pub fn on_datagram(
         &mut self,
-        bytes: &[u8],
+        bytes: &mut [u8],
         touched: &mut Vec<AttemptKey>,
     ) -> Result<DatagramHeader, DecodeError> {
-        let datagram = match Datagram::decode(bytes) {
+        let len = bytes.len();
+        let datagram = match Datagram::open(bytes, &mut self.keys) {
             Ok(datagram) => datagram,
             Err(error) => {
-                self.stats.invalid_datagrams += 1;
+                if error.is_forged() {
+                    self.stats.unauthenticated_datagrams += 1;
+                } else {
+                    self.stats.invalid_datagrams += 1;
+                }
                 return Err(error);
             }
         };
         self.tick += 1;
         self.stats.datagrams += 1;
-        self.stats.datagram_bytes += bytes.len() as u64;
+        self.stats.datagram_bytes += len as u64;
         self.on_sender(datagram.header);
         for entry in datagram.entries() {
             let key = match entry {

@@ -1,9 +1,15 @@
 //! Tests of the log store: datagram and line accounting, limits and eviction.
 
 use super::*;
+use crate::datagram::testing::{attempt_key, master, worker_key};
 use crate::datagram::{DatagramWriter, LineFlags};
 use crate::limits::LINE_OVERHEAD_BYTES;
 use titan_core::JobId;
+
+/// A store with the test master's keys.
+fn store(limits: SinkLimits) -> LogStore {
+    LogStore::new(limits, SinkKeys::new(master()))
+}
 
 fn attempt(job: u64) -> AttemptKey {
     AttemptKey::new(JobId(job), 0)
@@ -15,32 +21,43 @@ fn datagram(seq: u64, lines: &[(u64, Stream, u64)]) -> Vec<u8> {
     for &(job, stream, line_seq) in lines {
         let text = format!("job {job} line {line_seq}");
         assert!(writer.push_line(
+            &attempt_key(attempt(job)),
             attempt(job).stream(stream),
             line_seq,
             LineFlags::empty(),
             text.as_bytes()
         ));
     }
-    writer.seal(WorkerId(1), 1, seq).to_vec()
+    writer
+        .seal(&worker_key(WorkerId(1)), WorkerId(1), 1, seq)
+        .to_vec()
 }
 
 fn end(seq: u64, job: u64, totals: [u64; 2]) -> Vec<u8> {
     let mut writer = DatagramWriter::new(65_000);
     for stream in Stream::BOTH {
-        assert!(writer.push_end(attempt(job).stream(stream), totals[stream.index()]));
+        assert!(writer.push_end(
+            &attempt_key(attempt(job)),
+            attempt(job).stream(stream),
+            totals[stream.index()]
+        ));
     }
-    writer.seal(WorkerId(1), 1, seq).to_vec()
+    writer
+        .seal(&worker_key(WorkerId(1)), WorkerId(1), 1, seq)
+        .to_vec()
 }
 
 fn feed(store: &mut LogStore, bytes: &[u8]) -> Vec<AttemptKey> {
     let mut touched = Vec::new();
-    store.on_datagram(bytes, &mut touched).expect("valid");
+    store
+        .on_datagram(&mut bytes.to_vec(), &mut touched)
+        .expect("valid");
     touched
 }
 
 #[test]
 fn loss_totals_follow_rings_as_they_change_and_after_they_are_forgotten() {
-    let mut store = LogStore::new(SinkLimits::default());
+    let mut store = store(SinkLimits::default());
     // The end marker overtakes job 1's lines: all three count as lost for now.
     feed(&mut store, &end(0, 1, [3, 0]));
     assert_eq!(store.stats().lines_lost, 3);
@@ -66,7 +83,7 @@ fn loss_totals_follow_rings_as_they_change_and_after_they_are_forgotten() {
 
 #[test]
 fn datagram_and_line_gaps_are_counted() {
-    let mut store = LogStore::new(SinkLimits::default());
+    let mut store = store(SinkLimits::default());
     feed(
         &mut store,
         &datagram(0, &[(1, Stream::Stdout, 0), (2, Stream::Stdout, 0)]),
@@ -96,7 +113,7 @@ fn datagram_and_line_gaps_are_counted() {
 
 #[test]
 fn late_datagrams_and_new_sessions() {
-    let mut store = LogStore::new(SinkLimits::default());
+    let mut store = store(SinkLimits::default());
     feed(&mut store, &datagram(5, &[]));
     feed(&mut store, &datagram(7, &[]));
     feed(&mut store, &datagram(6, &[]));
@@ -104,8 +121,11 @@ fn late_datagrams_and_new_sessions() {
     assert_eq!((stats.datagrams_lost, stats.datagrams_late), (1, 1));
     // The same worker restarted: a new session starts numbering again without a loss.
     let mut writer = DatagramWriter::new(2000);
-    assert!(writer.push_end(attempt(3).stream(Stream::Stdout), 0));
-    let restarted = writer.seal(WorkerId(1), 2, 0).to_vec();
+    let seal = attempt_key(attempt(3));
+    assert!(writer.push_end(&seal, attempt(3).stream(Stream::Stdout), 0));
+    let restarted = writer
+        .seal(&worker_key(WorkerId(1)), WorkerId(1), 2, 0)
+        .to_vec();
     feed(&mut store, &restarted);
     let stats = store.stats();
     assert_eq!((stats.datagrams_lost, stats.sessions), (1, 2));
@@ -113,12 +133,48 @@ fn late_datagrams_and_new_sessions() {
 
 #[test]
 fn invalid_datagrams_are_counted_and_change_nothing() {
-    let mut store = LogStore::new(SinkLimits::default());
+    let mut store = store(SinkLimits::default());
     let mut touched = Vec::new();
-    assert!(store.on_datagram(b"not a datagram", &mut touched).is_err());
+    assert!(store
+        .on_datagram(&mut b"not a datagram".to_vec(), &mut touched)
+        .is_err());
     let stats = store.stats();
     assert_eq!((stats.invalid_datagrams, stats.datagrams), (1, 0));
     assert!(touched.is_empty());
+}
+
+#[test]
+fn forged_datagrams_are_counted_apart_and_change_nothing() {
+    let mut store = store(SinkLimits::default());
+    // Lines for job 1 sealed with job 2's key: what a worker that runs job 2 could send.
+    let mut writer = DatagramWriter::new(2000);
+    let target = attempt(1).stream(Stream::Stdout);
+    assert!(writer.push_line(
+        &attempt_key(attempt(2)),
+        target,
+        0,
+        LineFlags::empty(),
+        b"x"
+    ));
+    let mut forged = writer
+        .seal(&worker_key(WorkerId(1)), WorkerId(1), 1, 0)
+        .to_vec();
+    let mut touched = Vec::new();
+    assert!(store.on_datagram(&mut forged, &mut touched).is_err());
+    let stats = store.stats();
+    assert_eq!(
+        (
+            stats.unauthenticated_datagrams,
+            stats.invalid_datagrams,
+            stats.datagrams
+        ),
+        (1, 0, 0)
+    );
+    assert!(touched.is_empty() && store.summary(attempt(1)).is_none());
+    assert_eq!(
+        stats.sessions, 0,
+        "the forged header did not count as a sender"
+    );
 }
 
 #[test]
@@ -127,7 +183,7 @@ fn the_oldest_finished_attempt_is_evicted_first_then_the_idlest() {
         max_jobs: 2,
         ..SinkLimits::default()
     };
-    let mut store = LogStore::new(limits);
+    let mut store = store(limits);
     feed(&mut store, &datagram(0, &[(1, Stream::Stdout, 0)]));
     feed(&mut store, &datagram(1, &[(2, Stream::Stdout, 0)]));
     feed(&mut store, &end(2, 2, [1, 0]));
@@ -156,7 +212,7 @@ fn memory_stays_within_the_budget_however_much_is_printed() {
         max_total_bytes: 40 * 1024,
         max_workers: 4,
     };
-    let mut store = LogStore::new(limits);
+    let mut store = store(limits);
     let mut next = [0u64; 3];
     for seq in 0..3000u64 {
         let job = seq % 3;
@@ -181,7 +237,7 @@ fn memory_stays_within_the_budget_however_much_is_printed() {
 
 #[test]
 fn an_end_over_tcp_ends_a_silent_attempt() {
-    let mut store = LogStore::new(SinkLimits::default());
+    let mut store = store(SinkLimits::default());
     assert!(!store.on_stream_end(attempt(9), Stream::Stdout, 0));
     assert_eq!(store.progress(attempt(9)), Some((0, false)));
     assert!(store.on_stream_end(attempt(9), Stream::Stderr, 0));

@@ -20,7 +20,8 @@ use futures_lite::{future, AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use glommio::Task;
 
-use titan_proto::conn::{Conn, ConnConfig, ConnError, Incoming};
+use titan_auth::Role;
+use titan_proto::conn::{Conn, ConnConfig, ConnError, Gate, Incoming, Transport};
 use titan_proto::Frame;
 
 use super::outbox::Outbox;
@@ -58,9 +59,21 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Wraps `stream` and starts its writer task. Reading stops at `shutdown`.
+    /// Wraps `stream` and starts its writer task. Reading stops at `shutdown`. No handshake:
+    /// see [`Connection::with_gate`].
     pub fn new(stream: TcpStream, config: &ConnConfig, shutdown: Shutdown) -> Connection {
-        let Conn { incoming, outgoing } = Conn::new(config);
+        Connection::with_gate(stream, config, shutdown, Gate::Open)
+    }
+
+    /// Like [`Connection::new`], with frames passing `gate` (a handshake) before the reader
+    /// sees any. A server's challenge leaves at once.
+    pub fn with_gate(
+        stream: TcpStream,
+        config: &ConnConfig,
+        shutdown: Shutdown,
+        gate: Gate,
+    ) -> Connection {
+        let Conn { incoming, outgoing } = Conn::with_layers(config, Transport::Plaintext, gate);
         let stream = Rc::new(RefCell::new(stream));
         let outbox = Outbox::new(outgoing);
         let writer = glommio::spawn_local(write_loop(stream.clone(), outbox.clone()));
@@ -99,10 +112,22 @@ impl Connection {
         }
     }
 
-    /// The next whole frame already read, borrowed from the receive buffer.
+    /// The next whole frame already read, borrowed from the receive buffer. While the
+    /// handshake runs, its frames are consumed here and its answers handed to the writer.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, ConnError> {
+        let handshaking = !self.incoming.is_open();
         let incoming = &mut self.incoming;
-        self.outbox.with(move |out| incoming.next_frame(out))
+        let next = self.outbox.with(move |out| incoming.next_frame(out));
+        if handshaking {
+            // The gate may have pushed an answer, or released the frames it held back.
+            self.outbox.writable.notify();
+        }
+        next
+    }
+
+    /// The role the peer proved in the handshake (`None` without one, or before it is done).
+    pub fn role(&self) -> Option<Role> {
+        self.incoming.role()
     }
 
     /// Closes the outbox, lets the writer write what is ready, and closes the stream.
