@@ -11,6 +11,8 @@ a=$(realpath "$1"); b=$(realpath "$2"); rounds=${3:-3}
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d -p "$PWD/target")
 results=$tmp/results
+# Builds with keys (issue 14) find them here; older builds ignore the variable.
+export TITAN_ACCESS_FILE=$tmp/access
 cleanup() { pkill -f "$a/titan (master|worker)" 2>/dev/null || true; pkill -f "$b/titan (master|worker)" 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 

@@ -19,9 +19,9 @@ run() { # label addr args...
 }
 # Alternate target and baseline so drifting machine load hits both alike.
 for round in 1 2 3; do
-  run "baseline-echo d1 r$round" "$echo" --connections 1 --depth 1
+  run "baseline-echo d1 r$round" "$echo" --connections 1 --depth 1 --no-auth
   run "titan d1 r$round" "$master" --connections 1 --depth 1
 done
-run "baseline-echo c4 d64" "$echo" --connections 4 --depth 64
+run "baseline-echo c4 d64" "$echo" --connections 4 --depth 64 --no-auth
 run "titan c4 d64" "$master" --connections 4 --depth 64
 run "titan c1 d256" "$master" --connections 1 --depth 256

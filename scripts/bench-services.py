@@ -42,6 +42,8 @@ class Cluster:
     def __init__(self, tmp, master_args, worker_args):
         self.tmp = tmp
         self.procs = []
+        # The master creates its keys here; the worker and the CLI read them (issue 14).
+        os.environ["TITAN_ACCESS_FILE"] = os.path.join(tmp, "access")
         out = os.path.join(tmp, "master.out")
         self.spawn(
             [BIN, "master", "--port", "0", "--log-port", "0", "--shards", "2",

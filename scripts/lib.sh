@@ -1,12 +1,14 @@
 # Shared set-up of the bench scripts (source it first): release binaries in $bin, a scratch
 # directory $tmp under target/ (removed on exit, with every titan master and worker started from
-# $bin), and wait_addr FILE, which prints the first 127.0.0.1:PORT a ready line wrote to FILE.
+# $bin) holding the run's access file ($TITAN_ACCESS_FILE), and wait_addr FILE, which prints the first 127.0.0.1:PORT a ready line wrote to FILE.
 # A script adds its own clean-up commands to $on_exit.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[1]}")/.."
 cargo build --release -q
 bin=$PWD/target/release
 tmp=$(mktemp -d -p "$PWD/target")
+# One access file for the run: the master creates it, workers and the load generator read it.
+export TITAN_ACCESS_FILE=$tmp/access
 on_exit=""
 cleanup() {
   eval "$on_exit"

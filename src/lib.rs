@@ -3,6 +3,7 @@
 //! of its own in `crates/`, re-exported here under its short name for the binary, tests and
 //! benches. The crate graph is the layer map (docs/ARCHITECTURE.md).
 
+pub use titan_auth as auth;
 pub use titan_client as client;
 pub use titan_core as core;
 pub use titan_logs as logs;

@@ -361,6 +361,7 @@ fn bad_frame_checks(addr: &str, seed: u64) -> Vec<Check> {
             Some(ErrorCode::UnknownOpcode),
         ),
         expect_close(addr, "truncated_then_closed", &truncated),
+        skipped_handshake(addr),
     ]
 }
 
@@ -372,45 +373,74 @@ fn expect_error(
     pongs: usize,
     code: Option<ErrorCode>,
 ) -> Check {
-    let result = (|| -> Result<String, String> {
-        let mut stream = wire::connect(addr).map_err(|e| e.to_string())?;
-        stream
-            .set_read_timeout(Some(CHECK_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        stream.write_all(bytes).map_err(|e| e.to_string())?;
-        let mut reader = FrameReader::new(stream);
-        for i in 0..pongs {
-            match reader.next() {
-                Ok(Some(f)) if f.header.opcode == OpCode::Pong => {}
-                other => return Err(format!("reply {i}: expected Pong, got {other:?}")),
-            }
+    check(name, error_then_close(addr, false, bytes, pongs, code))
+}
+
+/// A peer that skips the handshake: after the server's challenge, its first frame gets one
+/// `Unauthorized` error and a close.
+fn skipped_handshake(addr: &str) -> Check {
+    let mut ping = Vec::new();
+    wire::push_ping(&mut ping, 1, b"no key");
+    let result = error_then_close(addr, true, &ping, 0, Some(ErrorCode::Unauthorized));
+    check("skipped_handshake", result)
+}
+
+/// What [`expect_error`] checks; `raw` connects without the handshake (the challenge then
+/// comes first).
+fn error_then_close(
+    addr: &str,
+    raw: bool,
+    bytes: &[u8],
+    pongs: usize,
+    code: Option<ErrorCode>,
+) -> Result<String, String> {
+    let connect = if raw {
+        wire::connect_raw
+    } else {
+        wire::connect
+    };
+    let mut stream = connect(addr).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(CHECK_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    stream.write_all(bytes).map_err(|e| e.to_string())?;
+    let mut reader = FrameReader::new(stream);
+    if raw {
+        match reader.next() {
+            Ok(Some(f)) if f.header.opcode == OpCode::Challenge => {}
+            other => return Err(format!("expected the challenge, got {other:?}")),
         }
-        let frame = match reader.next() {
-            Ok(Some(f)) => f,
-            other => return Err(format!("expected an Error frame, got {other:?}")),
-        };
-        let got = wire::error_code(&frame).ok_or_else(|| {
-            format!(
-                "expected Error, got {}",
-                wire::describe(frame.header, &frame.payload)
-            )
-        })?;
-        if let Some(code) = code {
-            if got != code as u16 {
-                return Err(format!(
-                    "expected error code {} ({code:?}), got {}",
-                    code as u16,
-                    wire::describe(frame.header, &frame.payload)
-                ));
-            }
+    }
+    for i in 0..pongs {
+        match reader.next() {
+            Ok(Some(f)) if f.header.opcode == OpCode::Pong => {}
+            other => return Err(format!("reply {i}: expected Pong, got {other:?}")),
         }
-        expect_eof(reader.stream())?;
-        Ok(format!(
-            "{}, then closed",
+    }
+    let frame = match reader.next() {
+        Ok(Some(f)) => f,
+        other => return Err(format!("expected an Error frame, got {other:?}")),
+    };
+    let got = wire::error_code(&frame).ok_or_else(|| {
+        format!(
+            "expected Error, got {}",
             wire::describe(frame.header, &frame.payload)
-        ))
-    })();
-    check(name, result)
+        )
+    })?;
+    if let Some(code) = code {
+        if got != code as u16 {
+            return Err(format!(
+                "expected error code {} ({code:?}), got {}",
+                code as u16,
+                wire::describe(frame.header, &frame.payload)
+            ));
+        }
+    }
+    expect_eof(reader.stream())?;
+    Ok(format!(
+        "{}, then closed",
+        wire::describe(frame.header, &frame.payload)
+    ))
 }
 
 /// Sends a partial frame and closes the write side: no reply is possible, the server must close.

@@ -159,7 +159,7 @@ fn submit_pipelined(
     budget: &AtomicI64,
     keep_labels: bool,
 ) -> SubmitterResult {
-    let mut client = Client::connect(addr)?;
+    let mut client = connect(addr)?;
     let request = SubmitRequest {
         submission: Submission::OneOff(spec.clone()),
     };
@@ -262,7 +262,7 @@ pub fn e2e(args: E2eArgs) -> anyhow::Result<bool> {
     if let Some(n) = args.latency {
         return e2e_latency(&args, n);
     }
-    let mut probe = Client::connect(&args.addr)?;
+    let mut probe = connect(&args.addr)?;
     let base = completed_count(&mut probe)?;
     let cpu_before = args.master_pid.and_then(cpu_us);
     let budget = Arc::new(AtomicI64::new(args.jobs as i64));
@@ -307,7 +307,7 @@ pub fn e2e(args: E2eArgs) -> anyhow::Result<bool> {
 
 /// One job at a time: submit, then wait for it on the master; latency of both round trips.
 fn e2e_latency(args: &E2eArgs, n: u64) -> anyhow::Result<bool> {
-    let mut client = Client::connect(&args.addr)?;
+    let mut client = connect(&args.addr)?;
     let mut hist = report::histogram();
     let started = Instant::now();
     for _ in 0..n {
@@ -362,7 +362,7 @@ pub fn dag(args: DagArgs) -> anyhow::Result<bool> {
             },
         })
         .collect();
-    let mut client = Client::connect(&args.addr)?;
+    let mut client = connect(&args.addr)?;
     let started = Instant::now();
     let submitted = client
         .submit(Submission::Dag(jobs))
@@ -467,4 +467,11 @@ pub fn spawn(args: SpawnArgs) -> anyhow::Result<bool> {
     };
     print(&report, args.json)?;
     Ok(done == args.count)
+}
+
+/// A client of the master at `addr`, proving the load generator's key.
+fn connect(addr: &str) -> anyhow::Result<Client> {
+    let credential = crate::wire::credential()
+        .ok_or_else(|| anyhow::anyhow!("no key to prove to the master"))?;
+    Ok(Client::connect(addr, credential)?)
 }

@@ -25,6 +25,10 @@ static GLOBAL: MiMalloc = MiMalloc;
 struct Cli {
     #[command(subcommand)]
     mode: Mode,
+    /// The access file holding a client key; without it: `TITAN_KEY` (ROLE:HEX),
+    /// `TITAN_ACCESS_FILE`, then `titan_data/access` here.
+    #[arg(long, global = true, value_name = "PATH")]
+    access_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,8 +49,29 @@ enum Mode {
     Spawn(jobs::SpawnArgs),
 }
 
+/// Finds the key the mode's connections prove, unless it makes none to a master.
+fn set_up_key(cli: &Cli) -> anyhow::Result<()> {
+    let keyless = match &cli.mode {
+        Mode::Echo(_) | Mode::Spawn(_) => true,
+        Mode::Ping(args) => args.no_auth,
+        _ => false,
+    };
+    let credential = if keyless {
+        None
+    } else {
+        let lookup = titan_client::auth::KeyLookup::from_env(cli.access_file.clone());
+        Some(lookup.credential(titan_client::auth::Want::Client)?)
+    };
+    wire::use_credential(credential);
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = set_up_key(&cli) {
+        eprintln!("error: {e:#}");
+        return std::process::ExitCode::from(2);
+    }
     let outcome = match cli.mode {
         Mode::Ping(args) => ping::run(args),
         Mode::Frag(args) => frag::run(args),

@@ -45,6 +45,9 @@ pub struct PingArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// No handshake: for the `echo` baseline server, which takes no key.
+    #[arg(long)]
+    pub no_auth: bool,
 }
 
 #[derive(Debug, Serialize)]

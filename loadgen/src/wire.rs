@@ -1,12 +1,19 @@
 //! Blocking frame IO over a `std::net::TcpStream`, shared by every mode. Frames are read through
 //! the client library's [`BlockingConn`], the blocking driver of the one framed-connection type;
 //! the modes only encode what they send (`frag` writes deliberately broken bytes of its own).
+//!
+//! Every connection proves the key [`use_credential`] set (once, at start) before the mode
+//! sends its first frame; the `echo` baseline takes no key (`ping --no-auth`).
 
 use std::io::{self, Write};
 use std::net::TcpStream;
+use std::sync::OnceLock;
+use std::time::Instant;
 
+use titan_client::auth::{Credential, Nonce};
 use titan_client::{BlockingConn, RecvError};
-use titan_proto::conn::ConnConfig;
+use titan_proto::conn::{ConnConfig, Gate};
+use titan_proto::limits::HANDSHAKE_TIMEOUT;
 use titan_proto::message::{ArchivedErrorReply, ArchivedPing, Ping};
 use titan_proto::{access, encode_frame, ConnError, Header, OpCode, ProtoError};
 
@@ -77,10 +84,48 @@ fn invalid(e: ConnError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+/// The key every connection proves (`None`: no handshake, for the `echo` baseline).
+static CREDENTIAL: OnceLock<Option<Credential>> = OnceLock::new();
+
+/// Sets the key of every connection this process opens; called once, before any.
+pub fn use_credential(credential: Option<Credential>) {
+    let _ = CREDENTIAL.set(credential);
+}
+
+/// The key connections prove, if any.
+pub fn credential() -> Option<&'static Credential> {
+    CREDENTIAL.get().and_then(Option::as_ref)
+}
+
+/// A connection to `addr`, its handshake done (with the key set by [`use_credential`]), ready
+/// for raw frames.
 pub fn connect(addr: &str) -> io::Result<TcpStream> {
+    let stream = connect_raw(addr)?;
+    if let Some(credential) = credential() {
+        handshake(&stream, credential)?;
+    }
+    Ok(stream)
+}
+
+/// A connection without a handshake (to see what the server does with one that skips it).
+pub fn connect_raw(addr: &str) -> io::Result<TcpStream> {
     let stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// Answers the server's challenge on `stream` and checks its proof. The server sends nothing
+/// after its `Welcome` until asked, so nothing is read past the handshake.
+fn handshake(stream: &TcpStream, credential: &Credential) -> io::Result<()> {
+    let nonce = Nonce::random().map_err(io::Error::other)?;
+    let gate = Gate::client(credential.clone(), nonce, Instant::now());
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    let mut conn = BlockingConn::with_gate(stream, &ConnConfig::client(), gate);
+    conn.handshake().map_err(|e| match e {
+        RecvError::Io(e) => e,
+        other => io::Error::new(io::ErrorKind::PermissionDenied, other),
+    })?;
+    stream.set_read_timeout(None)
 }
 
 pub fn push_ping(out: &mut Vec<u8>, nonce: u64, data: &[u8]) {

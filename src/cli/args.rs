@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use titan_auth::KeyLookup;
 use titan_core::ids::{JobRef, JobRefError};
 use titan_core::model::{JobState, UnknownState};
 
@@ -64,7 +65,7 @@ impl ClientCommand {
     }
 }
 
-/// The master to talk to.
+/// The master to talk to, and the key to prove.
 #[derive(Debug, Clone, Args)]
 pub struct MasterAddr {
     /// The master's address.
@@ -76,6 +77,17 @@ pub struct MasterAddr {
         value_name = "HOST:PORT"
     )]
     pub addr: String,
+    /// The access file holding the client (or read-only) key; without it: `TITAN_KEY`
+    /// (ROLE:HEX), `TITAN_ACCESS_FILE`, then `titan_data/access` here.
+    #[arg(id = "client_access_file", long = "access-file", value_name = "PATH")]
+    pub access_file: Option<PathBuf>,
+}
+
+impl MasterAddr {
+    /// Where this command looks for its key.
+    pub fn keys(&self) -> KeyLookup {
+        KeyLookup::from_env(self.access_file.clone())
+    }
 }
 
 /// Spec fields the seed's text syntax cannot express.

@@ -1,7 +1,9 @@
 //! `titan up` and `titan demo`: a whole local cluster as child processes of this binary.
 //!
 //! The master and the workers are started with `--port 0` and their ready lines read back, so
-//! several clusters (and tests) never fight over ports. Stopping sends SIGTERM to the workers
+//! several clusters (and tests) never fight over ports. The master creates its access file in
+//! its data directory; the workers are pointed at it (`--access-file`), so they need no key
+//! of their own. Stopping sends SIGTERM to the workers
 //! first (each stops its jobs, child workers included, and its sentinel follows), then to the
 //! master; anything still alive after a deadline gets SIGKILL, so nothing is left behind.
 
@@ -50,6 +52,13 @@ pub struct ClusterLayout {
     pub master_flags: Vec<String>,
 }
 
+impl ClusterLayout {
+    /// The master's access file (created on its first start), which the workers read.
+    pub fn access_file(&self) -> PathBuf {
+        self.data_dir.join(titan_auth::ACCESS_FILE_NAME)
+    }
+}
+
 impl LocalCluster {
     pub fn start(workers: usize, layout: &ClusterLayout) -> Result<LocalCluster, CliError> {
         let exe = std::env::current_exe()
@@ -60,6 +69,8 @@ impl LocalCluster {
             .args(["--log-port", &layout.log_port.to_string()])
             .arg("--data-dir")
             .arg(&layout.data_dir)
+            .arg("--access-file")
+            .arg(layout.access_file())
             .args(&layout.master_flags);
         let master = spawn_member("master", master_cmd, "titan master ready on ")?;
         let mut cluster = LocalCluster {
@@ -73,7 +84,9 @@ impl LocalCluster {
                 .arg("--perm-files")
                 .arg(&layout.perm_files)
                 .arg("--workspace")
-                .arg(&layout.workspace);
+                .arg(&layout.workspace)
+                .arg("--access-file")
+                .arg(layout.access_file());
             match spawn_member(&format!("worker {}", i + 1), cmd, "titan worker ready on ") {
                 Ok(worker) => cluster.workers.push(worker),
                 Err(e) => {

@@ -38,7 +38,8 @@ pub fn run(command: ClientCommand) -> u8 {
         ClientCommand::Wait(_) => EXIT_UNKNOWN,
         _ => EXIT_FAILED,
     };
-    let mut session = Session::new(command.master().addr.clone());
+    let master = command.master();
+    let mut session = Session::new(master.addr.clone(), master.keys());
     let result = execute(&mut session, command);
     match result.and_then(|(text, status)| print(&text).map(|()| status)) {
         Ok(status) => status,

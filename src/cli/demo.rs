@@ -10,6 +10,7 @@ use super::client::Client;
 use super::cluster::{free_port, ClusterLayout, LocalCluster};
 use super::error::CliError;
 use super::signals;
+use titan_auth::{KeyLookup, Want};
 use titan_core::grammar::{parse_dag, parse_one_off};
 use titan_core::{JobState, Submission};
 
@@ -137,7 +138,7 @@ pub fn demo(args: DemoArgs) -> Result<(), CliError> {
         "titan demo: master on {}, worker on {}",
         cluster.master.addr, cluster.workers[0].addr
     );
-    let result = run_demo(&cluster.master.addr, &dag, &one_offs);
+    let result = run_demo(&cluster.master.addr, &layout.access_file(), &dag, &one_offs);
     let crashed = cluster.exited();
     let killed = cluster.stop();
     let _ = std::fs::remove_dir_all(&layout.data_dir);
@@ -155,8 +156,20 @@ pub fn demo(args: DemoArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn run_demo(master: &str, dag: &str, one_offs: &[&str]) -> Result<(), CliError> {
-    let mut client = Client::connect(master)?;
+fn run_demo(
+    master: &str,
+    access_file: &std::path::Path,
+    dag: &str,
+    one_offs: &[&str],
+) -> Result<(), CliError> {
+    let keys = KeyLookup {
+        flag: Some(access_file.to_path_buf()),
+        ..KeyLookup::default()
+    };
+    let credential = keys
+        .credential(Want::Client)
+        .map_err(super::client::ClientError::from)?;
+    let mut client = Client::connect(master, &credential)?;
     println!("\ntitan> SUBMIT_DAG {dag}");
     let submitted = client.submit(Submission::Dag(parse_dag(dag)?))?;
     for job in &submitted.jobs {

@@ -78,6 +78,7 @@ impl CliError {
                     | ClientError::Closed
                     | ClientError::Protocol(_)
                     | ClientError::UnexpectedReply { .. }
+                    | ClientError::Auth { .. }
             )
         )
     }

@@ -122,10 +122,17 @@ pub fn collect(session: &mut Session, id: &JobRef) -> Result<Output, CliError> {
         });
     }
     let worker = first.worker_addr.clone().unwrap_or_default();
-    match (
-        fetch_output_file(&worker, &first.job_dir, 1),
-        fetch_output_file(&worker, &first.job_dir, 2),
-    ) {
+    let fetched = match &first.ticket {
+        Some(ticket) => (
+            fetch_output_file(&worker, ticket, 1),
+            fetch_output_file(&worker, ticket, 2),
+        ),
+        None => {
+            let none = || Err(no_ticket());
+            (none(), none())
+        }
+    };
+    match fetched {
         (Ok(out), Ok(err)) => Ok(Output {
             stdout: out,
             stderr: err,
@@ -142,6 +149,14 @@ pub fn collect(session: &mut Session, id: &JobRef) -> Result<Output, CliError> {
                 notes,
             })
         }
+    }
+}
+
+/// The master named a worker without a ticket to read from it (an older master).
+fn no_ticket() -> super::client::ClientError {
+    super::client::ClientError::Server {
+        code: None,
+        message: "the master gave no ticket to read the worker's files".into(),
     }
 }
 

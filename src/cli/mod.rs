@@ -27,6 +27,7 @@ pub mod submission;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
+use titan_auth::{KeyLookup, Want};
 use titan_master::{self as master, MasterConfig};
 use titan_worker::{self as worker, WorkerConfig};
 
@@ -67,7 +68,8 @@ pub struct MasterArgs {
     /// TCP port for TITAN_PROTO (0 picks a free port; the ready line shows it).
     #[arg(long, default_value_t = master::DEFAULT_PORT)]
     pub port: u16,
-    /// Address to listen on. Only loopback addresses are accepted until token authentication lands.
+    /// Address to listen on. Only loopback addresses are accepted until TLS lands: keys are
+    /// proved without sending them, but requests and replies still travel in clear.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: IpAddr,
     /// Number of shards (glommio executors); default: the number of CPUs.
@@ -119,9 +121,14 @@ pub struct MasterArgs {
     /// Where the write-ahead log lives (it survives restarts and `kill -9`).
     #[arg(long, default_value = master::DEFAULT_DATA_DIR)]
     pub data_dir: std::path::PathBuf,
-    /// Keep state in memory only: no write-ahead log (a restart loses every job).
+    /// Keep state in memory only: no write-ahead log (a restart loses every job). The data
+    /// directory then holds only the access file.
     #[arg(long, conflicts_with = "data_dir")]
     pub memory_only: bool,
+    /// The access file with every role's key, created with fresh keys (mode 0600) if missing;
+    /// default: `access` in the data directory.
+    #[arg(long, env = "TITAN_ACCESS_FILE", value_name = "PATH")]
+    pub access_file: Option<std::path::PathBuf>,
     /// How the log reaches the disk: `group` (one synchronous write per batch) or `per-record`.
     #[arg(long, value_enum, default_value_t = WalSync::Group)]
     pub wal_sync: WalSync,
@@ -199,6 +206,11 @@ pub struct WorkerArgs {
     /// 0 leaves jobs at the worker's own priority.
     #[arg(long, default_value_t = titan_worker::DEFAULT_JOB_NICE, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub job_nice: i32,
+    /// The access file holding the worker key; without it: `TITAN_KEY` (worker:HEX),
+    /// `TITAN_ACCESS_FILE`, then `titan_data/access` here (where a master started here keeps
+    /// it).
+    #[arg(long, value_name = "PATH")]
+    pub access_file: Option<std::path::PathBuf>,
 }
 
 /// Runs the parsed command.
@@ -229,8 +241,11 @@ fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     if args.capacity == 0 {
         bail!("--capacity must be at least 1");
     }
-    let mut config =
-        WorkerConfig::new(std::net::SocketAddr::new(args.bind, args.port), args.master);
+    let credential = KeyLookup::from_env(args.access_file.clone())
+        .credential(Want::Worker)
+        .context("a worker needs the worker key")?;
+    let listen = std::net::SocketAddr::new(args.bind, args.port);
+    let mut config = WorkerConfig::new(listen, args.master, credential);
     config.capacity = args.capacity;
     config.skills = args
         .skills
@@ -267,8 +282,8 @@ fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
 fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     if !args.bind.is_loopback() {
         bail!(
-            "refusing to listen on {}: binding beyond loopback requires a shared token, \
-             which this build does not implement yet",
+            "refusing to listen on {}: beyond loopback, requests and replies would travel in \
+             clear; that needs TLS, which this build does not implement yet",
             args.bind
         );
     }
@@ -292,6 +307,11 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
         .max(1);
     config.log_port = args.log_port;
     config.data_dir = (!args.memory_only).then(|| args.data_dir.clone());
+    config.access_file = Some(
+        args.access_file
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join(titan_auth::ACCESS_FILE_NAME)),
+    );
     config.wal.segment_bytes = args.wal_segment_mb << 20;
     config.wal.preallocate = !args.wal_no_preallocate;
     config.wal.commit_mode = match args.wal_sync {

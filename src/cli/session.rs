@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::client::{Client, ClientError};
 use super::error::CliError;
+use titan_auth::{KeyLookup, Want};
 
 /// How long any reply may take, except `wait`'s, which sets its own bound. A master that answers
 /// nothing for this long is treated as gone rather than leaving the CLI hanging.
@@ -16,14 +17,19 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Session {
     addr: String,
+    /// Where the client key comes from; read at each connection, so a key handed out anew
+    /// (rotated) is picked up by a REPL that reconnects.
+    keys: KeyLookup,
     client: Option<Client>,
 }
 
 impl Session {
-    /// A session that will connect to `addr` (`HOST:PORT`) when first used.
-    pub fn new(addr: impl Into<String>) -> Session {
+    /// A session that will connect to `addr` (`HOST:PORT`) when first used, proving the key
+    /// `keys` finds.
+    pub fn new(addr: impl Into<String>, keys: KeyLookup) -> Session {
         Session {
             addr: addr.into(),
+            keys,
             client: None,
         }
     }
@@ -47,7 +53,9 @@ impl Session {
         let (client, new) = match self.client.take() {
             Some(client) if !client.peer_closed() => (client, false),
             _ => {
-                let client = Client::connect(&self.addr)?;
+                let keys = &self.keys;
+                let credential = || Ok(keys.credential(Want::Client)?);
+                let client = Client::connect_with_key(&self.addr, credential)?;
                 client
                     .set_timeout(Some(REPLY_TIMEOUT))
                     .map_err(ClientError::Io)?;

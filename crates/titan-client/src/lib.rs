@@ -111,12 +111,17 @@ impl Client {
     /// Connects to the master at `addr` and proves `credential` (mutually: the master proves
     /// it holds the same key).
     pub fn connect(addr: &str, credential: &Credential) -> Result<Client, ClientError> {
+        Client::connect_with_key(addr, || Ok(credential.clone()))
+    }
+
+    /// Like [`Client::connect`], asking for the key only once the master answered: a master
+    /// that is down is reported as such even when no key could be found.
+    pub fn connect_with_key(
+        addr: &str,
+        credential: impl FnOnce() -> Result<Credential, ClientError>,
+    ) -> Result<Client, ClientError> {
         let stream = connect_stream(addr)?;
-        let gate = Gate::client(
-            credential.clone(),
-            titan_auth::Nonce::random()?,
-            Instant::now(),
-        );
+        let gate = Gate::client(credential()?, titan_auth::Nonce::random()?, Instant::now());
         let mut conn = BlockingConn::with_gate(stream, &ConnConfig::client(), gate);
         let auth_err = |source| ClientError::Auth {
             addr: addr.to_string(),

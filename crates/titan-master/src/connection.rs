@@ -1,6 +1,11 @@
 //! One connection: a reader that takes frames from the framed connection and hands them to the
 //! shard, and (inside the connection) a writer task that drains its [`Outbox`].
 //!
+//! The connection opens with the handshake: the master's challenge leaves at once, and no frame
+//! reaches the shard before the peer proved a role's key (anything else gets one `Error` frame
+//! and a close; an unfinished handshake closes after `HANDSHAKE_TIMEOUT`). Each request then
+//! goes to the shard with the role it was proved under.
+//!
 //! Requests may be pipelined; replies leave in request order (the outbox keeps it). A bad frame
 //! gets an `Error` reply when the stream still allows one, then the connection closes after the
 //! reply is written. The framed connection enforces the limits: a partial frame that makes no
@@ -21,7 +26,8 @@ use tracing::debug;
 
 use super::conns::{ConnEntry, ConnKey};
 use super::shard::Shard;
-use titan_proto::conn::{ConnConfig, ProgressRule};
+use titan_auth::Nonce;
+use titan_proto::conn::{ConnConfig, Gate, ProgressRule};
 use titan_proto::{self as proto, ConnError, ErrorCode};
 use titan_runtime::conn::{Connection, ReadEnd};
 use titan_runtime::outbox::Outbox;
@@ -65,7 +71,16 @@ pub(crate) async fn serve(
     let stall = shard.shared.config.stall_timeout;
     let _ = stream.set_write_timeout(Some(stall));
     let config = ConnConfig::server(ProgressRule::NoProgressFor(stall));
-    let mut conn = Connection::new(stream, &config, shutdown.clone());
+    let nonce = match Nonce::random() {
+        Ok(nonce) => nonce,
+        Err(e) => {
+            debug!(?peer, error = %e, "no nonce for a challenge; connection dropped");
+            return;
+        }
+    };
+    // Every connection proves a role's key before its first request (see titan_proto::conn).
+    let gate = Gate::server(shard.shared.auth.server.clone(), nonce, Instant::now());
+    let mut conn = Connection::with_gate(stream, &config, shutdown.clone(), gate);
     let outbox = conn.outbox().clone();
     let key = if over_limit {
         None
@@ -133,9 +148,11 @@ async fn read_loop(
         };
         shard.conns.touch(key, arrived);
         loop {
-            let result = match conn.next_frame() {
+            let result = match conn.next_request() {
                 Ok(None) => break,
-                Ok(Some(frame)) => shard.on_frame(key, outbox, frame).map_err(ConnError::from),
+                Ok(Some((frame, role))) => shard
+                    .on_frame(key, outbox, frame, role)
+                    .map_err(ConnError::from),
                 Err(e) => Err(e),
             };
             if let Err(e) = result {

@@ -20,6 +20,9 @@ pub struct WorkerHome {
     pub addr: SocketAddr,
     /// Its connection, when it lives on this shard.
     pub conn: Option<ConnKey>,
+    /// The worker process's identity (its registration's `instance`): its ticket key is
+    /// derived from it.
+    pub instance: u64,
 }
 
 /// How to reach a worker from this shard.
@@ -60,6 +63,13 @@ impl Directory {
         self.get(worker).map(|h| h.addr)
     }
 
+    /// The worker registered at `addr` (to issue a ticket for its port), if one is.
+    pub fn at(&self, addr: SocketAddr) -> Option<(WorkerId, WorkerHome)> {
+        let homes = self.homes.borrow();
+        let (id, home) = homes.iter().find(|(_, home)| home.addr == addr)?;
+        Some((*id, *home))
+    }
+
     /// How shard `me` reaches `worker`.
     pub fn reach(&self, worker: WorkerId, me: u32) -> Reach {
         match self.get(worker) {
@@ -94,6 +104,7 @@ mod tests {
             port: 8081,
             addr,
             conn,
+            instance: 7,
         };
         dir.insert(local, home(0, Some(conn)));
         dir.insert(remote, home(1, None));

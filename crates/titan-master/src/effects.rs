@@ -6,7 +6,7 @@ use tracing::{info, warn};
 use super::mesh::{Part, QueryId, ShardMsg};
 use super::shard::Shard;
 use titan_core::router::{Command, ReplyTo, Route};
-use titan_core::{Ack, Core, Input, JobId, JobRef, Output, RequestError, WorkerId};
+use titan_core::{Ack, Core, Input, JobId, JobKind, JobRef, Output, RequestError, WorkerId};
 use titan_proto::message::client::{
     Cancelled, JobLabel, JobStatus, ScalingAction, ScalingEvent, Stopped, Submitted,
 };
@@ -140,11 +140,14 @@ impl Shard {
             } else {
                 OpCode::Run
             };
+            // One HMAC per dispatch of a job that may print; NOOP and SLEEP print nothing.
+            let prints = !matches!(spec.kind, JobKind::Noop | JobKind::Sleep { .. });
             let run = RunJob {
                 job,
                 attempt,
                 label: label.to_string(),
                 spec: spec.clone(),
+                log_key: prints.then(|| self.shared.auth.attempt_key(job, attempt)),
             };
             if let Err(e) = encode_frame(&mut frame, opcode, &run) {
                 // A spec that cannot be framed (an inline script over the frame limit) fails the

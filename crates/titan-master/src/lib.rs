@@ -7,6 +7,7 @@
 //! shard is thin IO around its core and the pure router in `titan_core::router` (`shard.rs`).
 //! Connections are long-lived and pipelined (`connection.rs`).
 
+mod auth;
 mod connection;
 mod conns;
 mod directory;
@@ -70,6 +71,9 @@ pub struct MasterConfig {
     pub wal: titan_wal::WalConfig,
     /// Core records between snapshots.
     pub snapshot_every: u64,
+    /// The access file (the keys of every role); `None`: `access` in the data directory (in
+    /// `titan_data/` when state is kept in memory only).
+    pub access_file: Option<std::path::PathBuf>,
 }
 
 impl MasterConfig {
@@ -91,6 +95,18 @@ impl MasterConfig {
             data_dir: Some(std::path::PathBuf::from(DEFAULT_DATA_DIR)),
             wal: wal_config(),
             snapshot_every: persist::DEFAULT_SNAPSHOT_EVERY,
+            access_file: None,
+        }
+    }
+
+    /// Where the access file is: as configured, else `access` in the data directory.
+    pub fn access_path(&self) -> std::path::PathBuf {
+        match (&self.access_file, &self.data_dir) {
+            (Some(path), _) => path.clone(),
+            (None, Some(data)) => data.join(titan_auth::ACCESS_FILE_NAME),
+            (None, None) => {
+                std::path::Path::new(DEFAULT_DATA_DIR).join(titan_auth::ACCESS_FILE_NAME)
+            }
         }
     }
 }
@@ -143,6 +159,8 @@ pub enum MasterError {
     ShardLost { shard: usize },
     #[error("recovering the data directory failed: {0}")]
     Recovery(#[from] recovery::RecoveryError),
+    #[error(transparent)]
+    Access(#[from] titan_auth::AuthError),
 }
 
 /// What shards tell the main thread while starting.
@@ -174,6 +192,8 @@ pub(crate) struct Shared {
     pub generation: Option<Arc<recovery::Generation>>,
     /// Shards done replaying their logs (recovery ends when all are).
     pub recovered_shards: Arc<AtomicUsize>,
+    /// The keys: connections' handshakes, workers' and attempts' keys, tickets.
+    pub auth: Arc<auth::MasterAuth>,
 }
 
 impl Shared {
@@ -233,6 +253,7 @@ fn start(config: MasterConfig) -> Result<Started, MasterError> {
             max: MAX_SHARDS,
         });
     }
+    let auth = Arc::new(auth::MasterAuth::load(&config.access_path())?);
     let generation = match &config.data_dir {
         Some(data) => Some(Arc::new(recovery::prepare(
             data,
@@ -251,6 +272,7 @@ fn start(config: MasterConfig) -> Result<Started, MasterError> {
         log_port: Arc::new(std::sync::atomic::AtomicU16::new(0)),
         generation,
         recovered_shards: Arc::new(AtomicUsize::new(0)),
+        auth,
     };
     let mesh = (config.shards > 1).then(|| MeshBuilder::full(config.shards, MESH_CHANNEL_CAPACITY));
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();

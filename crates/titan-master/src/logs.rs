@@ -6,7 +6,9 @@
 //! with the worker's address, so the sink knows how many lines to expect and where the complete
 //! files are. A `GetLogs` request goes to the job's owner shard, which knows the job's latest
 //! attempt and state, and then to shard 0, which answers from the ring — holding the reply for up
-//! to `wait_ms` when the client follows (`titan logs -f`) and nothing new has arrived yet.
+//! to `wait_ms` when the client follows (`titan logs -f`) and nothing new has arrived yet. A
+//! reply that names a worker carries a ticket for the job's directory there (the worker serves
+//! files only with one; see `titan_auth::ticket`).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -21,7 +23,7 @@ use super::shard::Shard;
 use titan_core::{JobId, JobState};
 use titan_logs::{AttemptKey, LogSink, Stream};
 use titan_proto::message::client::LogTotals;
-use titan_proto::message::logs::{LogLine, LogsReply};
+use titan_proto::message::logs::{LogLine, LogsReply, Ticket};
 
 /// Attempts whose worker the master remembers for fetching their files.
 pub const LOG_INDEX_LIMIT: usize = 100_000;
@@ -77,6 +79,7 @@ impl LogSide {
             datagrams_lost: s.datagrams_lost,
             lines_evicted: s.lines_evicted,
             invalid_datagrams: s.invalid_datagrams,
+            unauthenticated_datagrams: s.unauthenticated_datagrams,
             jobs_tracked: s.jobs_tracked as u64,
             bytes_held: s.bytes_held as u64,
         }
@@ -219,6 +222,7 @@ impl Shard {
         let page = logs.and_then(|l| l.sink.lines_since(key, cursor, max));
         let summary = logs.and_then(|l| l.sink.summary(key));
         let worker = info.worker.or_else(|| logs.and_then(|l| l.worker_of(key)));
+        let ticket = worker.and_then(|addr| self.ticket_for(addr, &info.label));
         let lines = page
             .as_ref()
             .map(|p| {
@@ -245,6 +249,14 @@ impl Shard {
             worker_addr: worker.map(|a| a.to_string()),
             job_dir: info.label.clone(),
             last_error: info.last_error.clone(),
+            ticket,
         }
+    }
+
+    /// A ticket to read `job_dir` on the worker registered at `addr`, if one is: the worker
+    /// checks it with the key of its current registration.
+    fn ticket_for(&self, addr: SocketAddr, job_dir: &str) -> Option<Ticket> {
+        let (id, home) = self.directory.at(addr)?;
+        Some(self.shared.auth.ticket(id, home.instance, job_dir))
     }
 }

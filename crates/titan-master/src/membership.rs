@@ -100,9 +100,11 @@ impl Shard {
             port: info.port,
             addr,
             conn: Some(conn),
+            instance: info.instance,
         };
         self.directory.insert(id, home);
         let heartbeat_ms = (self.shared.config.heartbeat_interval.as_millis() as u32).max(1);
+        let (log_key, ticket_key) = self.shared.auth.registration_keys(id, info.instance);
         outbox.reply(|out| {
             let _ = encode_frame(
                 out,
@@ -111,6 +113,8 @@ impl Shard {
                     worker: id,
                     heartbeat_ms,
                     log_port: self.shared.log_port(),
+                    log_key,
+                    ticket_key,
                 },
             );
         });
@@ -145,6 +149,7 @@ impl Shard {
             port: info.port,
             addr,
             conn: None,
+            instance: info.instance,
         };
         self.directory.insert(info.id, home);
         self.handle(Input::WorkerUp(info));

@@ -1,5 +1,6 @@
-//! Client requests: each frame is decoded once into a [`ToMaster`] value, then applied by a
-//! small function per request: to the core, the owner shard or a gather.
+//! Client requests: each frame is decoded once into a [`ToMaster`] value, checked against the
+//! role its connection proved (`titan_auth::Role::permits`), then applied by a small function
+//! per request: to the core, the owner shard or a gather.
 //!
 //! Every request that is not answered on the spot reserves its place in the connection's reply
 //! order first, so replies leave in request order however long each takes.
@@ -14,6 +15,7 @@ use super::conns::{reply_token, ConnKey};
 use super::gather::{StatsForm, Then};
 use super::logs::LogsParams;
 use super::shard::Shard;
+use titan_auth::Role;
 use titan_core::model::ArchivedSubmission;
 use titan_core::{Input, JobRef, Submission};
 use titan_proto::decode::{self, ClientRequest, ToMaster};
@@ -46,15 +48,33 @@ impl Origin<'_> {
 }
 
 impl Shard {
-    /// Handles one frame from a connection. An error closes the connection after its reply.
+    /// Handles one frame from a connection, which proved `role`. An error closes the
+    /// connection after its reply; a request the role may not make is refused with a reply
+    /// that says which key would do, and the connection stays usable.
     pub fn on_frame(
         self: &Rc<Shard>,
         conn: ConnKey,
         outbox: &Rc<Outbox>,
         frame: Frame<'_>,
+        role: Option<Role>,
     ) -> Result<(), ProtoError> {
         let from = Origin { conn, outbox };
-        match ToMaster::decode(frame)? {
+        let opcode = frame.header.opcode;
+        let decoded = ToMaster::decode(frame)?;
+        let operation = match &decoded {
+            ToMaster::Client(request) => request.operation(),
+            ToMaster::Worker(report) => report.operation(),
+        };
+        // Every master connection has a handshake gate, so a frame comes with a role.
+        let role = role.ok_or(ProtoError::UnexpectedFrame {
+            opcode,
+            reason: "the connection did not authenticate",
+        })?;
+        if let Err(refusal) = role.permits(operation) {
+            from.refuse(ErrorCode::Forbidden, &refusal.to_string());
+            return Ok(());
+        }
+        match decoded {
             ToMaster::Client(request) => self.on_request(from, request),
             ToMaster::Worker(report) => self.on_report(from, report),
         }

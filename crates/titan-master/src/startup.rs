@@ -18,7 +18,7 @@ use super::persist::Persistence;
 use super::shard::Shard;
 use super::{recovery, MasterError, ShardEvent, Shared};
 use titan_core::{Core, ShardInfo};
-use titan_logs::{LogSink, SinkConfig};
+use titan_logs::{LogSink, SinkConfig, SinkKeys};
 use titan_runtime::shutdown::Shutdown;
 
 /// Shares of the log sink's task queue (request handling runs in the default queue, 1000).
@@ -155,8 +155,9 @@ async fn run(index: usize, started: Started) {
 
 fn open_log_sink(addr: SocketAddr, shared: &Shared) -> Result<LogSide, MasterError> {
     let log_addr = SocketAddr::new(addr.ip(), shared.config.log_port);
+    let keys = SinkKeys::new(shared.auth.secret.clone());
     let sink =
-        LogSink::bind(log_addr, SinkConfig::default()).map_err(|e| MasterError::LogBind {
+        LogSink::bind(log_addr, SinkConfig::default(), keys).map_err(|e| MasterError::LogBind {
             addr: log_addr,
             reason: e.to_string(),
         })?;

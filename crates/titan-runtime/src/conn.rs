@@ -125,6 +125,17 @@ impl Connection {
         next
     }
 
+    /// Like [`Connection::next_frame`], with the role the peer proved in the handshake.
+    pub fn next_request(&mut self) -> Result<Option<(Frame<'_>, Option<Role>)>, ConnError> {
+        let handshaking = !self.incoming.is_open();
+        let incoming = &mut self.incoming;
+        let next = self.outbox.with(move |out| incoming.next_request(out));
+        if handshaking {
+            self.outbox.writable.notify();
+        }
+        next
+    }
+
     /// The role the peer proved in the handshake (`None` without one, or before it is done).
     pub fn role(&self) -> Option<Role> {
         self.incoming.role()

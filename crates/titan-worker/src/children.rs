@@ -1,11 +1,13 @@
 //! What a worker passes on to the workers it starts (an Inception `DEPLOY` of itself, or a
 //! child spawned for scaling): the master, its directories, capacity, skills and job niceness,
-//! as the child's command line.
+//! as the child's command line, and its worker key, in the child's environment (never on its
+//! command line, which every user can read).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::exec::{self, Program};
+use titan_auth::Credential;
 
 /// What a child worker inherits from this one.
 #[derive(Clone, Debug)]
@@ -17,6 +19,8 @@ pub struct ChildTemplate {
     pub capacity: u32,
     pub skills: Vec<String>,
     pub job_nice: i32,
+    /// The worker key children register with.
+    pub credential: Credential,
 }
 
 impl ChildTemplate {
@@ -27,6 +31,7 @@ impl ChildTemplate {
         capacity: u32,
         skills: Vec<String>,
         job_nice: i32,
+        credential: Credential,
     ) -> ChildTemplate {
         let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         ChildTemplate {
@@ -36,7 +41,13 @@ impl ChildTemplate {
             capacity,
             skills,
             job_nice,
+            credential,
         }
+    }
+
+    /// `spec` with this worker's key handed to the child worker it starts (`TITAN_KEY`).
+    pub(super) fn with_key(&self, spec: exec::JobSpec) -> exec::JobSpec {
+        spec.with_env(titan_auth::ENV_KEY, self.credential.to_env_value())
     }
 
     /// `titan worker` arguments for a child on `port`.
@@ -71,7 +82,11 @@ impl ChildTemplate {
         args.extend(["--capacity".into(), self.capacity.to_string().into()]);
         args.extend(["--skills".into(), self.skills.join(",").into()]);
         let name = format!("scale-{ticket}");
-        exec::JobSpec::new(name.clone(), name, Program::trusted(current_exe(), args))
+        self.with_key(exec::JobSpec::new(
+            name.clone(),
+            name,
+            Program::trusted(current_exe(), args),
+        ))
     }
 }
 

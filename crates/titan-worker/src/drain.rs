@@ -14,7 +14,7 @@ use glommio::net::UnixStream;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use titan_logs::{AttemptKey, LineSplitter, LogShipper, Stream, StreamKey};
+use titan_logs::{AttemptKey, AttemptShipper, LineSplitter, Stream, StreamKey};
 use titan_logs::{FIRST_READ_BYTES, READ_CHUNK_BYTES};
 
 /// Something that went wrong while draining one stream. The stream was still read to its end.
@@ -81,7 +81,7 @@ pub async fn drain_output(
     output: CapturedOutput,
     job_dir: &Path,
     key: AttemptKey,
-    shipper: Option<&LogShipper>,
+    shipper: Option<&AttemptShipper>,
 ) -> DrainReport {
     let [stdout_missing, stderr_missing] = output.file_errors;
     let stdout = drain_stream(
@@ -125,7 +125,7 @@ async fn drain_stream(
     path: PathBuf,
     missing: Option<Arc<io::Error>>,
     key: StreamKey,
-    shipper: Option<&LogShipper>,
+    shipper: Option<&AttemptShipper>,
 ) -> StreamReport {
     let mut report = StreamReport::default();
     let mut file = LogFile::NotOpened;

@@ -1,10 +1,11 @@
-//! The worker: [`run`] keeps a session with the master (register, heartbeats, jobs in, reports
-//! out; reconnecting with backoff, jobs outliving sessions), reserves the worker's own port
-//! (`peers`), and runs what it is sent. `jobs` is thin IO around [`ledger`], the pure worker core
-//! (attempts, retained reports, readiness, timers), and [`handlers`], the registry of what runs
-//! each kind of job (and so the skills advertised); [`exec`] is the process engine, [`drain`]
-//! writes and ships each job's output. Embeddable: a [`ShutdownHandle`] stops it, [`Ready`]
-//! reports its first registration.
+//! The worker: [`run`] keeps a session with the master (a handshake proving the worker key and
+//! checking the master's own proof, register, heartbeats, jobs in, reports out; reconnecting
+//! with backoff, jobs outliving sessions), reserves the worker's own port (`peers`, which serves
+//! job files to ticket holders), and runs what it is sent. `jobs` is thin IO around [`ledger`],
+//! the pure worker core (attempts, retained reports, readiness, timers), and [`handlers`], the
+//! registry of what runs each kind of job (and so the skills advertised); [`exec`] is the process
+//! engine, [`drain`] writes and ships each job's output. Embeddable: a [`ShutdownHandle`] stops
+//! it, [`Ready`] reports its first registration.
 
 mod children;
 pub mod drain;
@@ -27,6 +28,8 @@ use tracing::{error, info, warn};
 
 use exec::{EngineConfig, ProcessEngine};
 use jobs::Jobs;
+use peers::Tickets;
+use titan_auth::Credential;
 use titan_runtime::shutdown::{Shutdown, ShutdownHandle};
 use titan_runtime::{EXECUTOR_IO_MEMORY, EXECUTOR_RING_DEPTH};
 
@@ -61,13 +64,16 @@ pub struct WorkerConfig {
     /// The `titan` binary, started with [`SENTINEL_COMMAND`] as the sentinel; `None`: this
     /// executable (a worker embedded in another program points it at `titan`).
     pub sentinel_program: Option<PathBuf>,
+    /// The worker key this worker proves to its master (and hands to its child workers).
+    pub credential: Credential,
 }
 
 impl WorkerConfig {
-    pub fn new(listen: SocketAddr, master: String) -> WorkerConfig {
+    pub fn new(listen: SocketAddr, master: String, credential: Credential) -> WorkerConfig {
         WorkerConfig {
             listen,
             master,
+            credential,
             capacity: 4,
             skills: vec![titan_core::GENERAL.to_string()],
             perm_files: PathBuf::from("perm_files"),
@@ -179,7 +185,14 @@ async fn serve(
     let workspace = Rc::new(
         std::path::absolute(&config.workspace).unwrap_or_else(|_| config.workspace.clone()),
     );
-    glommio::spawn_local(peers::serve(listener, shutdown.clone(), workspace)).detach();
+    let tickets = Rc::new(Tickets::default());
+    glommio::spawn_local(peers::serve(
+        listener,
+        shutdown.clone(),
+        workspace,
+        tickets.clone(),
+    ))
+    .detach();
     let children = children::ChildTemplate::new(
         config.master.clone(),
         &config.perm_files,
@@ -187,9 +200,14 @@ async fn serve(
         config.capacity,
         config.skills.clone(),
         config.job_nice,
+        config.credential.clone(),
     );
     let jobs = Rc::new(Jobs::new(engine.clone(), children));
-    session::keep_connected(&config, bound, &jobs, &shutdown, ready).await;
+    let link = session::Link {
+        jobs: &jobs,
+        tickets: &tickets,
+    };
+    session::keep_connected(&config, bound, link, &shutdown, ready).await;
     info!("stopping: killing running jobs");
     engine.shutdown().await;
     if let Err(e) = std::io::Write::flush(&mut std::io::stdout()) {

@@ -2,9 +2,15 @@
 //! the same port in STATS), answers `Ping`, and serves the output files of the jobs it ran
 //! (`GetLogs` with a [`FileRequest`]): the complete record of a job's output, for `titan logs`
 //! when the master's ring no longer holds all of it.
+//!
+//! The worker holds no client key, so a file is served only to a request that carries a
+//! ticket the master issued for this worker and that job directory, unexpired ([`Tickets`];
+//! see `titan_auth::ticket`). The dashboard and artifact downloads read files the same way.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_lite::future;
 use glommio::io::BufferedFile;
@@ -13,6 +19,7 @@ use tracing::debug;
 
 use crate::exec::resolve::check_file_name;
 use crate::exec::{STDERR_FILE, STDOUT_FILE};
+use titan_auth::{Claims, KeyBytes, TicketKey};
 use titan_proto::conn::{ConnConfig, ProgressRule};
 use titan_proto::decode::PeerRequest;
 use titan_proto::message::logs::{ArchivedFileRequest, FileChunk};
@@ -24,7 +31,62 @@ use titan_runtime::shutdown::Shutdown;
 /// Largest piece of a file one reply carries.
 pub const MAX_FILE_CHUNK: u32 = 1024 * 1024;
 
-pub async fn serve(listener: TcpListener, shutdown: Shutdown, workspace: Rc<PathBuf>) {
+/// What tickets are checked against: this worker's id and ticket key, from its latest
+/// registration (a re-registration, with a new id or a new master, replaces them).
+#[derive(Default)]
+pub struct Tickets {
+    current: RefCell<Option<(u32, TicketKey)>>,
+}
+
+impl Tickets {
+    pub fn set(&self, worker: u32, key: &KeyBytes) {
+        *self.current.borrow_mut() = Some((worker, TicketKey::new(key)));
+    }
+
+    /// Whether `request` may read its job directory at `now_unix_ms`; the refusal says why.
+    fn check(&self, request: &ArchivedFileRequest, now_unix_ms: u64) -> Result<(), String> {
+        let current = self.current.borrow();
+        let Some((me, key)) = current.as_ref() else {
+            return Err(
+                "this worker has not registered with a master yet: it has no ticket key".into(),
+            );
+        };
+        let ticket = &request.ticket;
+        let worker = titan_proto::decode::native::<titan_core::WorkerId, _>(&ticket.worker).0;
+        if worker != *me {
+            return Err(format!(
+                "the ticket is for worker {worker}; this is worker {me}"
+            ));
+        }
+        let job_dir = ticket.job_dir.as_str();
+        if job_dir != request.job_dir.as_str() {
+            return Err(format!(
+                "the ticket is for job directory {job_dir:?}, not {:?}",
+                request.job_dir.as_str()
+            ));
+        }
+        let claims = Claims {
+            worker,
+            job_dir,
+            expires_unix_ms: ticket.expires_unix_ms.to_native(),
+        };
+        key.check(&claims, &ticket.tag.0, now_unix_ms)
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    shutdown: Shutdown,
+    workspace: Rc<PathBuf>,
+    tickets: Rc<Tickets>,
+) {
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             shutdown.wait().await;
@@ -34,7 +96,8 @@ pub async fn serve(listener: TcpListener, shutdown: Shutdown, workspace: Rc<Path
         match accepted {
             None => return,
             Some(Ok(conn)) => {
-                glommio::spawn_local(peer(conn, shutdown.clone(), workspace.clone())).detach();
+                let peer = peer(conn, shutdown.clone(), workspace.clone(), tickets.clone());
+                glommio::spawn_local(peer).detach();
             }
             Some(Err(e)) => {
                 debug!(error = %e, "accept failed");
@@ -46,7 +109,7 @@ pub async fn serve(listener: TcpListener, shutdown: Shutdown, workspace: Rc<Path
 
 /// One peer's requests, answered in order. A file read awaits with its request still borrowed
 /// from the receive buffer: nothing else reads this connection meanwhile.
-async fn peer(stream: TcpStream, shutdown: Shutdown, workspace: Rc<PathBuf>) {
+async fn peer(stream: TcpStream, shutdown: Shutdown, workspace: Rc<PathBuf>, tickets: Rc<Tickets>) {
     // Peers get the server's in-flight bound and byte budget; no stall rule yet (as before).
     let config = ConnConfig::server(ProgressRule::Unlimited);
     let mut conn = Connection::new(stream, &config, shutdown);
@@ -57,7 +120,7 @@ async fn peer(stream: TcpStream, shutdown: Shutdown, workspace: Rc<PathBuf>) {
                 Ok(None) => break,
                 Ok(Some(frame)) => match PeerRequest::decode(frame) {
                     Ok(request) => {
-                        answer(request, &outbox, &workspace).await;
+                        answer(request, &outbox, &workspace, &tickets).await;
                         Ok(())
                     }
                     Err(e) => Err(ConnError::from(e)),
@@ -75,12 +138,17 @@ async fn peer(stream: TcpStream, shutdown: Shutdown, workspace: Rc<PathBuf>) {
     conn.finish().await;
 }
 
-async fn answer(request: PeerRequest<'_>, outbox: &Outbox, workspace: &Path) {
+async fn answer(request: PeerRequest<'_>, outbox: &Outbox, workspace: &Path, tickets: &Tickets) {
     match request {
         PeerRequest::Ping { payload } => outbox.reply(|out| {
             let _ = proto::encode_raw_frame(out, OpCode::Pong, payload);
         }),
         PeerRequest::ReadFile(request) => {
+            if let Err(why) = tickets.check(request, unix_ms()) {
+                let message = format!("not allowed to read {:?}: {why}", request.job_dir.as_str());
+                outbox.reply(|out| proto::encode_error(out, ErrorCode::Forbidden, &message));
+                return;
+            }
             let reply = read_file(workspace, request).await;
             outbox.reply(|out| match reply {
                 Ok(chunk) => {

@@ -1,21 +1,28 @@
-//! One connection to the master at a time: register, heartbeat, take jobs, report — and when
-//! the connection is lost, reconnect with a doubling pause until the worker is told to stop.
+//! One connection to the master at a time: authenticate, register, heartbeat, take jobs,
+//! report — and when the connection is lost, reconnect with a doubling pause until the worker
+//! is told to stop.
+//!
+//! The handshake proves the worker key and checks that the master holds it too: a process
+//! that took the master's port without the key gets no registration and sends no job
+//! anything (the `Register` frame is held back until the master has proved itself).
 //!
 //! Each frame from the master is decoded once into a [`MasterCommand`] and applied by
 //! [`Session::apply`].
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use glommio::net::TcpStream;
 use tracing::{info, warn};
 
 use super::jobs::Jobs;
+use super::peers::Tickets;
 use super::{Readiness, WorkerConfig};
+use titan_auth::Nonce;
 use titan_core::WorkerId;
-use titan_proto::conn::ConnConfig;
+use titan_proto::conn::{ConnConfig, Gate};
 use titan_proto::decode::{self, MasterCommand};
 use titan_proto::message::worker::{Heartbeat, Register, RunJob};
 use titan_proto::{encode_frame, ConnError, OpCode, ProtoError};
@@ -42,6 +49,10 @@ enum SessionEnd {
     Closed,
     #[error("the master refused: {0}")]
     Refused(String),
+    #[error("cannot authenticate with the master: {0}")]
+    Auth(ConnError),
+    #[error("no random nonce for the handshake: {0}")]
+    Random(titan_auth::AuthError),
     #[error("bad frame from the master: {0}")]
     Protocol(#[from] ConnError),
     #[error("stopping")]
@@ -59,24 +70,44 @@ impl From<ReadEnd> for SessionEnd {
         match end {
             ReadEnd::PeerClosed | ReadEnd::Closed => SessionEnd::Closed,
             ReadEnd::Shutdown => SessionEnd::Stopped,
+            ReadEnd::Conn(e) if is_handshake(&e) => SessionEnd::Auth(e),
             ReadEnd::Conn(e) => SessionEnd::Protocol(e),
             ReadEnd::Io(e) => SessionEnd::Io(e),
         }
     }
 }
 
+/// Whether a connection failed in its handshake (rather than on a later frame).
+fn is_handshake(e: &ConnError) -> bool {
+    matches!(
+        e,
+        ConnError::ServerUnproven { .. }
+            | ConnError::Refused { .. }
+            | ConnError::UnknownScheme { .. }
+            | ConnError::UnexpectedHandshake { .. }
+            | ConnError::HandshakeTimeout { .. }
+    )
+}
+
+/// What a session hands its master's news to: the job table and the port's ticket check.
+#[derive(Clone, Copy)]
+pub struct Link<'a> {
+    pub jobs: &'a Rc<Jobs>,
+    pub tickets: &'a Rc<Tickets>,
+}
+
 /// Keeps a session with the master until `shutdown`.
 pub async fn keep_connected(
     config: &WorkerConfig,
     bound: SocketAddr,
-    jobs: &Rc<Jobs>,
+    link: Link<'_>,
     shutdown: &Shutdown,
     mut ready: Readiness,
 ) {
     let mut pause = config.reconnect_min;
     while !shutdown.is_triggered() {
         let mut registered = false;
-        let end = session(config, bound, jobs, shutdown, &mut registered, &mut ready).await;
+        let end = session(config, bound, link, shutdown, &mut registered, &mut ready).await;
         if matches!(end, SessionEnd::Stopped) || shutdown.is_triggered() {
             return;
         }
@@ -94,11 +125,12 @@ pub async fn keep_connected(
 async fn session(
     config: &WorkerConfig,
     bound: SocketAddr,
-    jobs: &Rc<Jobs>,
+    link: Link<'_>,
     shutdown: &Shutdown,
     registered: &mut bool,
     ready: &mut Readiness,
 ) -> SessionEnd {
+    let jobs = link.jobs;
     let addr = match config.master.to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(addr)) => addr,
         _ => return SessionEnd::Resolve(config.master.clone()),
@@ -108,7 +140,12 @@ async fn session(
         Err(e) => return SessionEnd::Connect(e.into()),
     };
     let _ = stream.set_nodelay(true);
-    let mut conn = Connection::new(stream, &ConnConfig::client(), shutdown.clone());
+    let nonce = match Nonce::random() {
+        Ok(nonce) => nonce,
+        Err(e) => return SessionEnd::Random(e),
+    };
+    let gate = Gate::client(config.credential.clone(), nonce, Instant::now());
+    let mut conn = Connection::with_gate(stream, &ConnConfig::client(), shutdown.clone(), gate);
     let register = Register {
         port: bound.port(),
         capacity: config.capacity,
@@ -120,6 +157,7 @@ async fn session(
         running: jobs.running_attempts(),
         instance: jobs.instance(),
     };
+    // Held back by the gate until the master has proved that it holds the worker key.
     conn.outbox().push(|out| {
         // A registration is a few hundred bytes; it always fits in a frame.
         let _ = encode_frame(out, OpCode::Register, &register);
@@ -127,6 +165,7 @@ async fn session(
     let mut session = Session {
         config,
         jobs,
+        tickets: link.tickets,
         shutdown,
         outbox: conn.outbox().clone(),
         master: addr,
@@ -155,7 +194,7 @@ async fn serve_master(conn: &mut Connection, session: &mut Session<'_>) -> Sessi
                 Ok(Some(frame)) => MasterCommand::decode(frame)
                     .map_err(SessionEnd::from)
                     .and_then(|command| session.apply(command)),
-                Err(e) => Err(e.into()),
+                Err(e) => Err(ReadEnd::Conn(e).into()),
             };
             if let Err(end) = applied {
                 return end;
@@ -168,6 +207,7 @@ async fn serve_master(conn: &mut Connection, session: &mut Session<'_>) -> Sessi
 struct Session<'a> {
     config: &'a WorkerConfig,
     jobs: &'a Rc<Jobs>,
+    tickets: &'a Tickets,
     shutdown: &'a Shutdown,
     outbox: Rc<Outbox>,
     /// The master's address, and the one this worker listens on.
@@ -186,7 +226,12 @@ impl Session<'_> {
                 worker,
                 heartbeat,
                 log_port,
-            } => self.on_registered(worker, heartbeat, log_port)?,
+                log_key,
+                ticket_key,
+            } => {
+                self.tickets.set(worker.0, &ticket_key.0);
+                self.on_registered(worker, heartbeat, log_port, &log_key.0)?
+            }
             MasterCommand::Run(run) => {
                 // The one copy of the attempt: the label and spec the job table keeps.
                 let run: RunJob = decode::owned(OpCode::Run, run)?;
@@ -213,6 +258,7 @@ impl Session<'_> {
         worker: WorkerId,
         heartbeat: Duration,
         log_port: u16,
+        log_key: &titan_auth::KeyBytes,
     ) -> Result<(), ProtoError> {
         if *self.registered {
             return Err(ProtoError::UnexpectedFrame {
@@ -222,7 +268,8 @@ impl Session<'_> {
         }
         *self.registered = true;
         let log_addr = (log_port != 0).then(|| SocketAddr::new(self.master.ip(), log_port));
-        self.jobs.link(self.outbox.clone(), worker.0, log_addr);
+        self.jobs
+            .link(self.outbox.clone(), worker.0, log_addr, log_key);
         let beats = heartbeats(
             self.outbox.clone(),
             self.jobs.clone(),

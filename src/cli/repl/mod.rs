@@ -34,7 +34,8 @@ pub const HISTORY_FILE: &str = ".titan_history";
 
 /// Runs the REPL until `EXIT`, end of input or (on a pipe) the last line; returns the exit status.
 pub fn run(args: ReplArgs) -> u8 {
-    let mut session = Session::new(args.master.addr);
+    let keys = args.master.keys();
+    let mut session = Session::new(args.master.addr, keys);
     if io::stdin().is_terminal() {
         interactive(&mut session)
     } else {

@@ -11,7 +11,7 @@ fn dead_addr() -> String {
 }
 
 fn run_piped(input: &str) -> (u8, String, String) {
-    let mut session = Session::new(dead_addr());
+    let mut session = Session::new(dead_addr(), titan_auth::KeyLookup::default());
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let status = piped(&mut session, input.as_bytes(), &mut out, &mut err);
     (

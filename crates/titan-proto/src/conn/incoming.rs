@@ -57,6 +57,20 @@ impl Incoming {
         Ok(self.recv.next_frame()?)
     }
 
+    /// Like [`Incoming::next_frame`], with the role the peer proved (read after the gate took
+    /// the handshake's frames, so the first request after a `Hello` in the same read has it).
+    pub fn next_request(
+        &mut self,
+        out: &mut Outgoing,
+    ) -> Result<Option<(Frame<'_>, Option<titan_auth::Role>)>, ConnError> {
+        self.pass_gate(out)?;
+        if !self.gate.is_open() {
+            return Ok(None);
+        }
+        let role = self.gate.role();
+        Ok(self.recv.next_frame()?.map(|frame| (frame, role)))
+    }
+
     /// Whether [`Incoming::next_frame`] returns a frame without more bytes.
     pub fn has_frame(&mut self, out: &mut Outgoing) -> Result<bool, ConnError> {
         self.pass_gate(out)?;

@@ -241,6 +241,8 @@ pub struct LogTotals {
     /// Lines dropped from the master's rings to bound memory (the workers' files keep them).
     pub lines_evicted: u64,
     pub invalid_datagrams: u64,
+    /// Datagrams whose seal did not verify (forged, altered, or another master's), dropped.
+    pub unauthenticated_datagrams: u64,
     pub jobs_tracked: u64,
     pub bytes_held: u64,
 }

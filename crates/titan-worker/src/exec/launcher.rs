@@ -21,6 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+/// Variables removed from every job's environment: the keys the worker itself was given.
+pub const SCRUBBED_ENV: [&str; 2] = [titan_auth::ENV_KEY, titan_auth::ENV_ACCESS_FILE];
+
 /// One job for a launcher thread.
 #[derive(Debug)]
 pub(crate) struct LaunchRequest {
@@ -79,8 +82,12 @@ pub(crate) fn launch(
         .stderr(stderr)
         .env("TITAN_JOB_ID", &request.job_id)
         .env("TITAN_WORKSPACE", dir)
-        .env("TITAN_PERM_FILES", &context.perm_files)
-        .envs(request.env.iter().map(|(k, v)| (k, v)));
+        .env("TITAN_PERM_FILES", &context.perm_files);
+    // A job never inherits the worker's keys; a child worker gets its key in `request.env`.
+    for name in SCRUBBED_ENV {
+        command.env_remove(name);
+    }
+    command.envs(request.env.iter().map(|(k, v)| (k, v)));
     // Timestamps from just before the fork: the process may run (and the thread be preempted)
     // before `spawn` returns, and a duration must never come out shorter than the real one.
     let (started, started_wall) = (Instant::now(), SystemTime::now());

@@ -23,6 +23,7 @@ mod sys;
 
 pub use engine::{EngineError, ProcessEngine};
 pub use job::{CapturedOutput, Job, Started};
+pub use launcher::SCRUBBED_ENV;
 pub use outcome::{LaunchError, Outcome, StartError, Termination, WaitStatus};
 pub use probe::{connect_once, port_in_use, wait_port_ready, PortNotReady, PortProbe, ProbeNext};
 pub use resolve::{Interpreter, LaunchPlan, Program, ResolveError, Resolver};

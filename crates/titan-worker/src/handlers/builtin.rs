@@ -134,7 +134,14 @@ impl Handler for Inception {
         };
         let parent = job.worker.map(|w| w.0);
         let program = Program::trusted(current_exe(), self.children.args(port, parent));
-        service(job.label, job.attempt.attempt, program, Some(port))
+        match service(job.label, job.attempt.attempt, program, Some(port)) {
+            // The child registers with this worker's key; no other job gets one.
+            Start::Process(mut start) => {
+                start.spec = self.children.with_key(start.spec);
+                Start::Process(start)
+            }
+            other => other,
+        }
     }
 }
 

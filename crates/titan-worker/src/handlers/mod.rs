@@ -168,7 +168,11 @@ mod tests {
 
     fn children() -> ChildTemplate {
         let dir = Path::new("/tmp");
-        ChildTemplate::new("127.0.0.1:1".into(), dir, dir, 1, vec![], 0)
+        let key = titan_auth::Credential::new(
+            titan_auth::Role::Worker,
+            titan_auth::Secret::from_bytes([1; 32]),
+        );
+        ChildTemplate::new("127.0.0.1:1".into(), dir, dir, 1, vec![], 0, key)
     }
 
     fn skills(names: &[&str]) -> Vec<String> {

@@ -30,6 +30,7 @@ use crate::children::ChildTemplate;
 use crate::exec::{self, Job, ProcessEngine};
 use crate::handlers::{self, Assignment, ProcessStart, Registry, Start};
 use crate::ledger::{Admission, Attempt, Comm, Ledger, OutputLines, Report};
+use titan_auth::KeyBytes;
 use titan_core::{JobId, Outcome, WorkerId};
 use titan_logs::{LogShipper, ShipperConfig};
 use titan_proto::message::worker::{AttemptRef, JobStarted, RunJob, ServiceState};
@@ -60,6 +61,9 @@ pub struct Jobs {
     scaled: RefCell<HashMap<u64, Job>>,
     /// Streams job output lines to the master (once registered, when it takes logs).
     shipper: RefCell<Option<LogShipper>>,
+    /// The log keys of attempts whose output is not drained yet (from their `RunJob`): taken
+    /// when the drain starts, dropped when the attempt ends or is withdrawn without one.
+    log_keys: RefCell<HashMap<Attempt, KeyBytes>>,
     /// Where job output is drained: below the default queue's shares, so a job printing a flood
     /// of output never delays job reports and new jobs.
     drains: TaskQueueHandle,
@@ -99,6 +103,7 @@ impl Jobs {
             children,
             scaled: RefCell::new(HashMap::new()),
             shipper: RefCell::new(None),
+            log_keys: RefCell::default(),
             // std's hasher keys are random per process: a random id without another dependency.
             instance: {
                 use std::hash::{BuildHasher, Hasher};
@@ -115,16 +120,24 @@ impl Jobs {
         }
     }
 
-    /// Reports go to this outbox from now on, and output lines to the master's log port.
-    pub fn link(self: &Rc<Jobs>, outbox: Rc<Outbox>, worker_id: u32, log_addr: Option<SocketAddr>) {
+    /// Reports go to this outbox from now on, and output lines to the master's log port, their
+    /// headers sealed with `log_key`.
+    pub fn link(
+        self: &Rc<Jobs>,
+        outbox: Rc<Outbox>,
+        worker_id: u32,
+        log_addr: Option<SocketAddr>,
+        log_key: &KeyBytes,
+    ) {
         *self.link.borrow_mut() = Some(outbox);
         self.worker_id.set(Some(worker_id));
         self.with_ledger(|ledger, comm| ledger.on_registered(Instant::now(), comm));
         let mut shipper = self.shipper.borrow_mut();
         match (log_addr, shipper.as_ref()) {
-            (Some(_), Some(existing)) => existing.set_worker(WorkerId(worker_id)),
+            (Some(_), Some(existing)) => existing.set_worker(WorkerId(worker_id), log_key),
             (Some(addr), None) => {
-                match LogShipper::new(ShipperConfig::new(addr, WorkerId(worker_id))) {
+                let config = ShipperConfig::new(addr, WorkerId(worker_id), *log_key);
+                match LogShipper::new(config) {
                     Ok(new) => *shipper = Some(new),
                     Err(e) => {
                         warn!(error = %e, "cannot stream job output to the master; files only")
@@ -139,6 +152,11 @@ impl Jobs {
     pub fn unlink(self: &Rc<Jobs>) {
         *self.link.borrow_mut() = None;
         self.with_ledger(|ledger, comm| ledger.on_link_lost(comm));
+        // Launches withdrawn with the link never drain: their keys go with them.
+        let live = self.ledger.borrow_mut().running_attempts(Instant::now());
+        self.log_keys
+            .borrow_mut()
+            .retain(|attempt, _| live.contains(attempt));
     }
 
     pub fn running(&self) -> usize {
@@ -168,8 +186,12 @@ impl Jobs {
             attempt,
             label,
             spec,
+            log_key,
         } = run;
         let attempt = Attempt::new(job, attempt);
+        if let Some(key) = log_key {
+            self.log_keys.borrow_mut().insert(attempt, key.0);
+        }
         let now = Instant::now();
         if self.with_ledger(|ledger, comm| ledger.on_run(now, attempt, comm))
             == Admission::Duplicate
@@ -292,6 +314,11 @@ impl Jobs {
 
     /// Pushes a report to the current session's outbox, if there is one.
     fn send(&self, report: Report<'_>) {
+        if let Report::Finished(finished) = report {
+            // An attempt that ended before its drain started leaves its key behind.
+            let attempt = Attempt::new(finished.job, finished.attempt);
+            self.log_keys.borrow_mut().remove(&attempt);
+        }
         let link = self.link.borrow();
         let Some(outbox) = link.as_ref() else {
             return;

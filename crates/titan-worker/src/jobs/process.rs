@@ -94,7 +94,12 @@ impl Jobs {
         dir: PathBuf,
         attempt: Attempt,
     ) -> glommio::task::JoinHandle<OutputLines> {
-        let shipper = self.shipper.borrow().clone();
+        // Lines are shipped only with the attempt's key: without one they stay in the files.
+        let log_key = self.log_keys.borrow_mut().remove(&attempt);
+        let shipper = match (self.shipper.borrow().as_ref(), log_key) {
+            (Some(shipper), Some(key)) => Some(shipper.for_attempt(&key)),
+            _ => None,
+        };
         let task = async move {
             let key = AttemptKey::new(attempt.job, attempt.attempt);
             let report = drain_output(output, &dir, key, shipper.as_ref()).await;

@@ -117,13 +117,18 @@ impl Rig {
         let engine =
             ProcessEngine::start(EngineConfig::new(&dir.0, &workspace)).expect("start the engine");
         let skills = vec![titan_core::GENERAL.to_string()];
-        let children = ChildTemplate::new("127.0.0.1:1".into(), &dir.0, &workspace, 1, skills, 0);
+        let key = titan_auth::Credential::new(
+            titan_auth::Role::Worker,
+            titan_auth::Secret::from_bytes([1; 32]),
+        );
+        let children =
+            ChildTemplate::new("127.0.0.1:1".into(), &dir.0, &workspace, 1, skills, 0, key);
         let registry = Registry::new(&children.skills, children.clone())
             .with_handler(Box::new(Note))
             .with_handler(Box::new(Hang));
         let jobs = Rc::new(Jobs::with_registry(engine.clone(), children, registry));
         let outbox = Outbox::new(Default::default());
-        jobs.link(outbox.clone(), 1, None);
+        jobs.link(outbox.clone(), 1, None, &[0; 32]);
         Rig {
             jobs,
             engine,
@@ -144,6 +149,7 @@ impl Rig {
             attempt: 1,
             label,
             spec,
+            log_key: None,
         });
     }
 
