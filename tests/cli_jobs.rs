@@ -9,7 +9,6 @@ use support::{
     dag_id, dead_addr, eventually, free_port, job_json, processes_in, submitted_id, titan,
     titan_command, wait_running, Master, Run, Worker,
 };
-use titan::cli::client::Client;
 use titan::core::ids::WorkerId;
 
 fn state(master: &str, id: &str) -> String {
@@ -57,7 +56,7 @@ fn status_prints_a_block_or_one_json_value() {
     let run = titan(addr, &["status", &id.to_lowercase(), "--json"]);
     run.ok();
     let v = run.json();
-    let mut client = Client::connect(addr).unwrap();
+    let mut client = support::connect(addr);
     let direct = serde_json::to_value(client.status(&id).unwrap()).unwrap();
     assert_eq!(v, direct);
     assert_eq!((&v["label"], &v["state"]), (&json!(id), &json!("QUEUED")));

@@ -393,7 +393,11 @@ fn a_session_reconnects_when_the_master_closed_an_idle_connection() {
     use titan::cli::session::Session;
 
     let master = Master::start(&["--shards", "2"]);
-    let mut session = Session::new(master.addr.clone());
+    let keys = titan::auth::KeyLookup {
+        flag: Some(support::access_file().to_path_buf()),
+        ..Default::default()
+    };
+    let mut session = Session::new(master.addr.clone(), keys);
     assert!(
         session.connect().unwrap(),
         "the first connect opens a connection"

@@ -51,6 +51,7 @@ fn demo_runs_the_inception_dag_prints_stats_and_leaves_nothing_running() {
 #[test]
 fn up_runs_a_cluster_until_sigterm_then_stops_all_of_it() {
     let workspace = scratch_dir("up");
+    let data = scratch_dir("up-data");
     let mut cmd = Command::new(titan_bin());
     cmd.args(["up", "--workers", "2"])
         .arg("--perm-files")
@@ -58,7 +59,7 @@ fn up_runs_a_cluster_until_sigterm_then_stops_all_of_it() {
         .arg("--workspace")
         .arg(&workspace)
         .arg("--data-dir")
-        .arg(scratch_dir("up-data"))
+        .arg(&data)
         .env("PATH", "/usr/bin:/bin")
         .env("TITAN_LOG", "warn");
     let mut up = Proc::spawn(cmd);
@@ -69,15 +70,20 @@ fn up_runs_a_cluster_until_sigterm_then_stops_all_of_it() {
         .unwrap()
         .trim_end_matches(',')
         .to_string();
-    // The cluster works: a job runs on it.
+    // The cluster works: a job runs on it (with the keys its master created in its data dir).
+    let access = data.join("access");
     let submit = Command::new(titan_bin())
         .args(["submit", "RUN|calc.py", "--master", &master])
+        .env("TITAN_ACCESS_FILE", &access)
+        .env_remove("TITAN_KEY")
         .output()
         .unwrap();
     assert!(submit.status.success());
     let id = String::from_utf8_lossy(&submit.stdout).trim().to_string();
     let wait = Command::new(titan_bin())
         .args(["wait", &id, "--master", &master])
+        .env("TITAN_ACCESS_FILE", &access)
+        .env_remove("TITAN_KEY")
         .output()
         .unwrap();
     assert!(

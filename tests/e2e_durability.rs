@@ -46,7 +46,7 @@ fn statuses(client: &mut Client, labels: &[String]) -> BTreeMap<String, (JobStat
 fn acknowledged_jobs_and_dag_edges_survive_kill_9() {
     let data = scratch_dir("durable");
     let master = restart(0, &data, &["--shards", "2"]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let mut labels = Vec::new();
     for _ in 0..10 {
         labels.push(
@@ -67,7 +67,7 @@ fn acknowledged_jobs_and_dag_edges_survive_kill_9() {
     drop(client);
     let port = kill9(master);
     let master = restart(port, &data, &["--shards", "2"]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     assert_eq!(
         statuses(&mut client, &labels),
         before,
@@ -100,7 +100,7 @@ fn the_default_relative_data_directory_works_and_survives_kill_9() {
     // directory: a relative path all the way down to the directory syncs.
     let cwd = scratch_dir("relative-data");
     let master = Master::start_in(&cwd, 0);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let label = client
         .submit(Submission::OneOff(parse_one_off("RUN|calc.py").unwrap()))
         .unwrap()
@@ -112,7 +112,7 @@ fn the_default_relative_data_directory_works_and_survives_kill_9() {
         "the log is under the working directory"
     );
     let master = Master::start_in(&cwd, port);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     assert_eq!(client.status(&label).unwrap().state, JobState::Queued);
 }
 
@@ -216,7 +216,7 @@ fn kill_9_cycles_lose_no_acknowledged_job_and_run_each_once() {
     let mut singles: Vec<(String, String)> = Vec::new();
     let mut chains: Vec<(String, String, String, String)> = Vec::new();
     for cycle in 0..cycles {
-        let mut client = Client::connect(&master.addr).unwrap();
+        let mut client = support::connect(&master.addr);
         let deadline = Instant::now() + Duration::from_millis(rng.gen_range(0..150));
         let mut n = 0;
         while Instant::now() < deadline || n == 0 {
@@ -247,7 +247,7 @@ fn kill_9_cycles_lose_no_acknowledged_job_and_run_each_once() {
         let port = kill9(master);
         master = restart(port, &data, &args);
     }
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let mut all: Vec<String> = singles.iter().map(|(l, _)| l.clone()).collect();
     for (p, _, c, _) in &chains {
         all.extend([p.clone(), c.clone()]);
@@ -342,7 +342,7 @@ fn used_len(path: &Path) -> usize {
 fn a_truncated_or_bit_flipped_log_tail_is_cut_cleanly() {
     let data = scratch_dir("damaged");
     let submit = |master: &Master, n: usize| -> Vec<String> {
-        let mut client = Client::connect(&master.addr).unwrap();
+        let mut client = support::connect(&master.addr);
         (0..n)
             .map(|_| {
                 client
@@ -353,7 +353,7 @@ fn a_truncated_or_bit_flipped_log_tail_is_cut_cleanly() {
             .collect()
     };
     let survivors = |master: &Master, labels: &[String]| -> usize {
-        let mut client = Client::connect(&master.addr).unwrap();
+        let mut client = support::connect(&master.addr);
         labels.iter().filter(|l| client.status(l).is_ok()).count()
     };
     let master = restart(0, &data, &["--shards", "1"]);
@@ -409,7 +409,7 @@ fn a_truncated_or_bit_flipped_log_tail_is_cut_cleanly() {
 fn jobs_move_to_their_new_shards_when_the_shard_count_changes() {
     let data = scratch_dir("reshard");
     let master = restart(0, &data, &["--shards", "2"]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let mut labels = Vec::new();
     for _ in 0..20 {
         labels.push(
@@ -437,7 +437,7 @@ fn jobs_move_to_their_new_shards_when_the_shard_count_changes() {
     let mut port = kill9(master);
     for shards in ["1", "3", "2"] {
         let master = restart(port, &data, &["--shards", shards]);
-        let mut client = Client::connect(&master.addr).unwrap();
+        let mut client = support::connect(&master.addr);
         assert_eq!(
             statuses(&mut client, &labels),
             before,
@@ -448,7 +448,7 @@ fn jobs_move_to_their_new_shards_when_the_shard_count_changes() {
     }
     let master = restart(port, &data, &["--shards", "3"]);
     let _worker = Worker::start(&master.addr, &[]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let fresh = client
         .submit(Submission::OneOff(parse_one_off("NOOP").unwrap()))
         .unwrap();
@@ -510,7 +510,7 @@ fn a_full_disk_refuses_changes_clearly_keeps_serving_reads_and_loses_no_acknowle
     let data = disk.mount.join("data");
     let filler = disk.mount.join("filler");
     let master = restart(0, &data, &["--shards", "1"]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     // Fill the disk to within a few MiB, then submit jobs carrying 200 KiB scripts.
     let free = nix::sys::statvfs::statvfs(&disk.mount).unwrap();
     let avail = free.blocks_available() * free.fragment_size();
@@ -533,7 +533,7 @@ fn a_full_disk_refuses_changes_clearly_keeps_serving_reads_and_loses_no_acknowle
             Err(e) if e.code().is_some() => break e,
             Err(_) => {
                 in_doubt += 1;
-                client = Client::connect(&master.addr).unwrap();
+                client = support::connect(&master.addr);
                 client.set_timeout(Some(Duration::from_secs(2))).unwrap();
             }
         }
@@ -574,7 +574,7 @@ fn a_full_disk_refuses_changes_clearly_keeps_serving_reads_and_loses_no_acknowle
     drop(client);
     let port = kill9(master);
     let master = restart(port, &data, &["--shards", "1"]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     for label in &acked {
         client
             .status(label)

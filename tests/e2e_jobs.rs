@@ -38,7 +38,7 @@ fn state_of(client: &mut Client, label: &str) -> JobState {
 fn the_seeds_one_off_commands_run_or_wait_visibly() {
     let master = Master::start(&["--shards", "2"]);
     let worker = Worker::start(&master.addr, &[]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let calc = submit(&mut client, "RUN|calc.py");
     let delayed = submit(&mut client, "PDF_CONVERT|future_report.pdf|1|8000");
     let email = submit(&mut client, "EMAIL_ALERT|admin@titan.com|1|0");
@@ -63,7 +63,7 @@ fn the_seeds_one_off_commands_run_or_wait_visibly() {
 fn a_diamond_dag_runs_in_dependency_order() {
     let master = Master::start(&["--shards", "2"]);
     let _worker = Worker::start(&master.addr, &["--capacity", "4"]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let dag = "A|RUN|sleep.sh 0.2|1|0|[] ; B|RUN|sleep.sh 0.2|1|0|[A] ; C|RUN|calc.py|1|0|[A] ; D|RUN|calc.py|1|0|[B, C]";
     let reply = submit_dag(&mut client, dag);
     let d = wait_terminal(&mut client, &reply.jobs[3].label);
@@ -94,7 +94,7 @@ fn a_diamond_dag_runs_in_dependency_order() {
 fn a_failing_job_retries_with_backoff_then_dies_and_its_descendants_never_run() {
     let master = Master::start(&["--shards", "2", "--backoff-base-ms", "100"]);
     let _worker = Worker::start(&master.addr, &[]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let started = Instant::now();
     let reply = submit_dag(
         &mut client,
@@ -134,7 +134,7 @@ fn a_failing_job_retries_with_backoff_then_dies_and_its_descendants_never_run() 
 fn cancelling_a_running_shell_job_kills_its_whole_process_group() {
     let master = Master::start(&["--shards", "2"]);
     let worker = Worker::start(&master.addr, &[]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let job = submit(&mut client, "RUN|spawn_child.sh");
     let pid_file = worker.workspace.join(&job.label).join("child.pid");
     let child: u32 = eventually("the job's child to start", || {
@@ -162,7 +162,7 @@ fn a_job_on_a_worker_killed_by_sigkill_completes_on_the_other_worker_once() {
     let master = Master::start(&["--shards", "2", "--heartbeat-ms", "200"]);
     let mut doomed = Worker::start(&master.addr, &["--capacity", "1"]);
     let marks = support::scratch_dir("marks").join("runs");
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let job = submit(&mut client, &format!("RUN|mark.sh {} 1", marks.display()));
     let first: u32 = eventually("the job to start on the first worker", || {
         let text = std::fs::read_to_string(&marks).ok()?;
@@ -202,7 +202,7 @@ fn least_connections_spreads_eight_long_jobs_four_and_four() {
     let master = Master::start(&["--shards", "2"]);
     let a = Worker::start(&master.addr, &["--capacity", "4"]);
     let b = Worker::start(&master.addr, &["--capacity", "4"]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let jobs: Vec<Submitted> = (0..8).map(|_| submit(&mut client, "SLEEP|30000")).collect();
     let loads = eventually("all eight jobs to run", || {
         let stats = client.stats().unwrap();
@@ -230,7 +230,7 @@ fn bad_input_gets_a_clear_error_and_nothing_of_it_runs() {
     let master = Master::start(&["--shards", "2"]);
     let _worker = Worker::start(&master.addr, &[]);
     let titan = |args: &[&str]| {
-        std::process::Command::new(support::titan_bin())
+        support::with_keys(&mut std::process::Command::new(support::titan_bin()))
             .args(args)
             .env("TITAN_MASTER", &master.addr)
             .output()
@@ -257,7 +257,7 @@ fn bad_input_gets_a_clear_error_and_nothing_of_it_runs() {
     }
     let out = titan(&["submit", "RUN|../../etc/passwd"]);
     assert!(!out.status.success());
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     assert!(
         client.jobs(None, 100).unwrap().jobs.is_empty(),
         "nothing of the bad input was queued"
@@ -270,7 +270,7 @@ fn stopping_a_python_service_ends_it_with_sigterm_not_the_sigkill_fallback() {
     // A grace longer than the test's deadline: only a SIGTERM the job can see ends it in time.
     let worker = Worker::start(&master.addr, &["--kill-grace-ms", "60000"]);
     let port = support::free_port();
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let service = submit(&mut client, &format!("DEPLOY|server_dashboard.py|{port}"));
     eventually("the service to be ready", || {
         client.status(&service.label).ok().filter(|s| s.ready)
@@ -294,7 +294,7 @@ fn stopping_a_python_service_ends_it_with_sigterm_not_the_sigkill_fallback() {
 fn job_nice_lowers_the_priority_of_job_processes() {
     let master = Master::start(&["--shards", "1"]);
     let worker = Worker::start(&master.addr, &["--job-nice", "7"]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let script = "#!/bin/sh\nawk '{print $19}' /proc/$$/stat\n";
     let spec = titan::core::JobSpec::new(titan::core::JobKind::RunInline {
         name: "nice.sh".into(),
@@ -334,7 +334,7 @@ fn prefetched_jobs_all_complete() {
         let report: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON value");
         assert_eq!(report["jobs"].as_u64(), jobs.parse().ok(), "{report}");
     }
-    let mut client = Client::connect(&master.addr).expect("connect");
+    let mut client = support::connect(&master.addr);
     let stats = client.stats().expect("stats");
     assert_eq!(
         (stats.completed, stats.queued, stats.running, stats.dlq),

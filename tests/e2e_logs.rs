@@ -23,9 +23,9 @@ fn submit(client: &mut Client, text: &str) -> String {
 fn logs_follow_shows_lines_as_they_come_then_the_exit_status() {
     let master = Master::start(&["--shards", "2"]);
     let _worker = Worker::start(&master.addr, &[]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let job = submit(&mut client, "RUN|lines.py 10 100");
-    let mut follower = Command::new(titan_bin())
+    let mut follower = support::with_keys(&mut Command::new(titan_bin()))
         .args(["logs", "-f", &job, "--master", &master.addr])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -69,7 +69,7 @@ fn logs_follow_shows_lines_as_they_come_then_the_exit_status() {
 fn a_million_lines_are_all_kept_and_returned_while_the_master_stays_bounded() {
     let master = Master::start(&["--shards", "2"]);
     let worker = Worker::start(&master.addr, &[]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let rss_before = support::rss_kib(master.proc.pid());
     let job = submit(&mut client, "RUN|lines.py 1000000");
     let done = client
@@ -96,7 +96,7 @@ fn a_million_lines_are_all_kept_and_returned_while_the_master_stays_bounded() {
         "master RSS grew from {rss_before} to {rss_after} KiB"
     );
     // `titan logs` returns every line, fetched from the worker.
-    let out = Command::new(titan_bin())
+    let out = support::with_keys(&mut Command::new(titan_bin()))
         .args(["logs", &job, "--master", &master.addr])
         .output()
         .unwrap();

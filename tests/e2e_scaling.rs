@@ -4,7 +4,6 @@
 mod support;
 
 use support::{eventually, Master, Worker};
-use titan::cli::client::Client;
 use titan::core::grammar::parse_one_off;
 use titan::core::Submission;
 use titan::proto::message::client::ScalingAction;
@@ -22,7 +21,7 @@ fn a_burst_scales_workers_up_to_the_maximum_and_idle_children_retire() {
         "700",
     ]);
     let parent = Worker::start(&master.addr, &["--capacity", "4"]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let spec = parse_one_off("SLEEP|100").unwrap();
     let labels: Vec<String> = (0..200)
         .map(|_| {

@@ -104,7 +104,7 @@ fn setup(master_args: &[&str]) -> Setup {
     let master = Master::start(master_args);
     let scripts = Scripts::new();
     let worker = scripts.worker(&master, &[]);
-    let client = Client::connect(&master.addr).unwrap();
+    let client = support::connect(&master.addr);
     Setup {
         master,
         scripts,
@@ -286,7 +286,7 @@ fn a_service_on_a_worker_that_dies_is_redeployed_on_another() {
         scripts.worker(&master, &["--capacity", "1"]),
         scripts.worker(&master, &["--capacity", "1"]),
     ];
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let port = free_port();
     let svc = submit(&mut client, &format!("DEPLOY|web.py|{port}"));
     let first = eventually("the service to be ready", || {
@@ -326,7 +326,7 @@ fn killing_a_child_worker_requeues_its_jobs_and_redeploys_it() {
     // Capacity 1: the child worker's DEPLOY holds the parent's only slot, so the sleeps can only
     // run on the child.
     let _parent = Worker::start(&master.addr, &["--capacity", "1"]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let port = free_port();
     let child = submit(&mut client, &format!("DEPLOY|Worker.jar|{port}"));
     eventually("the child worker to be ready", || {

@@ -13,10 +13,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use titan::auth::{MasterSecret, Secret};
 use titan::core::{JobId, WorkerId};
 use titan::logs::{
     AttemptKey, JobLogSummary, LinesPage, LogShipper, LogSink, ShipperConfig, ShipperCounters,
-    SinkConfig, SinkLimits, SinkStats, Stream,
+    SinkConfig, SinkKeys, SinkLimits, SinkStats, Stream,
 };
 use titan::worker::drain::{drain_output, DrainError, DrainReport};
 use titan::worker::exec::{JobSpec, OutputMode, ProcessEngine, Program, STDERR_FILE, STDOUT_FILE};
@@ -132,7 +133,7 @@ where
     let sink_thread = executor()
         .name("sink")
         .spawn(move || async move {
-            let sink = LogSink::bind("127.0.0.1:0".parse().unwrap(), config).expect("bind sink");
+            let sink = LogSink::bind("127.0.0.1:0".parse().unwrap(), config, SinkKeys::new(master())).expect("bind sink");
             addr_tx.send(sink.local_addr()).unwrap();
             let requests = request_rx.connect().await;
             let replies = reply_tx.connect().await;
@@ -192,6 +193,17 @@ where
     result
 }
 
+/// The master secret the sink derives its keys from and the "master" hands the shippers keys
+/// from.
+fn master() -> MasterSecret {
+    MasterSecret::new(&Secret::from_bytes([7; 32]))
+}
+
+/// A shipper for worker `worker`, with the key the master would give it.
+fn shipper_config(addr: SocketAddr, worker: u32) -> ShipperConfig {
+    ShipperConfig::new(addr, WorkerId(worker), master().worker_log_key(worker))
+}
+
 fn executor() -> LocalExecutorBuilder {
     LocalExecutorBuilder::new(Placement::Unbound).io_memory(1 << 20)
 }
@@ -216,7 +228,7 @@ async fn run_job(
     let output = job.take_output().expect("captured output");
     let job_dir = engine.job_dir(name);
     let (report, outcome) = future::zip(
-        drain_output(output, &job_dir, key, Some(shipper)),
+        drain_output(output, &job_dir, key, Some(&attempt_shipper(shipper, key))),
         job.outcome(),
     )
     .await;
@@ -224,6 +236,11 @@ async fn run_job(
     assert!(report.stdout.error.is_none(), "{report:?}");
     assert!(report.stderr.error.is_none(), "{report:?}");
     report
+}
+
+/// `shipper` with `key`'s attempt key, as the worker gets it with the attempt's `RunJob`.
+fn attempt_shipper(shipper: &LogShipper, key: AttemptKey) -> titan::logs::AttemptShipper {
+    shipper.for_attempt(&master().attempt_log_key(key.job.0, key.attempt))
 }
 
 fn numbered_lines(count: usize) -> Vec<u8> {
@@ -280,7 +297,7 @@ fn a_job_printing_a_million_lines_reaches_the_sink_its_file_is_exact_and_memory_
     with_sink(sink_config, move |addr, sink| async move {
         sink.ask(Request::Serve).await;
         let engine = ProcessEngine::start(engine_config).unwrap();
-        let shipper = LogShipper::new(ShipperConfig::new(addr, WorkerId(1))).unwrap();
+        let shipper = LogShipper::new(shipper_config(addr, 1)).unwrap();
         let key = AttemptKey::new(JobId(42), 1);
         let count = LINES.to_string();
         let report = run_job(&engine, &shipper, "many", key, perm("lines.py", &[&count])).await;
@@ -332,7 +349,7 @@ fn with_a_tiny_receive_buffer_every_lost_line_and_datagram_is_counted() {
     };
     with_sink(sink_config, move |addr, sink| async move {
         let engine = ProcessEngine::start(engine_config).unwrap();
-        let shipper = LogShipper::new(ShipperConfig::new(addr, WorkerId(2))).unwrap();
+        let shipper = LogShipper::new(shipper_config(addr, 2)).unwrap();
         let key = AttemptKey::new(JobId(7), 0);
         // The sink does not read until the job is done: its few kilobytes of buffer take the
         // first datagrams and the kernel drops the rest.
@@ -370,7 +387,7 @@ fn a_follower_sees_a_slow_job_line_by_line_and_then_its_end() {
     with_sink(SinkConfig::default(), move |addr, sink| async move {
         sink.ask(Request::Serve).await;
         let engine = ProcessEngine::start(engine_config).unwrap();
-        let shipper = LogShipper::new(ShipperConfig::new(addr, WorkerId(3))).unwrap();
+        let shipper = LogShipper::new(shipper_config(addr, 3)).unwrap();
         let key = AttemptKey::new(JobId(5), 0);
         let job = run_job(
             &engine,
@@ -411,7 +428,7 @@ fn odd_output_is_stored_exactly_and_rebuilt_from_the_ring() {
     with_sink(SinkConfig::default(), move |addr, sink| async move {
         sink.ask(Request::Serve).await;
         let engine = ProcessEngine::start(engine_config).unwrap();
-        let shipper = LogShipper::new(ShipperConfig::new(addr, WorkerId(4))).unwrap();
+        let shipper = LogShipper::new(shipper_config(addr, 4)).unwrap();
         let key = AttemptKey::new(JobId(6), 2);
         let script = concat!(
             "import sys\n",
@@ -458,7 +475,7 @@ fn a_quiet_stream_still_gets_its_empty_file_and_both_ends_travel_in_one_datagram
     with_sink(SinkConfig::default(), move |addr, sink| async move {
         sink.ask(Request::Serve).await;
         let engine = ProcessEngine::start(engine_config).unwrap();
-        let shipper = LogShipper::new(ShipperConfig::new(addr, WorkerId(6))).unwrap();
+        let shipper = LogShipper::new(shipper_config(addr, 6)).unwrap();
         // A job silent on both streams, then one that writes only to stderr: every file exists,
         // the silent streams' empty. The silent job's two end markers travel in one datagram.
         let cases: [(u64, &str, &[u8], Option<u64>); 2] =
@@ -539,7 +556,7 @@ fn with_nothing_listening_the_job_runs_at_full_speed_and_the_drops_are_counted()
         .unwrap();
     exec_support::run(move || async move {
         let engine = ProcessEngine::start(engine_config).unwrap();
-        let shipper = LogShipper::new(ShipperConfig::new(nobody, WorkerId(5))).unwrap();
+        let shipper = LogShipper::new(shipper_config(nobody, 5)).unwrap();
         let key = AttemptKey::new(JobId(8), 0);
         let report = run_job(
             &engine,

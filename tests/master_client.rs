@@ -19,7 +19,7 @@ fn submit_text(client: &mut Client, text: &str) -> titan::proto::message::client
 #[test]
 fn seed_one_offs_are_accepted_and_wait_queued_without_workers() {
     let master = Master::start(&["--shards", "2"]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let run = submit_text(&mut client, "RUN|calc.py");
     assert!(run.label.starts_with("TSK-"), "{run:?}");
     let delayed = submit_text(&mut client, "PDF_CONVERT|future_report.pdf|1|8000");
@@ -55,7 +55,7 @@ fn seed_one_offs_are_accepted_and_wait_queued_without_workers() {
 #[test]
 fn dag_jobs_are_named_and_found_by_full_id_and_bare_name_across_shards() {
     let master = Master::start(&["--shards", "2"]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let dag = "A|RUN|calc.py|1|0|[] ; B|RUN|calc.py|1|0|[A] ; C|RUN|calc.py|1|0|[A] ; D|RUN|calc.py|1|0|[B, C]";
     let mut last = None;
     for _ in 0..4 {
@@ -85,7 +85,7 @@ fn dag_jobs_are_named_and_found_by_full_id_and_bare_name_across_shards() {
 #[test]
 fn cancel_cascades_to_descendants_and_reports_counts() {
     let master = Master::start(&["--shards", "2"]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let dag =
         parse_dag("A|RUN|calc.py|1|0|[] ; B|RUN|calc.py|1|0|[A] ; C|RUN|calc.py|1|0|[B]").unwrap();
     let reply = client.submit(Submission::Dag(dag)).unwrap();
@@ -104,7 +104,7 @@ fn cancel_cascades_to_descendants_and_reports_counts() {
 #[test]
 fn bad_requests_get_clear_errors_and_nothing_is_queued() {
     let master = Master::start(&["--shards", "2"]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let unknown = client.status("TSK-999999").unwrap_err();
     assert_eq!(unknown.code(), Some(ErrorCode::NotFound), "{unknown}");
     let nobody = client.status("NO_SUCH_NAME").unwrap_err();
@@ -130,7 +130,7 @@ fn bad_requests_get_clear_errors_and_nothing_is_queued() {
 #[test]
 fn wait_times_out_with_the_jobs_still_pending() {
     let master = Master::start(&["--shards", "2"]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let job = submit_text(&mut client, "RUN|calc.py");
     let reply = client
         .wait(
@@ -146,7 +146,7 @@ fn wait_times_out_with_the_jobs_still_pending() {
 fn path_traversal_is_refused_by_the_master_even_from_a_crafted_client() {
     use titan::core::{JobKind, JobSpec};
     let master = Master::start(&["--shards", "1"]);
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     for file in ["../../etc/passwd", "/etc/passwd", "a/../../b.sh"] {
         let spec = JobSpec::new(JobKind::Run {
             file: file.into(),

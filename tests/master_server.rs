@@ -57,7 +57,7 @@ fn pipelined_pings_come_back_in_order_over_several_connections() {
 #[test]
 fn a_connection_stalled_mid_frame_is_closed_after_the_timeout() {
     let master = Master::start(&["--shards", "1", "--stall-timeout-ms", "200"]);
-    let mut stream = TcpStream::connect(&master.addr).unwrap();
+    let mut stream = support::authenticated_stream(&master.addr, &support::client_key());
     let mut partial = Header::new(OpCode::Ping, 1000).encode().to_vec();
     partial.extend_from_slice(&[0; 10]);
     stream.write_all(&partial).unwrap();
@@ -75,7 +75,7 @@ fn a_connection_stalled_mid_frame_is_closed_after_the_timeout() {
 #[test]
 fn an_idle_connection_between_frames_is_kept_open() {
     let master = Master::start(&["--shards", "1", "--stall-timeout-ms", "100"]);
-    let mut stream = TcpStream::connect(&master.addr).unwrap();
+    let mut stream = support::authenticated_stream(&master.addr, &support::client_key());
     // Idle (no partial frame) for several stall timeouts: the connection must survive. Waiting
     // here is the point of the test: idleness is the input, not a stand-in for an event.
     std::thread::sleep(Duration::from_millis(400));
@@ -112,7 +112,8 @@ fn a_port_in_use_is_a_clear_error() {
     // A plain listener without SO_REUSEPORT holds the port, so the master's bind must fail.
     let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = blocker.local_addr().unwrap().port().to_string();
-    let out = std::process::Command::new(support::titan_bin())
+    let mut master = std::process::Command::new(support::titan_bin());
+    let out = support::with_keys(&mut master)
         .args([
             "master",
             "--port",
@@ -149,7 +150,7 @@ fn a_client_that_half_closes_still_gets_every_reply() {
     use titan::proto::message::client::SubmitRequest;
     use titan::proto::HEADER_LEN;
     let master = Master::start(&["--shards", "1"]);
-    let mut stream = TcpStream::connect(&master.addr).unwrap();
+    let mut stream = support::authenticated_stream(&master.addr, &support::client_key());
     let mut frames = Vec::new();
     const N: usize = 50;
     for _ in 0..N {
@@ -187,7 +188,7 @@ fn idle_connections_cannot_lock_out_clients_or_workers() {
     // because the master closes the longest-idle client connections to make room.
     let master = Master::start(&["--shards", "1", "--max-connections", "6"]);
     let idle: Vec<TcpStream> = (0..6)
-        .map(|_| TcpStream::connect(&master.addr).unwrap())
+        .map(|_| support::authenticated_stream(&master.addr, &support::client_key()))
         .collect();
     let stats = support::eventually("a client to get in past idle connections", || {
         let out = support::titan_command(&["stats", "--master", &master.addr])

@@ -48,7 +48,16 @@ fn a_master_and_a_worker_run_embedded_and_stop_through_one_handle() {
     assert_ne!(ready.addr.port(), 0, "the port taken is reported");
     assert_ne!(ready.log_addr.port(), 0, "the log port taken is reported");
 
-    let mut config = WorkerConfig::new(SocketAddr::new(LOOPBACK, 0), ready.addr.to_string());
+    // The master created its access file in its data directory; the worker and the client read
+    // their keys from it.
+    let keys = titan::auth::KeyLookup {
+        flag: Some(data.join(titan::auth::ACCESS_FILE_NAME)),
+        ..Default::default()
+    };
+    let worker_key = keys.credential(titan::auth::Want::Worker).unwrap();
+    let client_key = keys.credential(titan::auth::Want::Client).unwrap();
+    let listen = SocketAddr::new(LOOPBACK, 0);
+    let mut config = WorkerConfig::new(listen, ready.addr.to_string(), worker_key);
     config.perm_files = perm_files();
     config.workspace = scratch_dir("embedded-workspace");
     // The sentinel is `titan __sentinel`; this test executable has no such command.
@@ -64,7 +73,7 @@ fn a_master_and_a_worker_run_embedded_and_stop_through_one_handle() {
     assert_eq!(registered.addr.ip(), LOOPBACK);
     assert_ne!(registered.addr.port(), 0);
 
-    let mut client = Client::connect(&ready.addr.to_string()).unwrap();
+    let mut client = Client::connect(&ready.addr.to_string(), &client_key).unwrap();
     let job = client
         .submit(Submission::OneOff(parse_one_off("NOOP").unwrap()))
         .unwrap()
@@ -88,7 +97,7 @@ fn a_master_and_a_worker_run_embedded_and_stop_through_one_handle() {
     // process opens the directory and finds the job done.
     let again = ShutdownHandle::default();
     let (ready, master) = start_master(&data, &again);
-    let mut client = Client::connect(&ready.addr.to_string()).unwrap();
+    let mut client = Client::connect(&ready.addr.to_string(), &client_key).unwrap();
     assert_eq!(client.status(&job).unwrap().state, JobState::Completed);
     drop(client);
     again.trigger();
