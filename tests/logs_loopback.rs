@@ -133,7 +133,12 @@ where
     let sink_thread = executor()
         .name("sink")
         .spawn(move || async move {
-            let sink = LogSink::bind("127.0.0.1:0".parse().unwrap(), config, SinkKeys::new(master())).expect("bind sink");
+            let sink = LogSink::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                config,
+                SinkKeys::new(master()),
+            )
+            .expect("bind sink");
             addr_tx.send(sink.local_addr()).unwrap();
             let requests = request_rx.connect().await;
             let replies = reply_tx.connect().await;

@@ -194,3 +194,65 @@ async fn read_file(workspace: &Path, request: &ArchivedFileRequest) -> Result<Fi
     let _ = file.close().await;
     Ok(FileChunk { bytes, size })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use titan_core::WorkerId;
+    use titan_proto::message::logs::{FileRequest, Ticket};
+    use titan_proto::message::KeyBytes as WireKey;
+
+    const KEY: KeyBytes = [9; 32];
+
+    fn ticket(worker: u32, job_dir: &str, expires_unix_ms: u64, key: &KeyBytes) -> Ticket {
+        let claims = Claims {
+            worker,
+            job_dir,
+            expires_unix_ms,
+        };
+        Ticket {
+            worker: WorkerId(worker),
+            job_dir: job_dir.into(),
+            expires_unix_ms,
+            tag: WireKey(TicketKey::new(key).sign(&claims)),
+        }
+    }
+
+    /// Checks a request for `job_dir` carrying `ticket` at `now`.
+    fn check(tickets: &Tickets, job_dir: &str, ticket: Ticket, now: u64) -> Result<(), String> {
+        let request = FileRequest {
+            job_dir: job_dir.into(),
+            stream: 1,
+            offset: 0,
+            max_bytes: 1,
+            ticket,
+        };
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&request).unwrap();
+        let archived = proto::access::<ArchivedFileRequest>(OpCode::GetLogs, &bytes).unwrap();
+        tickets.check(archived, now)
+    }
+
+    #[test]
+    fn a_ticket_opens_its_own_directory_on_its_own_worker_until_it_expires() {
+        let tickets = Tickets::default();
+        let good = ticket(5, "TSK-1", 1_000, &KEY);
+        let err = check(&tickets, "TSK-1", good.clone(), 0).unwrap_err();
+        assert!(err.contains("not registered"), "{err}");
+        tickets.set(5, &KEY);
+        assert_eq!(check(&tickets, "TSK-1", good.clone(), 999), Ok(()));
+        let err = check(&tickets, "TSK-1", good.clone(), 1_200).unwrap_err();
+        assert!(err.starts_with("the ticket expired 200 ms ago"), "{err}");
+        let err = check(&tickets, "TSK-2", good.clone(), 0).unwrap_err();
+        assert_eq!(
+            err,
+            "the ticket is for job directory \"TSK-1\", not \"TSK-2\""
+        );
+        let err = check(&tickets, "TSK-2", ticket(5, "TSK-2", 1_000, &[1; 32]), 0).unwrap_err();
+        assert!(err.contains("MAC does not match"), "forged: {err}");
+        let err = check(&tickets, "TSK-1", ticket(6, "TSK-1", 1_000, &KEY), 0).unwrap_err();
+        assert_eq!(err, "the ticket is for worker 6; this is worker 5");
+        // A new registration (another id and key) retires the tickets of the old one.
+        tickets.set(7, &[2; 32]);
+        assert!(check(&tickets, "TSK-1", good, 0).is_err());
+    }
+}
