@@ -12,7 +12,10 @@
 //!   executor: the most the pipeline takes, and how much it loses when the sink falls behind;
 //! - `paced`: the same at `--rate` lines per second (default 100,000), in 1 ms steps;
 //! - `process`: a real job (`perm_files/lines.py N`) in capture mode, drained to its files and
-//!   shipped; its baseline `files` runs the same job with output straight to files.
+//!   shipped; its baseline `files` runs the same job with output straight to files;
+//! - `seal`: the cost of the seals per datagram (ChaCha20-Poly1305, issue 14), CPU only: packing
+//!   the lines into sealed datagrams, sealing a datagram's sections again on their own, and
+//!   opening them as the sink does (keys cached), in nanoseconds per datagram.
 //!
 //! Lines per second are measured from the first line to the moment the sink has accounted for
 //! every datagram (received or counted lost), so a sink that lags is not flattered. Loss is the
@@ -25,10 +28,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use titan::auth::{MasterSecret, SealKey, Secret};
 use titan::core::{JobId, WorkerId};
 use titan::logs::{
-    AttemptKey, LineSplitter, LogShipper, LogSink, Packer, ShipperConfig, SinkConfig, SinkStats,
-    Stream,
+    AttemptKey, AttemptShipper, Datagram, LineSplitter, LogShipper, LogSink, Packer, ShipperConfig,
+    SinkConfig, SinkKeys, SinkStats, Stream,
 };
 use titan::worker::drain::drain_output;
 use titan::worker::exec::{EngineConfig, JobSpec, OutputMode, ProcessEngine, Program};
@@ -89,6 +93,27 @@ fn executor(name: &str) -> LocalExecutorBuilder {
         .name(name)
 }
 
+/// The master secret the bench's sink derives its keys from (and hands the shipper keys from).
+fn master() -> MasterSecret {
+    MasterSecret::new(&Secret::from_bytes([3; 32]))
+}
+
+/// A shipper config for worker 1, with its key.
+fn shipper_config(addr: SocketAddr, datagram: usize) -> ShipperConfig {
+    let mut config = ShipperConfig::new(addr, WorkerId(1), master().worker_log_key(1));
+    config.datagram_bytes = datagram;
+    config
+}
+
+/// The attempt every bench job's lines belong to, and its shipper.
+fn attempt() -> AttemptKey {
+    AttemptKey::new(JobId(1), 0)
+}
+
+fn attempt_shipper(shipper: &LogShipper) -> AttemptShipper {
+    shipper.for_attempt(&master().attempt_log_key(attempt().job.0, attempt().attempt))
+}
+
 /// "line 1\n" … "line N\n" in chunks of about 64 KiB, as a drain would read them.
 fn chunks(lines: usize) -> Vec<Vec<u8>> {
     let mut chunks = vec![Vec::new()];
@@ -118,8 +143,10 @@ impl SinkThread {
         let (published, stopping) = (stats.clone(), stop.clone());
         let thread = executor("sink")
             .spawn(move || async move {
-                let sink = LogSink::bind("127.0.0.1:0".parse().unwrap(), SinkConfig::default())
-                    .expect("bind sink");
+                let keys = SinkKeys::new(master());
+                let sink =
+                    LogSink::bind("127.0.0.1:0".parse().unwrap(), SinkConfig::default(), keys)
+                        .expect("bind sink");
                 addr_tx.send(sink.local_addr()).unwrap();
                 let serve = async {
                     sink.serve().await.expect("sink serves");
@@ -185,10 +212,9 @@ fn synthetic(chunks: Arc<Vec<Vec<u8>>>, lines: usize, datagram: usize, rate: Opt
     let addr = sink.addr;
     let run = executor("worker")
         .spawn(move || async move {
-            let mut config = ShipperConfig::new(addr, WorkerId(1));
-            config.datagram_bytes = datagram;
-            let shipper = LogShipper::new(config).expect("shipper");
-            let key = AttemptKey::new(JobId(1), 0).stream(Stream::Stdout);
+            let base = LogShipper::new(shipper_config(addr, datagram)).expect("shipper");
+            let shipper = attempt_shipper(&base);
+            let key = attempt().stream(Stream::Stdout);
             let mut splitter = LineSplitter::new();
             let began = Instant::now();
             match rate {
@@ -202,7 +228,7 @@ fn synthetic(chunks: Arc<Vec<Vec<u8>>>, lines: usize, datagram: usize, rate: Opt
             let total = splitter.finish(|record| shipper.ship_line(key, record));
             shipper.ship_end(key, total);
             assert_eq!(total, lines as u64);
-            let stats = settle(&sink, &shipper).await;
+            let stats = settle(&sink, &base).await;
             let run = figures(total, &stats, began.elapsed());
             (run, sink)
         })
@@ -219,7 +245,7 @@ async fn pace(
     chunks: &[Vec<u8>],
     rate: u64,
     splitter: &mut LineSplitter,
-    shipper: &LogShipper,
+    shipper: &AttemptShipper,
     key: titan::logs::StreamKey,
 ) {
     let began = Instant::now();
@@ -252,16 +278,7 @@ async fn pace(
 
 /// The baseline: the same datagrams, encoded beforehand, sent raw to a counting thread.
 fn raw(chunks: &[Vec<u8>], lines: usize, datagram: usize) -> Run {
-    let key = AttemptKey::new(JobId(1), 0).stream(Stream::Stdout);
-    let mut packer = Packer::new(WorkerId(1), 1, datagram);
-    let mut splitter = LineSplitter::new();
-    let mut encoded: Vec<(Vec<u8>, u32)> = Vec::new();
-    for chunk in chunks {
-        splitter.feed(chunk, |record| {
-            packer.push_line(key, record, |d| encoded.push((d.bytes.to_vec(), d.lines)))
-        });
-    }
-    packer.flush(|d| encoded.push((d.bytes.to_vec(), d.lines)));
+    let encoded = pack(chunks, datagram);
     let per_datagram: Arc<Vec<u32>> = Arc::new(encoded.iter().map(|(_, n)| *n).collect());
 
     let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -307,6 +324,51 @@ fn raw(chunks: &[Vec<u8>], lines: usize, datagram: usize) -> Run {
     }
 }
 
+/// The lines packed into sealed datagrams, each with its line count.
+fn pack(chunks: &[Vec<u8>], datagram: usize) -> Vec<(Vec<u8>, u32)> {
+    let key = attempt().stream(Stream::Stdout);
+    let worker_key = SealKey::new(&master().worker_log_key(1));
+    let seal = SealKey::new(&master().attempt_log_key(attempt().job.0, attempt().attempt));
+    let mut packer = Packer::new(WorkerId(1), worker_key, 1, datagram);
+    let mut splitter = LineSplitter::new();
+    let mut encoded: Vec<(Vec<u8>, u32)> = Vec::new();
+    for chunk in chunks {
+        splitter.feed(chunk, |record| {
+            packer.push_line(&seal, key, record, |d| {
+                encoded.push((d.bytes.to_vec(), d.lines))
+            })
+        });
+    }
+    packer.flush(|d| encoded.push((d.bytes.to_vec(), d.lines)));
+    encoded
+}
+
+/// What the seals cost per datagram (nanoseconds): packing (with sealing), sealing the
+/// datagram's bytes again on their own, and opening as the sink does.
+fn seal_cost(chunks: &[Vec<u8>], datagram: usize) -> (usize, f64, f64, f64, f64) {
+    let began = Instant::now();
+    let encoded = pack(chunks, datagram);
+    let pack_ns = began.elapsed().as_nanos() as f64 / encoded.len() as f64;
+    let key = SealKey::new(&master().attempt_log_key(1, 0));
+    let mut copies: Vec<Vec<u8>> = encoded.iter().map(|(bytes, _)| bytes.clone()).collect();
+    let began = Instant::now();
+    for bytes in &mut copies {
+        let (aad, body) = bytes.split_at_mut(50);
+        std::hint::black_box(key.seal([0; 12], aad, body));
+    }
+    let seal_ns = began.elapsed().as_nanos() as f64 / copies.len() as f64;
+    let mut copies: Vec<Vec<u8>> = encoded.iter().map(|(bytes, _)| bytes.clone()).collect();
+    let mut keys = SinkKeys::new(master());
+    let began = Instant::now();
+    for bytes in &mut copies {
+        let datagram = Datagram::open(bytes, &mut keys).expect("a sealed datagram opens");
+        std::hint::black_box(datagram.header.sections);
+    }
+    let open_ns = began.elapsed().as_nanos() as f64 / copies.len() as f64;
+    let lines = encoded.iter().map(|(_, n)| f64::from(*n)).sum::<f64>() / encoded.len() as f64;
+    (encoded.len(), lines, pack_ns, seal_ns, open_ns)
+}
+
 fn set_rcvbuf(socket: UdpSocket, bytes: usize) -> UdpSocket {
     use nix::libc;
     use std::os::fd::AsRawFd;
@@ -336,9 +398,7 @@ fn process(lines: usize, datagram: usize, ship: bool, workspace: PathBuf) -> Run
             let mut config = EngineConfig::new(perm_files, &workspace);
             config.search_path = "/usr/bin:/bin".into();
             let engine = ProcessEngine::start(config).expect("engine");
-            let mut shipper_config = ShipperConfig::new(addr, WorkerId(1));
-            shipper_config.datagram_bytes = datagram;
-            let shipper = LogShipper::new(shipper_config).expect("shipper");
+            let shipper = LogShipper::new(shipper_config(addr, datagram)).expect("shipper");
             let program = Program::perm_file("lines.py", vec![lines.to_string()]);
             let mode = if ship {
                 OutputMode::Capture
@@ -352,9 +412,9 @@ fn process(lines: usize, datagram: usize, ship: bool, workspace: PathBuf) -> Run
             job.started().await.expect("started");
             if ship {
                 let output = job.take_output().expect("captured");
-                let key = AttemptKey::new(JobId(1), 0);
-                let report =
-                    drain_output(output, &engine.job_dir("bench"), key, Some(&shipper)).await;
+                let lines_shipper = attempt_shipper(&shipper);
+                let dir = engine.job_dir("bench");
+                let report = drain_output(output, &dir, attempt(), Some(&lines_shipper)).await;
                 assert_eq!(report.stdout.records, lines as u64);
             }
             assert!(job.outcome().await.succeeded());
@@ -418,6 +478,13 @@ fn main() {
                 record(
                     format!("paced/{datagram}"),
                     synthetic(chunks.clone(), options.lines, datagram, Some(options.rate)),
+                );
+            }
+            if wanted("seal") {
+                let (count, lines, pack_ns, seal_ns, open_ns) = seal_cost(&chunks, datagram);
+                println!(
+                    "  seal/{datagram:<11} {count} datagrams of {lines:.0} lines: pack+seal \
+                     {pack_ns:.0} ns, seal alone {seal_ns:.0} ns, open {open_ns:.0} ns per datagram"
                 );
             }
             if wanted("process") {
