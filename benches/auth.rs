@@ -1,7 +1,7 @@
 //! What authentication costs a connection (issue 14's bound: at most 1 ms): the handshake's
-//! proofs alone, both sides in memory, and over real loopback TCP a connect + handshake + ping
-//! + close loop against its baseline twin, the same loop without a handshake, served by the same
-//! blocking server thread. The handshake is once per connection; no frame after it pays.
+//! proofs alone, both sides in memory, and over real loopback TCP a loop of connect, handshake,
+//! ping and close against its baseline twin, the same loop without a handshake, served by the
+//! same blocking server thread. The handshake is once per connection; no frame after it pays.
 //!
 //! Run: `cargo bench --bench auth`
 
@@ -75,11 +75,8 @@ fn serve(listener: TcpListener, keys: Option<Arc<ServerKeys>>) {
         let gate = keys.as_ref().map_or(Gate::Open, server_gate);
         let mut conn = BlockingConn::with_gate(stream, &server_config(), gate);
         let _ = conn.flush();
-        loop {
-            let payload = match conn.recv() {
-                Ok(frame) => frame.payload.to_vec(),
-                Err(_) => break,
-            };
+        while let Ok(frame) = conn.recv() {
+            let payload = frame.payload.to_vec();
             let _ = conn.send_raw(OpCode::Pong, &payload);
             if conn.flush().is_err() {
                 break;

@@ -86,8 +86,9 @@ fn a_recorded_handshake_does_not_open_another_connection() {
     let hello = titan::proto::message::auth::Hello {
         role: Role::Client.to_wire(),
         nonce: client_nonce.0,
-        proof: titan::auth::handshake::client_proof(
+        proof: titan::auth::handshake::proof(
             key.proof_key(),
+            titan::auth::handshake::Party::Client,
             Role::Client,
             &server_nonce,
             &client_nonce,

@@ -55,77 +55,58 @@ impl std::fmt::Debug for ProofKey {
     }
 }
 
-fn proof(key: &ProofKey, label: &[u8], role: Role, server: &Nonce, client: &Nonce) -> hmac::Tag {
-    let mut context = hmac::Context::with_key(&key.0);
-    context.update(label);
-    context.update(&[role.to_wire()]);
-    context.update(&server.0);
-    context.update(&client.0);
-    context.sign()
+/// Which side makes a proof: each has its own label, so one side's proof never passes as the
+/// other's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Party {
+    Client,
+    Server,
 }
 
-fn to_array(tag: hmac::Tag) -> [u8; PROOF_BYTES] {
-    let mut out = [0u8; PROOF_BYTES];
-    out.copy_from_slice(tag.as_ref());
-    out
+impl Party {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Party::Client => CLIENT_LABEL,
+            Party::Server => SERVER_LABEL,
+        }
+    }
 }
 
-/// The client's proof that it holds `role`'s secret.
-pub fn client_proof(
-    key: &ProofKey,
-    role: Role,
-    server: &Nonce,
-    client: &Nonce,
-) -> [u8; PROOF_BYTES] {
-    to_array(proof(key, CLIENT_LABEL, role, server, client))
-}
-
-/// The server's proof that it holds `role`'s secret too.
-pub fn server_proof(
-    key: &ProofKey,
-    role: Role,
-    server: &Nonce,
-    client: &Nonce,
-) -> [u8; PROOF_BYTES] {
-    to_array(proof(key, SERVER_LABEL, role, server, client))
-}
-
-/// Checks a client's proof in constant time.
-pub fn check_client_proof(
-    key: &ProofKey,
-    role: Role,
-    server: &Nonce,
-    client: &Nonce,
-    claimed: &[u8],
-) -> bool {
-    verify(key, CLIENT_LABEL, role, server, client, claimed)
-}
-
-/// Checks a server's proof in constant time.
-pub fn check_server_proof(
-    key: &ProofKey,
-    role: Role,
-    server: &Nonce,
-    client: &Nonce,
-    claimed: &[u8],
-) -> bool {
-    verify(key, SERVER_LABEL, role, server, client, claimed)
-}
-
-fn verify(
-    key: &ProofKey,
-    label: &[u8],
-    role: Role,
-    server: &Nonce,
-    client: &Nonce,
-    claimed: &[u8],
-) -> bool {
+/// The transcript both proofs cover: the party's label, the role, both nonces.
+fn transcript(party: Party, role: Role, server: &Nonce, client: &Nonce) -> Vec<u8> {
+    let label = party.label();
     let mut message = Vec::with_capacity(label.len() + 1 + 2 * NONCE_BYTES);
     message.extend_from_slice(label);
     message.push(role.to_wire());
     message.extend_from_slice(&server.0);
     message.extend_from_slice(&client.0);
-    hmac::verify(&key.0, &message, claimed).is_ok()
+    message
+}
+
+/// `party`'s proof that it holds `role`'s secret (`key`), over both nonces.
+pub fn proof(
+    key: &ProofKey,
+    party: Party,
+    role: Role,
+    server: &Nonce,
+    client: &Nonce,
+) -> [u8; PROOF_BYTES] {
+    let tag = hmac::sign(&key.0, &transcript(party, role, server, client));
+    let mut out = [0u8; PROOF_BYTES];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+/// Checks `party`'s proof in constant time.
+pub fn check_proof(
+    key: &ProofKey,
+    party: Party,
+    role: Role,
+    server: &Nonce,
+    client: &Nonce,
+    claimed: &[u8],
+) -> bool {
+    hmac::verify(&key.0, &transcript(party, role, server, client), claimed).is_ok()
 }
 
 /// The keys a server accepts: one per role.
@@ -164,51 +145,31 @@ mod tests {
         let secret = Secret::random().unwrap();
         let key = ProofKey::new(&secret);
         let (server, client) = (Nonce::random().unwrap(), Nonce::random().unwrap());
-        let proof = client_proof(&key, Role::Client, &server, &client);
-        assert!(check_client_proof(
-            &key,
-            Role::Client,
-            &server,
-            &client,
-            &proof
-        ));
+        let (c, s, role) = (Party::Client, Party::Server, Role::Client);
+        let made = proof(&key, c, role, &server, &client);
+        assert!(check_proof(&key, c, role, &server, &client, &made));
         let other = ProofKey::new(&Secret::random().unwrap());
         assert!(
-            !check_client_proof(&other, Role::Client, &server, &client, &proof),
+            !check_proof(&other, c, role, &server, &client, &made),
             "wrong key"
         );
         assert!(
-            !check_client_proof(&key, Role::ReadOnly, &server, &client, &proof),
+            !check_proof(&key, c, Role::ReadOnly, &server, &client, &made),
             "wrong role"
         );
         let fresh = Nonce::random().unwrap();
         assert!(
-            !check_client_proof(&key, Role::Client, &fresh, &client, &proof),
+            !check_proof(&key, c, role, &fresh, &client, &made),
             "replayed"
         );
-        assert!(!check_client_proof(
-            &key,
-            Role::Client,
-            &server,
-            &client,
-            &proof[..31]
-        ));
+        assert!(
+            !check_proof(&key, c, role, &server, &client, &made[..31]),
+            "cut short"
+        );
         // The server's proof over the same transcript differs: neither stands in for the other.
-        let answer = server_proof(&key, Role::Client, &server, &client);
-        assert_ne!(answer, proof);
-        assert!(check_server_proof(
-            &key,
-            Role::Client,
-            &server,
-            &client,
-            &answer
-        ));
-        assert!(!check_server_proof(
-            &key,
-            Role::Client,
-            &server,
-            &client,
-            &proof
-        ));
+        let answer = proof(&key, s, role, &server, &client);
+        assert_ne!(answer, made);
+        assert!(check_proof(&key, s, role, &server, &client, &answer));
+        assert!(!check_proof(&key, s, role, &server, &client, &made));
     }
 }

@@ -198,7 +198,7 @@ fn from_file(path: &Path, want: Want) -> Result<Credential, AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handshake::{client_proof, Nonce};
+    use crate::handshake::{proof, Nonce, Party};
 
     fn write(dir: &Path, name: &str, file: &AccessFile) -> PathBuf {
         let path = dir.join(name);
@@ -223,8 +223,8 @@ mod tests {
         let proves = |c: Credential, s: Secret| {
             let (n1, n2) = (Nonce([1; 32]), Nonce([2; 32]));
             let role = c.role;
-            client_proof(c.proof_key(), role, &n1, &n2)
-                == client_proof(&ProofKey::new(&s), role, &n1, &n2)
+            proof(c.proof_key(), Party::Client, role, &n1, &n2)
+                == proof(&ProofKey::new(&s), Party::Client, role, &n1, &n2)
         };
         assert!(proves(
             lookup.credential(Want::Client).unwrap(),

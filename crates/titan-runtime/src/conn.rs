@@ -115,14 +115,7 @@ impl Connection {
     /// The next whole frame already read, borrowed from the receive buffer. While the
     /// handshake runs, its frames are consumed here and its answers handed to the writer.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, ConnError> {
-        let handshaking = !self.incoming.is_open();
-        let incoming = &mut self.incoming;
-        let next = self.outbox.with(move |out| incoming.next_frame(out));
-        if handshaking {
-            // The gate may have pushed an answer, or released the frames it held back.
-            self.outbox.writable.notify();
-        }
-        next
+        Ok(self.next_request()?.map(|(frame, _)| frame))
     }
 
     /// Like [`Connection::next_frame`], with the role the peer proved in the handshake.
@@ -131,6 +124,7 @@ impl Connection {
         let incoming = &mut self.incoming;
         let next = self.outbox.with(move |out| incoming.next_request(out));
         if handshaking {
+            // The gate may have pushed an answer, or released the frames it held back.
             self.outbox.writable.notify();
         }
         next

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use titan_auth::handshake::{check_client_proof, check_server_proof, client_proof, server_proof};
+use titan_auth::handshake::{check_proof, proof, Party};
 use titan_auth::{Credential, Nonce, Role, ServerKeys};
 
 use super::{ConnError, Outgoing};
@@ -40,8 +40,9 @@ pub enum Gate {
     Open,
     /// A server waiting for the answer to its challenge.
     Server(ServerSide),
-    /// A client answering a server's challenge.
-    Client(ClientSide),
+    /// A client answering a server's challenge (boxed: it holds the client's key, and an open
+    /// gate should not carry its size on every connection).
+    Client(Box<ClientSide>),
     /// The handshake succeeded: frames go to the application, which may ask for the role.
     Authenticated(Role),
 }
@@ -74,12 +75,12 @@ impl Gate {
 
     /// A client's side, proving `credential`; `nonce` must be fresh.
     pub fn client(credential: Credential, nonce: Nonce, now: Instant) -> Gate {
-        Gate::Client(ClientSide {
+        Gate::Client(Box::new(ClientSide {
             credential,
             nonce,
             challenge: None,
             deadline: now + HANDSHAKE_TIMEOUT,
-        })
+        }))
     }
 
     /// Whether frames now go to the application.
@@ -168,11 +169,11 @@ impl ServerSide {
             Role::from_wire(hello.role).ok_or(ConnError::UnknownRole { byte: hello.role })?;
         let client = Nonce(hello.nonce);
         let key = self.keys.key(role);
-        if !check_client_proof(key, role, &self.nonce, &client, &hello.proof) {
+        if !check_proof(key, Party::Client, role, &self.nonce, &client, &hello.proof) {
             return Err(ConnError::AuthFailed { role });
         }
         let welcome = Welcome {
-            proof: server_proof(key, role, &self.nonce, &client),
+            proof: proof(key, Party::Server, role, &self.nonce, &client),
         };
         out.push_handshake(|o| drop(encode_frame(o, OpCode::Welcome, &welcome)));
         Ok(Some(role))
@@ -202,7 +203,7 @@ impl ClientSide {
                 let hello = Hello {
                     role: role.to_wire(),
                     nonce: self.nonce.0,
-                    proof: client_proof(key, role, &server, &self.nonce),
+                    proof: proof(key, Party::Client, role, &server, &self.nonce),
                 };
                 out.push_handshake(|o| drop(encode_frame(o, OpCode::Hello, &hello)));
                 self.challenge = Some(server);
@@ -210,7 +211,14 @@ impl ClientSide {
             }
             (OpCode::Welcome, Some(server)) => {
                 let welcome = access::<ArchivedWelcome>(opcode, frame.payload)?;
-                if !check_server_proof(key, role, &server, &self.nonce, &welcome.proof) {
+                if !check_proof(
+                    key,
+                    Party::Server,
+                    role,
+                    &server,
+                    &self.nonce,
+                    &welcome.proof,
+                ) {
                     return Err(ConnError::ServerUnproven { role });
                 }
                 Ok(Some(role))
