@@ -5,6 +5,8 @@
 
 mod exec_support;
 
+use exec_support::log_keys::{attempt_shipper, master, shipper_config};
+
 use exec_support::{config, TestDir, TEST_DEADLINE};
 use futures_lite::future;
 use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender};
@@ -13,11 +15,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use titan::auth::{MasterSecret, Secret};
-use titan::core::{JobId, WorkerId};
+use titan::core::JobId;
 use titan::logs::{
-    AttemptKey, JobLogSummary, LinesPage, LogShipper, LogSink, ShipperConfig, ShipperCounters,
-    SinkConfig, SinkKeys, SinkLimits, SinkStats, Stream,
+    AttemptKey, JobLogSummary, LinesPage, LogShipper, LogSink, ShipperCounters, SinkConfig,
+    SinkKeys, SinkLimits, SinkStats, Stream,
 };
 use titan::worker::drain::{drain_output, DrainError, DrainReport};
 use titan::worker::exec::{JobSpec, OutputMode, ProcessEngine, Program, STDERR_FILE, STDOUT_FILE};
@@ -198,17 +199,6 @@ where
     result
 }
 
-/// The master secret the sink derives its keys from and the "master" hands the shippers keys
-/// from.
-fn master() -> MasterSecret {
-    MasterSecret::new(&Secret::from_bytes([7; 32]))
-}
-
-/// A shipper for worker `worker`, with the key the master would give it.
-fn shipper_config(addr: SocketAddr, worker: u32) -> ShipperConfig {
-    ShipperConfig::new(addr, WorkerId(worker), master().worker_log_key(worker))
-}
-
 fn executor() -> LocalExecutorBuilder {
     LocalExecutorBuilder::new(Placement::Unbound).io_memory(1 << 20)
 }
@@ -241,11 +231,6 @@ async fn run_job(
     assert!(report.stdout.error.is_none(), "{report:?}");
     assert!(report.stderr.error.is_none(), "{report:?}");
     report
-}
-
-/// `shipper` with `key`'s attempt key, as the worker gets it with the attempt's `RunJob`.
-fn attempt_shipper(shipper: &LogShipper, key: AttemptKey) -> titan::logs::AttemptShipper {
-    shipper.for_attempt(&master().attempt_log_key(key.job.0, key.attempt))
 }
 
 fn numbered_lines(count: usize) -> Vec<u8> {

@@ -130,3 +130,26 @@ pub fn zombie_children() -> Vec<u32> {
 pub fn read(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// The keys of log streaming tests: one fixed master secret, and what a master would derive
+/// from it for a worker and for an attempt.
+pub mod log_keys {
+    use std::net::SocketAddr;
+    use titan::auth::{MasterSecret, Secret};
+    use titan::core::WorkerId;
+    use titan::logs::{AttemptKey, AttemptShipper, LogShipper, ShipperConfig};
+
+    pub fn master() -> MasterSecret {
+        MasterSecret::new(&Secret::from_bytes([7; 32]))
+    }
+
+    /// A shipper for worker `worker`, with the key the master would give it.
+    pub fn shipper_config(addr: SocketAddr, worker: u32) -> ShipperConfig {
+        ShipperConfig::new(addr, WorkerId(worker), master().worker_log_key(worker))
+    }
+
+    /// `shipper` with `key`'s attempt key, as the worker gets it with the attempt's `RunJob`.
+    pub fn attempt_shipper(shipper: &LogShipper, key: AttemptKey) -> AttemptShipper {
+        shipper.for_attempt(&master().attempt_log_key(key.job.0, key.attempt))
+    }
+}
