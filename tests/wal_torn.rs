@@ -1,7 +1,8 @@
 //! Torn and corrupt tails: a segment cut at every interesting offset, every byte of the last
-//! record flipped: recovery must stop at the last good record, cut the file there, never panic,
-//! and keep appending after it. A corrupt record in the middle of the log (valid records written
-//! later follow it) is not a torn tail: opening fails and nothing is cut.
+//! record flipped: recovery must stop at the last whole batch, cut the file there, never panic,
+//! and keep appending after it. Damage anywhere else (a later batch or segment follows it, or its
+//! own batch's commit is intact) is corruption: opening fails and nothing is cut, unless the
+//! operator asked to cut after the last good batch (then the damaged segments are copied aside).
 
 mod wal_support;
 
@@ -10,7 +11,8 @@ use std::path::{Path, PathBuf};
 use titan::wal::{decode, Lsn, OpenError, WalConfig, RECORD_HEADER_LEN};
 use wal_support::*;
 
-/// Writes a one-segment log of records with assorted sizes; returns its records and segment file.
+/// Writes a one-segment log of records with assorted sizes, each its own batch (appended once
+/// the previous one was durable); returns its records and segment file.
 fn build_log(dir: &Path, config: &WalConfig) -> (Vec<Rec>, PathBuf) {
     let sizes = [0usize, 5, 24, 100, 333, 1000, 7, 256, 4000, 17, 64, 129];
     let items: Vec<_> = sizes
@@ -20,7 +22,10 @@ fn build_log(dir: &Path, config: &WalConfig) -> (Vec<Rec>, PathBuf) {
         .collect();
     let records = run(|| async {
         let (journal, _, _) = open(dir, config.clone()).await.expect("open");
-        let acked = append_all(&journal, &items).await;
+        let mut acked = Vec::new();
+        for item in &items {
+            acked.extend(append_all(&journal, std::slice::from_ref(item)).await);
+        }
         journal.close().await.expect("close");
         acked
     });
@@ -254,15 +259,34 @@ fn corrupt_record_far_from_the_end_of_one_segment_refuses_to_open() {
             Ok(_) => panic!("a log damaged in the middle opened"),
         }
     });
-    // Damage within one batch of the end is taken for a torn final write: cut, log opens.
+    // Damage inside the last batch, whose commit (record 300) is intact: that write completed,
+    // so this is corruption too, however close to the end.
     let mut bytes = std::fs::read(&segment).expect("read");
     bytes[bounds[10] + RECORD_HEADER_LEN + 3] ^= 0x01;
     bytes[bounds[295] + RECORD_HEADER_LEN + 3] ^= 0x01;
     std::fs::write(&segment, &bytes).expect("corrupt");
     run(|| async {
+        match open(&dir, config.clone()).await {
+            Err(OpenError::Corrupt { offset, .. }) => assert_eq!(offset, bounds[295] as u64),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a batch with an intact commit was cut"),
+        }
+    });
+    // Damage in the last batch's commit itself is a torn final write: cut after the batch
+    // before it, and the log opens.
+    bytes[bounds[295] + RECORD_HEADER_LEN + 3] ^= 0x01;
+    bytes[bounds[299] + RECORD_HEADER_LEN + 3] ^= 0x01;
+    std::fs::write(&segment, &bytes).expect("corrupt");
+    run(|| async {
         let (_journal, replay, report) = open(&dir, config.clone()).await.expect("open");
-        assert_eq!(replay.records.len(), 295);
-        assert_eq!(report.damage.expect("damage").offset, bounds[295] as u64);
+        let damage = report.damage.expect("damage");
+        assert_eq!(damage.offset, bounds[299] as u64);
+        let kept = replay.records.len();
+        assert!(
+            kept < 299 && kept + damage.dropped as usize == 299,
+            "{kept} {damage:?}"
+        );
+        assert_eq!(damage.cut_at, bounds[kept] as u64);
     });
 }
 
@@ -307,4 +331,83 @@ fn a_missing_segment_is_a_gap_not_a_silent_skip() {
     });
     // Nothing was deleted by the refused open.
     assert_eq!(segment_files(&dir).len(), segments.len() - 1);
+}
+
+/// `batches` batches of `per_batch` records each (every batch waited for before the next is
+/// appended, so each is one write); returns the records and the segment file.
+fn build_batched_log(dir: &Path, batches: usize, per_batch: usize) -> (Vec<Rec>, PathBuf) {
+    let config = config();
+    let records = run(|| async {
+        let (journal, _, _) = open(dir, config.clone()).await.expect("open");
+        let mut acked = Vec::new();
+        for b in 0..batches {
+            let items: Vec<_> = (0..per_batch)
+                .map(|i| (1u8, vec![(b * per_batch + i) as u8 | 1; 40 + 13 * i]))
+                .collect();
+            acked.extend(append_all(&journal, &items).await);
+        }
+        journal.close().await.expect("close");
+        acked
+    });
+    let segments = segment_files(dir);
+    assert_eq!(segments.len(), 1);
+    (records, segments[0].clone())
+}
+
+/// The issue-18 probe at the WAL level: a byte flipped inside any record of a log of many batches
+/// (each acknowledged before the next was written) stops `open` with `Corrupt`, naming the
+/// segment, the damaged offset and the last good sequence number, and changes no byte of the log;
+/// only a flip in the last record of the last batch (its commit) reads as a torn final write and
+/// is cut. A flip in an earlier record of the last batch leaves its commit intact: corruption too.
+#[test]
+fn a_flip_in_any_record_of_a_multi_batch_log_is_corruption_unless_it_is_the_torn_last_commit() {
+    init_tracing();
+    for per_batch in [1usize, 4] {
+        let tmp = TempDir::new("flip-every");
+        let dir = tmp.path().join("shard-0");
+        let batches = 40 / per_batch;
+        let (records, segment) = build_batched_log(&dir, batches, per_batch);
+        let pristine = std::fs::read(&segment).expect("read");
+        let bounds = boundaries(&pristine);
+        assert_eq!(bounds.len() - 1, records.len());
+        for (i, pair) in bounds.windows(2).enumerate() {
+            let label = format!("{per_batch} per batch, flip in record {}", i + 1);
+            let mut bytes = pristine.clone();
+            bytes[pair[0] + RECORD_HEADER_LEN + 5] ^= 0x20;
+            std::fs::write(&segment, &bytes).expect("damage");
+            let last_batch_start = (batches - 1) * per_batch;
+            let is_last_commit = i == records.len() - 1;
+            let result = run(|| async {
+                let (journal, replay, _) = open(&dir, config()).await?;
+                journal.close().await.expect("close");
+                Ok(replay)
+            });
+            match result {
+                Ok(replay) => {
+                    assert!(is_last_commit, "{label}: opened, expected Corrupt");
+                    assert_eq!(replay.records, records[..last_batch_start], "{label}");
+                }
+                Err(OpenError::Corrupt {
+                    path,
+                    offset,
+                    last_good,
+                    ..
+                }) => {
+                    assert!(!is_last_commit, "{label}: a torn last commit refused");
+                    assert_eq!(path, segment, "{label}");
+                    // The damaged record's offset, and the last record of the last whole batch
+                    // before it (what `--recover-to-last-good` would keep).
+                    let batch_start = i / per_batch * per_batch;
+                    assert_eq!(offset, bounds[i] as u64, "{label}");
+                    assert_eq!(last_good, Lsn(batch_start as u64), "{label}");
+                    assert!(
+                        std::fs::read(&segment).expect("read") == bytes,
+                        "{label}: the log was modified"
+                    );
+                }
+                Err(e) => panic!("{label}: wrong error: {e}"),
+            }
+            std::fs::write(&segment, &pristine).expect("restore");
+        }
+    }
 }

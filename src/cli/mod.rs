@@ -147,6 +147,11 @@ pub struct MasterArgs {
     /// Journal records between snapshots of a shard's state.
     #[arg(long, default_value_t = master::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
+    /// A log damaged in the middle (acknowledged records corrupt) stops the master; with this
+    /// flag it is cut after its last good batch instead, dropping the acknowledged records after
+    /// it, once each damaged segment is copied to DATA_DIR/damaged/ (the operator's choice).
+    #[arg(long, conflicts_with = "memory_only")]
+    pub recover_to_last_good: bool,
     /// Plain jobs a worker may hold beyond its capacity, waiting in its own queue, so that a slot
     /// that frees starts the next one without a round trip to the master: NOOPs always, process
     /// jobs while its processes turn over within --prefetch-below-ms (never a service, SLEEP or
@@ -312,6 +317,9 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| args.data_dir.join(titan_auth::ACCESS_FILE_NAME)),
     );
+    config.wal.recover_to_last_good = args
+        .recover_to_last_good
+        .then(|| master::damaged_copies_dir(&args.data_dir));
     config.wal.segment_bytes = args.wal_segment_mb << 20;
     config.wal.preallocate = !args.wal_no_preallocate;
     config.wal.commit_mode = match args.wal_sync {

@@ -123,6 +123,11 @@ fn wal_config() -> titan_wal::WalConfig {
 /// Where the write-ahead log lives unless configured.
 pub const DEFAULT_DATA_DIR: &str = "titan_data";
 
+/// Where `--recover-to-last-good` keeps copies of the damaged segments it cuts.
+pub fn damaged_copies_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("damaged")
+}
+
 pub use persist::DEFAULT_SNAPSHOT_EVERY;
 
 /// The master's TCP port unless configured (the one client commands use by default).

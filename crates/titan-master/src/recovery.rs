@@ -8,6 +8,12 @@
 //! snapshot is written as the first state of a new generation, `CURRENT` is switched atomically,
 //! and the old generation is deleted. A crash part-way leaves `CURRENT` on the old generation,
 //! whose logs are untouched, and the half-written one is removed on the next start.
+//!
+//! Recovery applies every record and snapshot or stops: a snapshot or record that does not fit
+//! the state rebuilt so far means the log does not describe what was acknowledged, so the master
+//! refuses to start (naming the shard, the directory and the record) rather than start without
+//! it. A log corrupt in the middle stops it the same way (`titan_wal::OpenError::Corrupt`),
+//! unless the operator passed `--recover-to-last-good`.
 
 use std::fs;
 use std::io::Write;
@@ -32,6 +38,17 @@ pub enum RecoveryError {
     BadCurrent { path: PathBuf, content: String },
     #[error("write-ahead log {dir}: {reason}")]
     Wal { dir: PathBuf, reason: String },
+    /// Acknowledged records are damaged: the master does not start on part of its log.
+    #[error(
+        "{shard} ({dir}): {source}. To cut the log there instead, start the master with \
+         --recover-to-last-good: every damaged segment is copied to DATA_DIR/damaged/ first, and \
+         the acknowledged records after the last good one are dropped"
+    )]
+    Corrupt {
+        shard: String,
+        dir: PathBuf,
+        source: titan_wal::OpenError,
+    },
     #[error("resharding failed: {0}")]
     Reshard(String),
     #[error(
@@ -45,6 +62,41 @@ pub enum RecoveryError {
          jobs it holds (run the version that wrote it, or move the data directory aside)"
     )]
     Snapshot { dir: PathBuf, reason: String },
+    /// A snapshot or record that does not fit the state rebuilt before it.
+    #[error(
+        "{shard} ({dir}): {what} does not fit the state recovered before it ({reason}): the log \
+         does not describe what was acknowledged, so the master does not start without it \
+         (restore the data directory from a copy, or move it aside to start empty)"
+    )]
+    Replay {
+        shard: String,
+        dir: PathBuf,
+        what: String,
+        reason: String,
+    },
+}
+
+/// The shard a log directory belongs to, for errors (`shard-3`).
+fn shard_name(dir: &Path) -> String {
+    dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// A failed open of a shard's log, with corruption singled out.
+fn open_error(dir: &Path, error: titan_wal::OpenError) -> RecoveryError {
+    match error {
+        titan_wal::OpenError::Corrupt { .. } => RecoveryError::Corrupt {
+            shard: shard_name(dir),
+            dir: dir.to_path_buf(),
+            source: error,
+        },
+        other => RecoveryError::Wal {
+            dir: dir.to_path_buf(),
+            reason: other.to_string(),
+        },
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecoveryError + '_ {
@@ -221,67 +273,54 @@ fn reshard(
         .spawn(move || async move {
             let load = Arc::new(LoadTable::new());
             let mut cores: Vec<Core> = (0..shards)
-                .map(|index| Core::new(core_config.clone(), ShardInfo { index, count: shards }, load.clone(), 0))
+                .map(|index| {
+                    Core::new(
+                        core_config.clone(),
+                        ShardInfo {
+                            index,
+                            count: shards,
+                        },
+                        load.clone(),
+                        0,
+                    )
+                })
                 .collect();
-            let mut rejected = 0u64;
             for k in 0..old {
                 let dir = wal::shard_dir(&from_dir, k);
                 if !dir.exists() {
                     continue;
                 }
-                let report = wal::replay_dir(&dir, &wal_config, |replayed| match replayed {
-                    Replayed::Snapshot { bytes, .. } => match Snapshot::decode(bytes) {
-                        Ok(snapshot) => {
-                            for core in &mut cores {
-                                if core.absorb(snapshot.clone()).is_err() {
-                                    rejected += 1;
-                                }
-                            }
-                        }
-                        Err(_) => rejected += 1,
-                    },
-                    Replayed::Record(view) => match Record::access(view.payload) {
-                        Ok(archived) => match archived.dag() {
-                            Some(dag) => {
-                                if cores[dag.owner(shards) as usize].replay_bytes(view.payload).is_err() {
-                                    rejected += 1;
-                                }
-                            }
-                            // A departure is not replayed here: the old shards' logs are replayed
-                            // one after the other, so a leave from one could hide a later join in
-                            // another (and a shard that sent the worker an attempt). An extra
-                            // instance only makes the restarted master wait for it up to
-                            // `adopt_grace`.
-                            None if matches!(
-                                archived,
-                                titan_core::record::ArchivedRecord::WorkerLeft { .. }
-                            ) => {}
-                            // A join: every shard may have sent that worker attempts.
-                            None => {
-                                for core in &mut cores {
-                                    if core.replay_bytes(view.payload).is_err() {
-                                        rejected += 1;
-                                    }
-                                }
-                            }
-                        },
-                        Err(_) => rejected += 1,
-                    },
+                let mut failure: Option<String> = None;
+                let report = wal::replay_dir(&dir, &wal_config, |replayed| {
+                    if failure.is_none() {
+                        failure = reshard_one(&mut cores, shards, replayed).err();
+                    }
                 })
                 .await
                 .map_err(|e| format!("{}: {e}", dir.display()))?;
+                if let Some(reason) = failure {
+                    return Err(format!(
+                        "{}: {reason}; the old log does not describe what was acknowledged, so \
+                         the master does not start without it",
+                        dir.display()
+                    ));
+                }
                 info!(dir = %dir.display(), records = report.records, "replayed an old shard");
-            }
-            if rejected > 0 {
-                warn!(rejected, "records or snapshots that contradicted the state were skipped while resharding");
             }
             for (index, core) in cores.iter().enumerate() {
                 let bytes = core.snapshot().encode().map_err(|e| e.to_string())?;
                 let dir = wal::shard_dir(&to_dir, index as u32);
-                let (journal, _) =
-                    Journal::open(&dir, wal_config.clone(), |_| {}).await.map_err(|e| format!("{}: {e}", dir.display()))?;
-                journal.write_snapshot(wal::Lsn::ZERO, &bytes).await.map_err(|e| format!("{}: {e}", dir.display()))?;
-                journal.close().await.map_err(|e| format!("{}: {e}", dir.display()))?;
+                let (journal, _) = Journal::open(&dir, wal_config.clone(), |_| {})
+                    .await
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                journal
+                    .write_snapshot(wal::Lsn::ZERO, &bytes)
+                    .await
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                journal
+                    .close()
+                    .await
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
             }
             Ok::<(), String>(())
         })
@@ -292,18 +331,60 @@ fn reshard(
         .map_err(RecoveryError::Reshard)
 }
 
+/// Replays one snapshot or record of an old shard into the new cores: each record to the owner
+/// of its DAG, a join to every core.
+fn reshard_one(cores: &mut [Core], shards: u32, replayed: Replayed<'_>) -> Result<(), String> {
+    match replayed {
+        Replayed::Snapshot { covered, bytes } => {
+            let snapshot = Snapshot::decode(bytes).map_err(|e| format!("snapshot: {e}"))?;
+            for core in cores.iter_mut() {
+                core.absorb(snapshot.clone())
+                    .map_err(|e| format!("the snapshot covering record {covered}: {e}"))?;
+            }
+            Ok(())
+        }
+        Replayed::Record(view) => {
+            let lsn = view.lsn;
+            let archived =
+                Record::access(view.payload).map_err(|e| format!("record {lsn}: {e}"))?;
+            let replay = |core: &mut Core| {
+                core.replay_bytes(view.payload)
+                    .map_err(|e| format!("record {lsn}: {e}"))
+            };
+            match archived.dag() {
+                Some(dag) => replay(&mut cores[dag.owner(shards) as usize]),
+                // A departure is not replayed here: the old shards' logs are replayed one after
+                // the other, so a leave from one could hide a later join in another (and a shard
+                // that sent the worker an attempt). An extra instance only makes the restarted
+                // master wait for it up to `adopt_grace`.
+                None if matches!(
+                    archived,
+                    titan_core::record::ArchivedRecord::WorkerLeft { .. }
+                ) =>
+                {
+                    Ok(())
+                }
+                // A join: every shard may have sent that worker attempts.
+                None => cores.iter_mut().try_for_each(replay),
+            }
+        }
+    }
+}
+
 /// What recovering one shard found.
 #[derive(Debug, Default)]
 pub struct Recovered {
     pub snapshot: bool,
     pub records: u64,
+    /// Always 0 now that a rejection stops recovery; kept for the shard's log line.
     pub rejected: u64,
     pub damage: Option<String>,
     /// Something was replayed: the core must end recovery before its first live input.
     pub replayed: bool,
 }
 
-/// Opens a shard's log on its executor and replays it into `core`. The caller ends recovery
+/// Opens a shard's log on its executor and replays it into `core`, every snapshot and record or
+/// none: the first one the core refuses stops recovery with its error. The caller ends recovery
 /// (`Core::finish_recovery`) once every shard has recovered, when `Recovered::replayed`.
 pub async fn open_shard(
     dir: &Path,
@@ -311,40 +392,56 @@ pub async fn open_shard(
     core: &mut Core,
 ) -> Result<(Journal, Recovered), RecoveryError> {
     let mut recovered = Recovered::default();
-    let mut unreadable: Option<String> = None;
-    let (journal, report) = Journal::open(dir, wal_config, |replayed| match replayed {
-        Replayed::Snapshot { bytes, .. } => {
-            recovered.snapshot = true;
-            match Snapshot::decode(bytes) {
-                Ok(snapshot) => {
-                    if let Err(e) = core.absorb(snapshot) {
-                        warn!(error = %e, "the snapshot contradicts the state; skipped");
-                        recovered.rejected += 1;
-                    }
-                }
-                Err(e) => {
-                    unreadable.get_or_insert(e.to_string());
-                }
-            }
+    let mut failure: Option<RecoveryError> = None;
+    let refused = |what: String, reason: String| RecoveryError::Replay {
+        shard: shard_name(dir),
+        dir: dir.to_path_buf(),
+        what,
+        reason,
+    };
+    let (journal, report) = Journal::open(dir, wal_config, |replayed| {
+        if failure.is_some() {
+            return;
         }
-        Replayed::Record(view) => {
-            recovered.records += 1;
-            if let Err(e) = core.replay_bytes(view.payload) {
-                if recovered.rejected < 10 {
-                    warn!(lsn = view.lsn.0, error = %e, "a journal record contradicts the state; skipped");
+        match replayed {
+            Replayed::Snapshot { covered, bytes } => {
+                recovered.snapshot = true;
+                failure = match Snapshot::decode(bytes) {
+                    Ok(snapshot) => core.absorb(snapshot).err().map(|e| {
+                        refused(
+                            format!("the snapshot covering record {covered}"),
+                            e.to_string(),
+                        )
+                    }),
+                    Err(e) => Some(RecoveryError::Snapshot {
+                        dir: dir.to_path_buf(),
+                        reason: e.to_string(),
+                    }),
+                };
+            }
+            Replayed::Record(view) => {
+                recovered.records += 1;
+                if let Err(e) = core.replay_bytes(view.payload) {
+                    failure = Some(refused(format!("record {}", view.lsn), e.to_string()));
                 }
-                recovered.rejected += 1;
             }
         }
     })
     .await
-    .map_err(|e| RecoveryError::Wal { dir: dir.to_path_buf(), reason: e.to_string() })?;
-    if let Some(reason) = unreadable {
+    .map_err(|e| open_error(dir, e))?;
+    if let Some(failure) = failure {
         let _ = journal.close().await;
-        return Err(RecoveryError::Snapshot {
-            dir: dir.to_path_buf(),
-            reason,
-        });
+        return Err(failure);
+    }
+    if let Some(damage) = &report.damage {
+        warn!(
+            shard = %shard_name(dir),
+            path = %damage.path.display(),
+            cut_at = damage.cut_at,
+            dropped = damage.dropped,
+            copies = ?report.copies,
+            "the log was cut after its last whole batch"
+        );
     }
     recovered.damage = report.damage.as_ref().map(|d| format!("{d:?}"));
     recovered.replayed = recovered.snapshot || recovered.records > 0;

@@ -108,18 +108,6 @@ impl IoFailure {
         }
     }
 
-    /// Converts a glommio error, keeping the OS error number when glommio wrapped one.
-    pub(crate) fn from_glommio<T>(op: IoOp, path: &Path, error: glommio::GlommioError<T>) -> Self {
-        match error {
-            glommio::GlommioError::IoError(e) => Self::new(op, path, &e),
-            glommio::GlommioError::EnhancedIoError { source, .. } => Self::new(op, path, &source),
-            other => {
-                let e: std::io::Error = other.into();
-                Self::new(op, path, &e)
-            }
-        }
-    }
-
     pub fn op(&self) -> IoOp {
         self.inner.op
     }
@@ -210,23 +198,35 @@ pub enum OpenError {
         found: Lsn,
         path: PathBuf,
     },
-    /// A record in the middle of the log is damaged: valid records written after it exist (past
-    /// the reach of a torn final write, or in a later segment). Cutting the log there would drop
-    /// them, and replaying past the damage would skip a change, so the journal refuses to open.
-    #[error(
-        "{path} is damaged at offset {offset} ({reason}), but {count} valid records written \
-         later follow (sequence numbers {first}..={last}): this is not a torn final write, so \
-         the log is not cut there; restore the data directory from a copy, or move it aside to \
-         start empty"
-    )]
+    /// Acknowledged records are damaged: something written after the damaged batch survives (a
+    /// later batch or segment), or the damaged batch's own commit is intact (its write had
+    /// completed). Cutting the log there would drop acknowledged records, and replaying past the
+    /// damage would skip a change, so the journal refuses to open and changes nothing.
+    #[error("{}", corrupt_message(path, *offset, reason, *last_good, *count, *first, *last, later_segment.as_deref()))]
     Corrupt {
         path: PathBuf,
+        /// Offset of the first bytes that are not the next valid record.
         offset: u64,
         reason: DamageReason,
+        /// The last record of the last whole batch before the damage (or the snapshot's):
+        /// where `recover_to_last_good` would cut the log.
+        last_good: Lsn,
+        /// Valid records found after the damage (0 when the evidence is a later segment).
         count: u64,
         first: Lsn,
         last: Lsn,
+        /// The segment after the damaged one, when there is one (it was started only once the
+        /// damaged one was complete).
+        later_segment: Option<PathBuf>,
     },
+    /// The log was written with an older record format this build does not read.
+    #[error(
+        "{path} holds records of format {format}, written by an older Titan; this build reads \
+         format {current} only. Drain the jobs with the version that wrote it, or move the data \
+         directory aside to start empty",
+        current = super::record::RECORD_FORMAT
+    )]
+    OldFormat { path: PathBuf, format: u8 },
     /// Another journal (or replay) in this or another process holds the directory.
     #[error("WAL directory is in use: {path} is locked")]
     Locked { path: PathBuf },
@@ -249,12 +249,43 @@ pub enum SnapshotError {
     Io(#[from] IoFailure),
 }
 
+#[allow(clippy::too_many_arguments)]
+fn corrupt_message(
+    path: &Path,
+    offset: u64,
+    reason: &DamageReason,
+    last_good: Lsn,
+    count: u64,
+    first: Lsn,
+    last: Lsn,
+    later_segment: Option<&Path>,
+) -> String {
+    let evidence = match (count, later_segment) {
+        (0, Some(next)) => format!("a later segment, {}, exists", next.display()),
+        (0, None) => "the damaged batch's commit is intact".to_string(),
+        _ => format!(
+            "{count} valid records written later follow (sequence numbers {first}..={last})"
+        ),
+    };
+    format!(
+        "{} is damaged at offset {offset} ({reason}); the last good record is {last_good}, but \
+         {evidence}: this is not a torn final write, so acknowledged records are damaged and the \
+         log is not cut",
+        path.display()
+    )
+}
+
 /// A damaged or invalid file found while reading the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damage {
     pub path: PathBuf,
+    /// Offset of the first bytes that are not the next valid record.
     pub offset: u64,
     pub reason: DamageReason,
+    /// Where the log was cut: after its last whole batch (at or before `offset`).
+    pub cut_at: u64,
+    /// Valid records of the unfinished batch dropped with the cut.
+    pub dropped: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -267,4 +298,8 @@ pub enum DamageReason {
     BeyondSegment { lsn: Lsn, next_start: Lsn },
     #[error("sequence number {lsn} is before its segment's start {start}")]
     BeforeSegment { lsn: Lsn, start: Lsn },
+    #[error("record {lsn} says it is number {index} of its batch; {expected} was next")]
+    OutOfBatch { lsn: Lsn, index: u32, expected: u32 },
+    #[error("a batch longer than {max} bytes has no commit")]
+    BatchTooLong { max: usize },
 }

@@ -12,6 +12,10 @@
 //! already durable bytes in that block are rewritten with identical contents, so a torn rewrite can
 //! only damage bytes of the batch being written, never acknowledged ones.
 //!
+//! Each batch is sealed just before its write: every record gets its index in the batch and the
+//! last one the commit flag (`record.rs`), so recovery can tell a whole batch from a torn one
+//! without any extra write.
+//!
 //! On a failed write or sync, every record not yet durable fails (the batch, the rest of the
 //! backlog and the pending appends), since writing later records after a hole would be unsound.
 //! The flusher then restores a known tail: truncate the segment to its last durable byte and sync.
@@ -30,13 +34,14 @@ use tracing::{error, info, warn};
 
 use super::error::{IoFailure, IoOp};
 use super::journal::{Health, Shared};
-use super::layout::{DirLock, SegmentFile};
+use super::layout::SegmentFile;
 use super::limits::{CommitMode, BLOCK_BYTES};
-use super::record::{decode, Lsn};
+use super::record::{decode, seal, BatchPlace, Lsn};
 use super::segment::{
     align_down, create_segment, discard_prepared, install_segment, prepare_segment, ActiveSegment,
-    PreparedSegment,
+    PreparedSegment, RollFailure,
 };
+use super::storage::{Storage, StorageFile, WriteBuffer};
 
 /// A segment starts at this offset of a taken backlog, with this first sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,14 +56,15 @@ struct Backlog {
     rolls: VecDeque<RollPoint>,
 }
 
-pub(crate) struct Flusher {
+pub(crate) struct Flusher<S: Storage> {
+    storage: S,
     shared: Rc<RefCell<Shared>>,
     dir: PathBuf,
-    active: ActiveSegment,
+    active: ActiveSegment<S::File>,
     /// The next segment, being zero-filled in the background (when preallocating).
-    next: Option<Task<Result<PreparedSegment, IoFailure>>>,
+    next: Option<Task<Result<PreparedSegment<S::File>, IoFailure>>>,
     /// The directory stays locked until the last write is done, even if the handle was dropped.
-    _lock: DirLock,
+    _lock: S::Lock,
     /// Records written in the current and the previous millisecond: the load the batch window
     /// reacts to (see `run`).
     load: LoadMeter,
@@ -117,14 +123,16 @@ fn wake_all(wakers: Vec<Waker>) {
     }
 }
 
-impl Flusher {
+impl<S: Storage> Flusher<S> {
     pub fn new(
+        storage: S,
         shared: Rc<RefCell<Shared>>,
         dir: PathBuf,
-        active: ActiveSegment,
-        lock: DirLock,
+        active: ActiveSegment<S::File>,
+        lock: S::Lock,
     ) -> Self {
         Self {
+            storage,
             shared,
             dir,
             active,
@@ -142,7 +150,7 @@ impl Flusher {
             // Under load, writes start at most once per window, so batches grow instead of the
             // write count. A quiet log, or one request waiting on the previous (a single job's
             // submit, then its completion; a DAG chain), writes at once.
-            let busy = self.load.busy(std::time::Instant::now());
+            let busy = self.load.busy(std::time::Instant::now()) && !window.is_zero();
             let due = last_write.filter(|_| busy).map(|t| t + window);
             if let Some(wait) =
                 due.and_then(|d| d.checked_duration_since(std::time::Instant::now()))
@@ -152,17 +160,18 @@ impl Flusher {
                 }
             }
             last_write = Some(std::time::Instant::now());
-            let backlog = self.take();
-            self.write_backlog(&backlog).await;
+            let mut backlog = self.take();
+            self.write_backlog(&mut backlog).await;
             self.shared.borrow_mut().recycle(backlog.bytes);
         }
+        let path = self.active.path.clone();
         if let Err(e) = self.active.file.close().await {
-            error!(path = %self.active.path.display(), error = %e, "closing WAL segment failed");
+            error!(path = %path.display(), error = %e, "closing WAL segment failed");
         }
         if let Some(task) = self.next.take() {
             // Cancelled half-way or failed, the temporary file is left for the next open to remove.
             if let Some(Ok(prepared)) = task.cancel().await {
-                discard_prepared(prepared).await;
+                discard_prepared(&self.storage, prepared).await;
             }
         }
     }
@@ -189,13 +198,14 @@ impl Flusher {
     fn take(&self) -> Backlog {
         let mut shared = self.shared.borrow_mut();
         let spare = std::mem::take(&mut shared.spare);
+        shared.pending_records = 0;
         Backlog {
             bytes: std::mem::replace(&mut shared.pending, spare),
             rolls: std::mem::take(&mut shared.rolls),
         }
     }
 
-    async fn write_backlog(&mut self, backlog: &Backlog) {
+    async fn write_backlog(&mut self, backlog: &mut Backlog) {
         let (mode, max_batch, max_record) = {
             let shared = self.shared.borrow();
             (
@@ -204,7 +214,7 @@ impl Flusher {
                 shared.config.max_record_bytes,
             )
         };
-        let bytes = &backlog.bytes[..];
+        let bytes = &mut backlog.bytes[..];
         let mut rolls = backlog.rolls.iter().peekable();
         let mut pos = 0;
         while pos < bytes.len() {
@@ -217,8 +227,9 @@ impl Flusher {
                     start <= roll.start,
                     "durable records precede the roll point"
                 );
-                if let Err(cause) = self.roll(start).await {
-                    self.on_failure(roll.start, cause).await;
+                if let Err(failure) = self.roll(start).await {
+                    self.on_failure(roll.start, failure.cause, failure.settled)
+                        .await;
                     return;
                 }
             }
@@ -227,7 +238,7 @@ impl Flusher {
                 CommitMode::Group => max_batch,
                 CommitMode::PerRecord => 0,
             };
-            let batch = Batch::cut(&bytes[pos..piece_end], limit, max_record);
+            let batch = Batch::cut(&mut bytes[pos..piece_end], limit, max_record);
             self.load.add(batch.records, std::time::Instant::now());
             match self.write_batch(&bytes[pos..pos + batch.len]).await {
                 Ok(()) => {
@@ -235,7 +246,7 @@ impl Flusher {
                     self.prepare_next();
                 }
                 Err(cause) => {
-                    self.on_failure(batch.first, cause).await;
+                    self.on_failure(batch.first, cause, true).await;
                     return;
                 }
             }
@@ -251,8 +262,8 @@ impl Flusher {
         let head = self.active.tail.len();
         let total = head + records.len();
         let padded = total.next_multiple_of(BLOCK_BYTES);
-        let mut buf = self.active.file.alloc_dma_buffer(padded);
-        let bytes = buf.as_bytes_mut();
+        let mut buf = self.active.file.alloc_buffer(padded);
+        let bytes = buf.bytes_mut();
         bytes[..head].copy_from_slice(&self.active.tail);
         bytes[head..total].copy_from_slice(records);
         bytes[total..].fill(0);
@@ -264,7 +275,7 @@ impl Flusher {
             .file
             .write_at(buf, base)
             .await
-            .map_err(|e| IoFailure::from_glommio(IoOp::Write, path, e))?;
+            .map_err(|e| IoFailure::new(IoOp::Write, path, &e))?;
         if written < padded {
             return Err(IoFailure::short(IoOp::Write, path, written, padded));
         }
@@ -284,12 +295,14 @@ impl Flusher {
         wake_all(wakers);
     }
 
-    /// Fails everything not yet durable from `first` on, then tries to restore a known tail.
-    async fn on_failure(&mut self, first: Lsn, cause: IoFailure) {
+    /// Fails everything not yet durable from `first` on, then tries to restore a known tail
+    /// (unless the set of segments itself is unknown: then the journal fails until reopened).
+    async fn on_failure(&mut self, first: Lsn, cause: IoFailure, restorable: bool) {
         let (last, wakers) = {
             let mut shared = self.shared.borrow_mut();
             let last = shared.ledger.last_assigned();
             shared.pending.clear();
+            shared.pending_records = 0;
             shared.rolls.clear();
             shared.stats.failed_batches += 1;
             shared.health = Health::Recovering(cause.clone());
@@ -297,7 +310,11 @@ impl Flusher {
         };
         wake_all(wakers);
         error!(%first, %last, error = %cause, "WAL batch failed; these records are not persisted");
-        let repaired = self.repair().await;
+        let repaired = if restorable {
+            self.repair().await
+        } else {
+            Err(cause)
+        };
         let mut shared = self.shared.borrow_mut();
         match repaired {
             Ok(()) => {
@@ -319,12 +336,12 @@ impl Flusher {
             .file
             .truncate(self.active.end)
             .await
-            .map_err(|e| IoFailure::from_glommio(IoOp::Truncate, path, e))?;
+            .map_err(|e| IoFailure::new(IoOp::Truncate, path, &e))?;
         self.active
             .file
             .fdatasync()
             .await
-            .map_err(|e| IoFailure::from_glommio(IoOp::Sync, path, e))
+            .map_err(|e| IoFailure::new(IoOp::Sync, path, &e))
     }
 
     /// Once the active segment is half full, starts zero-filling the next one in the background.
@@ -334,16 +351,16 @@ impl Flusher {
             (shared.config.preallocate, shared.config.segment_bytes)
         };
         if preallocate && self.next.is_none() && self.active.end >= size / 2 {
-            let dir = self.dir.clone();
+            let (storage, dir) = (self.storage.clone(), self.dir.clone());
             self.next = Some(glommio::spawn_local(async move {
-                prepare_segment(&dir, size).await
+                prepare_segment(&storage, &dir, size).await
             }));
         }
     }
 
     /// Starts a new segment whose first record is `start`: the prepared one if there is one,
     /// otherwise a plain empty file.
-    async fn roll(&mut self, start: Lsn) -> Result<(), IoFailure> {
+    async fn roll(&mut self, start: Lsn) -> Result<(), RollFailure> {
         let prepared = match self.next.take() {
             Some(task) => match task.await {
                 Ok(prepared) => Some(prepared),
@@ -355,8 +372,8 @@ impl Flusher {
             None => None,
         };
         let next = match prepared {
-            Some(prepared) => install_segment(&self.dir, prepared, start).await?,
-            None => create_segment(&self.dir, start).await?,
+            Some(prepared) => install_segment(&self.storage, &self.dir, prepared, start).await?,
+            None => create_segment(&self.storage, &self.dir, start).await?,
         };
         let previous = std::mem::replace(&mut self.active, next);
         {
@@ -385,15 +402,19 @@ struct Batch {
 }
 
 impl Batch {
-    /// Takes whole records from the front of `piece` up to `limit` bytes (always at least one).
+    /// Takes whole records from the front of `piece` up to `limit` bytes (always at least one)
+    /// and seals them as one batch: each record's index in it, the commit flag on the last.
     /// Every record is fully decoded and checked first: the log asserts before writing to disk.
-    fn cut(piece: &[u8], limit: usize, max_record: usize) -> Batch {
+    fn cut(piece: &mut [u8], limit: usize, max_record: usize) -> Batch {
         let mut batch = Batch {
             len: 0,
             records: 0,
             first: Lsn::ZERO,
             last: Lsn::ZERO,
         };
+        // The first record's index in the backlog, and the last record's offset and checksum.
+        let mut base = 0;
+        let mut last = (0, 0);
         while batch.len < piece.len() {
             let decoded = decode(&piece[batch.len..], max_record)
                 .expect("the pending buffer holds only records this journal encoded");
@@ -407,37 +428,110 @@ impl Batch {
             );
             if batch.records == 0 {
                 batch.first = lsn;
+                base = decoded.place.index;
             }
+            assert_eq!(
+                decoded.place.index,
+                base + batch.records as u32,
+                "records are indexed by their place in the pending buffer"
+            );
+            last = (batch.len, decoded.payload_crc);
             batch.last = lsn;
             batch.len += decoded.encoded_len;
             batch.records += 1;
         }
+        if base != 0 {
+            // A backlog split into several batches (a roll, the size limit, per-record mode):
+            // renumber this one from zero. Rare, so the payloads are simply checksummed again.
+            Self::renumber(&mut piece[..batch.len], max_record);
+        }
+        let (at, crc) = if base != 0 {
+            let decoded = decode(&piece[last.0..], max_record).expect("just sealed");
+            (last.0, decoded.payload_crc)
+        } else {
+            last
+        };
+        let place = BatchPlace {
+            index: (batch.records - 1) as u32,
+            commit: true,
+        };
+        seal(&mut piece[at..], crc, place);
         batch
+    }
+
+    fn renumber(batch: &mut [u8], max_record: usize) {
+        let mut pos = 0;
+        let mut index = 0;
+        while pos < batch.len() {
+            let decoded = decode(&batch[pos..], max_record).expect("checked by cut");
+            let (len, crc) = (decoded.encoded_len, decoded.payload_crc);
+            let place = BatchPlace {
+                index,
+                commit: false,
+            };
+            seal(&mut batch[pos..], crc, place);
+            pos += len;
+            index += 1;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::encode_into;
+    use crate::record::encode_placed;
+
+    fn pending(n: u64) -> Vec<u8> {
+        let mut piece = vec![];
+        for lsn in 1..=n {
+            let place = BatchPlace {
+                index: lsn as u32 - 1,
+                commit: false,
+            };
+            encode_placed(&mut piece, Lsn(lsn), 0, &[7u8; 100], place);
+        }
+        piece
+    }
+
+    /// The places of the records in `bytes`, in order.
+    fn places(bytes: &[u8]) -> Vec<(u32, bool)> {
+        let mut out = vec![];
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let d = decode(&bytes[pos..], 1024).unwrap();
+            out.push((d.place.index, d.place.commit));
+            pos += d.encoded_len;
+        }
+        out
+    }
 
     #[test]
-    fn batches_hold_whole_records_within_the_limit() {
-        let mut piece = vec![];
-        for lsn in 1..=10 {
-            encode_into(&mut piece, Lsn(lsn), 0, &[7u8; 100]);
-        }
+    fn batches_hold_whole_records_within_the_limit_and_are_sealed() {
         let one = crate::record::encoded_len(100);
-        let batch = Batch::cut(&piece, 3 * one + 5, 1024);
+        let mut piece = pending(10);
+        let batch = Batch::cut(&mut piece, 3 * one + 5, 1024);
         assert_eq!(
             (batch.records, batch.first, batch.last),
             (3, Lsn(1), Lsn(3))
         );
         assert_eq!(batch.len, 3 * one);
-        let single = Batch::cut(&piece, 0, 1024);
+        assert_eq!(
+            places(&piece[..batch.len]),
+            vec![(0, false), (1, false), (2, true)]
+        );
+        // The next batch of the same backlog is renumbered from zero.
+        let rest = &mut piece[batch.len..];
+        let second = Batch::cut(rest, 2 * one, 1024);
+        assert_eq!((second.records, second.first), (2, Lsn(4)));
+        assert_eq!(places(&rest[..second.len]), vec![(0, false), (1, true)]);
+        let mut piece = pending(10);
+        let single = Batch::cut(&mut piece, 0, 1024);
         assert_eq!((single.records, single.len), (1, one));
-        let all = Batch::cut(&piece, usize::MAX, 1024);
+        assert_eq!(places(&piece[..one]), vec![(0, true)]);
+        let mut piece = pending(10);
+        let all = Batch::cut(&mut piece, usize::MAX, 1024);
         assert_eq!((all.records, all.last), (10, Lsn(10)));
+        assert_eq!(places(&piece).last(), Some(&(9, true)));
     }
 
     #[test]

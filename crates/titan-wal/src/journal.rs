@@ -17,14 +17,15 @@ use std::task::{Context, Poll, Waker};
 use tracing::{info, warn};
 
 use super::commit::{CommitLedger, WaiterKey};
-use super::error::{AppendError, CommitError, IoFailure, OpenError, SnapshotError};
+use super::error::{AppendError, CommitError, IoFailure, IoOp, OpenError, SnapshotError};
 use super::flusher::{Flusher, RollPoint};
-use super::layout::{self, snapshot_path, SegmentFile, SnapshotFile};
+use super::layout::{self, snapshot_path, sync_dir_on, SegmentFile, SnapshotFile};
 use super::limits::{WalConfig, MAX_SNAPSHOT_BYTES};
-use super::record::{encode_into, encoded_len, Lsn};
+use super::record::{encode_placed, encoded_len, BatchPlace, Lsn};
 use super::recovery::{self, first_needed_segment, ReplayReport, Replayed};
 use super::segment::{create_segment, install_segment, open_tail, prepare_segment};
-use super::snapshot::{self, sync_dir};
+use super::snapshot;
+use super::storage::{DiskStorage, Storage};
 
 /// Whether the journal accepts appends.
 #[derive(Debug, Clone)]
@@ -66,6 +67,9 @@ pub(crate) struct Shared {
     pub next_lsn: Lsn,
     /// Encoded records not yet taken by the flusher.
     pub pending: Vec<u8>,
+    /// Records in `pending`: each is encoded with its index there, which is its index in its
+    /// batch unless the flusher splits the backlog (then it re-seals them).
+    pub pending_records: u32,
     /// An emptied buffer kept to swap in for `pending`, so batches reuse allocations.
     pub spare: Vec<u8>,
     /// Where in `pending` a new segment must start.
@@ -109,41 +113,62 @@ impl Shared {
 }
 
 /// One shard's write-ahead log. See the module documentation of [`crate`] for the contract.
-pub struct Journal {
+/// `S` is the storage it lives on: the real disk unless a simulator says otherwise.
+pub struct Journal<S: Storage = DiskStorage> {
     shared: Rc<RefCell<Shared>>,
     flusher: Option<glommio::Task<()>>,
+    storage: S,
 }
 
 impl Journal {
     /// Opens (creating if needed) the shard directory `dir`, replays it through `on` (the newest
-    /// valid snapshot, then every valid record after it), cuts a torn or corrupt tail, and returns
-    /// a journal that appends after the last valid record. Must run on a glommio executor.
+    /// valid snapshot, then every record of every whole batch after it), cuts a torn final batch,
+    /// and returns a journal that appends after the last whole batch. A log damaged anywhere else
+    /// is not opened ([`OpenError::Corrupt`]) unless `config.recover_to_last_good` says to cut it.
+    /// Must run on a glommio executor.
     pub async fn open(
         dir: &Path,
         config: WalConfig,
-        mut on: impl FnMut(Replayed<'_>),
+        on: impl FnMut(Replayed<'_>),
     ) -> Result<(Journal, ReplayReport), OpenError> {
+        Journal::open_on(DiskStorage, dir, config, on).await
+    }
+}
+
+impl<S: Storage> Journal<S> {
+    /// [`Journal::open`] on any storage.
+    pub async fn open_on(
+        storage: S,
+        dir: &Path,
+        config: WalConfig,
+        mut on: impl FnMut(Replayed<'_>),
+    ) -> Result<(Journal<S>, ReplayReport), OpenError> {
         config.validate()?;
-        layout::ensure_dir(dir)?;
-        let lock = layout::lock_dir(dir)?;
-        layout::prime_direct_io(dir).await?;
-        let scanned = recovery::scan_dir(dir, &config, &mut on).await?;
+        layout::ensure_dir(&storage, dir).await?;
+        let lock = layout::lock_dir(&storage, dir)?;
+        storage
+            .prepare_dir(dir)
+            .await
+            .map_err(|e| IoFailure::new(IoOp::Open, dir, &e))?;
+        let scanned = recovery::scan_dir(&storage, dir, &config, &mut on).await?;
         let report = scanned.report;
-        remove_leftovers(dir, &scanned.listing.temporaries, &report)?;
+        remove_leftovers(&storage, dir, &scanned.listing.temporaries, &report).await?;
         let mut segments = scanned.kept_segments;
         let (active, next_lsn) = match scanned.tail {
             Some(tail) => {
                 let next = report.last_lsn.next().max(tail.file.start);
-                (open_tail(&tail, report.damage.is_some()).await?, next)
+                let damaged = report.damage.is_some();
+                (open_tail(&storage, &tail, damaged).await?, next)
             }
             None => {
                 let next = report.last_lsn.next();
                 let active = if config.preallocate {
-                    let prepared = prepare_segment(dir, config.segment_bytes).await?;
-                    install_segment(dir, prepared, next).await?
+                    let prepared = prepare_segment(&storage, dir, config.segment_bytes).await?;
+                    install_segment(&storage, dir, prepared, next).await
                 } else {
-                    create_segment(dir, next).await?
+                    create_segment(&storage, dir, next).await
                 };
+                let active = active.map_err(|f| f.cause)?;
                 segments.push(SegmentFile {
                     start: next,
                     path: active.path.clone(),
@@ -161,6 +186,7 @@ impl Journal {
             dir: dir.to_path_buf(),
             next_lsn,
             pending: Vec::new(),
+            pending_records: 0,
             spare: Vec::new(),
             rolls: VecDeque::new(),
             segment_fill: active.end,
@@ -174,13 +200,20 @@ impl Journal {
             stats: JournalStats::default(),
             config,
         }));
-        let flusher = Flusher::new(shared.clone(), dir.to_path_buf(), active, lock);
+        let flusher = Flusher::new(
+            storage.clone(),
+            shared.clone(),
+            dir.to_path_buf(),
+            active,
+            lock,
+        );
         let task = glommio::spawn_local(flusher.run());
         info!(dir = %dir.display(), records = report.records, last_lsn = %report.last_lsn, "WAL opened");
         Ok((
             Journal {
                 shared,
                 flusher: Some(task),
+                storage,
             },
             report,
         ))
@@ -215,7 +248,12 @@ impl Journal {
                 shared.rolls.push_back(RollPoint { offset, start: lsn });
                 shared.segment_fill = 0;
             }
-            encode_into(&mut shared.pending, lsn, kind, payload);
+            let place = BatchPlace {
+                index: shared.pending_records,
+                commit: false,
+            };
+            encode_placed(&mut shared.pending, lsn, kind, payload, place);
+            shared.pending_records += 1;
             shared.segment_fill += size as u64;
             shared.next_lsn = lsn.next();
             shared.ledger.on_assigned(lsn);
@@ -282,21 +320,21 @@ impl Journal {
             return Err(SnapshotError::NotDurable { covered, cause });
         }
         let path = snapshot_path(&dir, covered);
-        snapshot::write(&path, covered, bytes).await?;
+        snapshot::write(&self.storage, &path, covered, bytes).await?;
         let (removed_snapshots, removed_segments) = self.apply_retention(SnapshotFile {
             covered,
             path: path.clone(),
         });
         let mut removed = Vec::new();
         for file in removed_snapshots.iter().chain(&removed_segments) {
-            match layout::remove_file(file) {
+            match layout::remove_file_on(&self.storage, file) {
                 Ok(()) => removed.push(file.clone()),
                 // Left behind, the file costs space until the next snapshot, never correctness.
                 Err(e) => warn!(error = %e, "could not delete a file covered by a snapshot"),
             }
         }
         if !removed.is_empty() {
-            sync_dir(&dir).await?;
+            sync_dir_on(&self.storage, &dir).await?;
         }
         info!(%covered, removed = removed.len(), "WAL snapshot written");
         Ok(SnapshotReport {
@@ -387,7 +425,7 @@ impl Journal {
     }
 }
 
-impl Drop for Journal {
+impl<S: Storage> Drop for Journal<S> {
     /// Dropping without `close` still writes what was appended: the flusher is told to finish and
     /// left running (detached) on the executor; it releases the directory lock when done, so an
     /// immediate reopen can see `OpenError::Locked`. Use `close` to wait for it.
@@ -450,27 +488,29 @@ impl Drop for DurableWait {
 }
 
 /// Deletes what recovery found to be garbage: temporary files, corrupt snapshots, and segments
-/// after a damaged one. Each deletion is logged; the directory is synced once at the end.
-fn remove_leftovers(
+/// after a torn one (or a corrupt one, with `recover_to_last_good`, after copying them aside).
+/// Each deletion is logged; the directory is synced once at the end.
+async fn remove_leftovers<S: Storage>(
+    storage: &S,
     dir: &Path,
     temporaries: &[PathBuf],
     report: &ReplayReport,
 ) -> Result<(), IoFailure> {
     for path in temporaries {
         info!(path = %path.display(), "removing leftover temporary file");
-        layout::remove_file(path)?;
+        layout::remove_file_on(storage, path)?;
     }
     for path in &report.corrupt_snapshots {
         warn!(path = %path.display(), "removing corrupt snapshot");
-        layout::remove_file(path)?;
+        layout::remove_file_on(storage, path)?;
     }
     for path in &report.cut_segments {
         warn!(path = %path.display(), "removing WAL segment after a damaged one");
-        layout::remove_file(path)?;
+        layout::remove_file_on(storage, path)?;
     }
     let removed = temporaries.len() + report.corrupt_snapshots.len() + report.cut_segments.len();
     if removed > 0 {
-        layout::sync_dir(dir)?;
+        sync_dir_on(storage, dir).await?;
     }
     Ok(())
 }

@@ -2,14 +2,15 @@
 //! directory the segment files (`<first-lsn>.wal`), snapshots (`snapshot-<covered-lsn>.snap`) and
 //! temporary files. Listing, naming, durable directory changes and retiring an old shard directory.
 //!
-//! These are rare metadata operations (open, roll, snapshot, reshard) done with blocking `std::fs`
-//! calls, which take microseconds; the data path goes through glommio.
+//! These are rare metadata operations (open, roll, snapshot, reshard); the journal's go through
+//! the [`Storage`] seam, and the reshard helpers at the bottom use `std::fs` directly.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::error::{IoFailure, IoOp, OpenError};
 use super::record::Lsn;
+use super::storage::Storage;
 
 const SEGMENT_SUFFIX: &str = ".wal";
 const SNAPSHOT_PREFIX: &str = "snapshot-";
@@ -18,7 +19,7 @@ const TMP_SUFFIX: &str = ".tmp";
 const SHARD_PREFIX: &str = "shard-";
 const RETIRED_SUFFIX: &str = ".retired";
 /// Held (flock, exclusive) by the one journal or replay using the directory.
-const LOCK_FILE: &str = "LOCK";
+pub(crate) const LOCK_FILE: &str = "LOCK";
 /// Sequence numbers are written with this many digits so names sort like numbers.
 const LSN_DIGITS: usize = 20;
 
@@ -80,14 +81,13 @@ fn parse_lsn(digits: &str) -> Option<Lsn> {
 
 /// Lists a shard directory. Unknown names are an error rather than silently ignored: something
 /// else writing into the log directory is worth stopping for.
-pub(crate) fn list(dir: &Path) -> Result<Listing, OpenError> {
+pub(crate) fn list<S: Storage>(storage: &S, dir: &Path) -> Result<Listing, OpenError> {
     let mut listing = Listing::default();
-    let entries = fs::read_dir(dir).map_err(|e| IoFailure::new(IoOp::ListDir, dir, &e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| IoFailure::new(IoOp::ListDir, dir, &e))?;
-        let path = entry.path();
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
+    let entries = storage
+        .list_dir(dir)
+        .map_err(|e| IoFailure::new(IoOp::ListDir, dir, &e))?;
+    for path in entries {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             return Err(OpenError::StrayFile { path });
         };
         if name == LOCK_FILE {
@@ -112,32 +112,20 @@ pub(crate) fn list(dir: &Path) -> Result<Listing, OpenError> {
     Ok(listing)
 }
 
-/// An exclusive advisory lock on a shard directory, released when dropped. Two journals writing
-/// one log would interleave their records; the second `open` fails instead.
-#[derive(Debug)]
-pub(crate) struct DirLock {
-    _lock: nix::fcntl::Flock<fs::File>,
-}
-
-pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock, OpenError> {
-    let path = dir.join(LOCK_FILE);
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| IoFailure::new(IoOp::Open, &path, &e))?;
-    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(DirLock { _lock: lock }),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(OpenError::Locked { path }),
-        Err((_, errno)) => {
-            let e = std::io::Error::from_raw_os_error(errno as i32);
-            Err(IoFailure::new(IoOp::Open, &path, &e).into())
+/// Locks a shard directory for one journal (or replay): two journals writing one log would
+/// interleave their records, so the second `open` fails instead.
+pub(crate) fn lock_dir<S: Storage>(storage: &S, dir: &Path) -> Result<S::Lock, OpenError> {
+    storage.lock_dir(dir).map_err(|e| {
+        let path = dir.join(LOCK_FILE);
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            OpenError::Locked { path }
+        } else {
+            IoFailure::new(IoOp::Open, &path, &e).into()
         }
-    }
+    })
 }
 
-/// Makes a directory entry change (create, rename, unlink) inside `dir` durable.
+/// Makes a directory entry change (create, rename, unlink) inside `dir` durable (`std::fs`).
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), IoFailure> {
     let handle = fs::File::open(dir).map_err(|e| IoFailure::new(IoOp::SyncDir, dir, &e))?;
     handle
@@ -146,41 +134,34 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), IoFailure> {
 }
 
 /// Creates `dir` (and parents) if missing, durably.
-pub(crate) fn ensure_dir(dir: &Path) -> Result<(), IoFailure> {
-    if dir.is_dir() {
+pub(crate) async fn ensure_dir<S: Storage>(storage: &S, dir: &Path) -> Result<(), IoFailure> {
+    if storage.is_dir(dir) {
         return Ok(());
     }
-    fs::create_dir_all(dir).map_err(|e| IoFailure::new(IoOp::CreateDir, dir, &e))?;
+    storage
+        .create_dir_all(dir)
+        .map_err(|e| IoFailure::new(IoOp::CreateDir, dir, &e))?;
     match dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        Some(parent) if !parent.as_os_str().is_empty() => storage
+            .sync_dir(parent)
+            .await
+            .map_err(|e| IoFailure::new(IoOp::SyncDir, parent, &e)),
         _ => Ok(()),
     }
 }
 
-/// Settles glommio's per-thread, per-device decision whether reads may use the IO-poll ring.
-///
-/// glommio 0.9 decides it by reading the first block of the first file opened with direct IO on a
-/// device. If that file is empty the read succeeds trivially at end-of-file, the poll ring is
-/// enabled on a device that does not support it, and every later direct-IO read on that device
-/// (from this thread) fails with EOPNOTSUPP. A fresh log directory starts with an empty segment,
-/// so before anything else a throwaway one-block file is opened to make the probe read real data.
-pub(crate) async fn prime_direct_io(dir: &Path) -> Result<(), IoFailure> {
-    let path = dir.join(format!("direct-io-probe{TMP_SUFFIX}"));
-    fs::write(&path, [0u8; super::limits::BLOCK_BYTES])
-        .map_err(|e| IoFailure::new(IoOp::Create, &path, &e))?;
-    let probed = match glommio::io::DmaFile::open(&path).await {
-        Ok(file) => file
-            .close()
-            .await
-            .map_err(|e| IoFailure::from_glommio(IoOp::Close, &path, e)),
-        Err(e) => Err(IoFailure::from_glommio(IoOp::Open, &path, e)),
-    };
-    remove_file(&path)?;
-    probed
+/// Syncs `dir` through the storage layer.
+pub(crate) async fn sync_dir_on<S: Storage>(storage: &S, dir: &Path) -> Result<(), IoFailure> {
+    storage
+        .sync_dir(dir)
+        .await
+        .map_err(|e| IoFailure::new(IoOp::SyncDir, dir, &e))
 }
 
-pub(crate) fn remove_file(path: &Path) -> Result<(), IoFailure> {
-    fs::remove_file(path).map_err(|e| IoFailure::new(IoOp::Remove, path, &e))
+pub(crate) fn remove_file_on<S: Storage>(storage: &S, path: &Path) -> Result<(), IoFailure> {
+    storage
+        .remove_file(path)
+        .map_err(|e| IoFailure::new(IoOp::Remove, path, &e))
 }
 
 /// The shard directories under `root` (`shard-<n>`), sorted by index. A missing root is empty.

@@ -46,7 +46,10 @@ mod record;
 mod recovery;
 mod scan;
 mod segment;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod snapshot;
+pub mod storage;
 
 pub use error::{
     AppendError, CommitError, Damage, DamageReason, IoFailure, IoOp, OpenError, SnapshotError,
@@ -55,6 +58,7 @@ pub use journal::{DurableWait, Health, Journal, JournalStats, SnapshotReport};
 pub use layout::{list_shard_dirs, remove_retired, retire_dir, shard_dir};
 pub use limits::{CommitMode, ConfigError, WalConfig};
 pub use record::{
-    decode, encode_into, encoded_len, DecodeError, Decoded, Lsn, RecordView, RECORD_HEADER_LEN,
+    decode, encode_into, encode_placed, encoded_len, is_format_1, seal, BatchPlace, DecodeError,
+    Decoded, Lsn, RecordView, RECORD_FORMAT, RECORD_HEADER_LEN,
 };
-pub use recovery::{replay_dir, ReplayReport, Replayed};
+pub use recovery::{replay_dir, replay_dir_on, ReplayReport, Replayed};

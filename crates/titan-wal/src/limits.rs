@@ -79,6 +79,11 @@ pub struct WalConfig {
     /// Create segments at full size, zero-filled, so appends overwrite instead of extending the
     /// file and each synchronous write flushes data only (no file-system journal commit).
     pub preallocate: bool,
+    /// The operator's choice for a log corrupt in the middle: `None` (the default) refuses to
+    /// open it; `Some(dir)` copies the damaged segment and every later one into
+    /// `dir/<shard directory name>/` and cuts the log after its last good batch, dropping the
+    /// acknowledged records after it (`titan master --recover-to-last-good`).
+    pub recover_to_last_good: Option<std::path::PathBuf>,
 }
 
 impl Default for WalConfig {
@@ -92,6 +97,7 @@ impl Default for WalConfig {
             snapshots_retained: DEFAULT_SNAPSHOTS_RETAINED,
             commit_mode: CommitMode::Group,
             preallocate: true,
+            recover_to_last_good: None,
         }
     }
 }

@@ -6,11 +6,13 @@
 //! ```text
 //! offset  size  field
 //!      0     4  payload length (u32, little-endian)
-//!      4     4  CRC32C over bytes 0..4, bytes 8..24 and the payload
+//!      4     4  CRC32C over the payload, then bytes 0..4 and 8..24
 //!      8     8  sequence number (LSN, u64, little-endian, never 0)
 //!     16     1  kind (opaque to the log; the master's record type)
-//!     17     1  format version (1)
-//!     18     6  reserved, zero
+//!     17     1  format version (2)
+//!     18     1  flags: bit 0 = commit (the last record of its batch); other bits zero
+//!     19     1  reserved, zero
+//!     20     4  index of the record in its batch (u32, little-endian; 0 = the batch's first)
 //!     24     n  payload, then 0..7 zero bytes of padding
 //! ```
 //!
@@ -18,6 +20,16 @@
 //! the same bytes cannot pass for the next one, and the padding must be zero, so the encoding of a
 //! record is canonical: a decoder either rejects a damaged record or returns exactly what was
 //! encoded. The decoder never trusts the length field before checking it against the limit.
+//!
+//! **Batches.** The flusher writes records in batches, one synchronous write each. Every record
+//! names its place in its batch and the batch's last record carries the commit flag, so recovery
+//! can tell a batch that was written whole (acknowledged) from one a crash cut short
+//! (`recovery.rs`): a batch is whole when its records `0..=commit` are all there, valid and
+//! consecutive. The flusher fills both fields in just before the write ([`seal`]); the payload
+//! is checksummed first, so sealing re-checksums only the 20 header bytes, not the payload.
+//!
+//! Format 1 (before batches were marked) had no commit flag; this build refuses such a log with
+//! a clear error instead of guessing where its batches ended ([`is_format_1`]).
 
 use thiserror::Error;
 
@@ -26,10 +38,14 @@ pub const RECORD_HEADER_LEN: usize = 24;
 /// Every record starts at a multiple of this within its segment.
 pub const RECORD_ALIGN: usize = 8;
 /// The only format this code writes and reads.
-pub const RECORD_FORMAT: u8 = 1;
+pub const RECORD_FORMAT: u8 = 2;
+/// The format of logs written before batches were marked; refused with a clear error.
+pub const RECORD_FORMAT_1: u8 = 1;
+/// Flag bit of the last record of a batch.
+pub const FLAG_COMMIT: u8 = 1;
 
 // The layout above is load-bearing: pin it at compile time.
-const _: () = assert!(RECORD_HEADER_LEN == 4 + 4 + 8 + 1 + 1 + 6);
+const _: () = assert!(RECORD_HEADER_LEN == 4 + 4 + 8 + 1 + 1 + 1 + 1 + 4);
 const _: () = assert!(RECORD_HEADER_LEN % RECORD_ALIGN == 0);
 
 /// Log sequence number: the position of a record in its shard's log. Starts at 1; `Lsn(0)` means
@@ -60,11 +76,37 @@ pub struct RecordView<'a> {
     pub payload: &'a [u8],
 }
 
+/// Where a record sits in the batch it was written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchPlace {
+    /// 0 for the batch's first record.
+    pub index: u32,
+    /// The batch's last record.
+    pub commit: bool,
+}
+
+impl BatchPlace {
+    /// A record that is a whole batch by itself.
+    pub const ALONE: BatchPlace = BatchPlace {
+        index: 0,
+        commit: true,
+    };
+
+    /// The sequence number of the first record of the batch holding the record `lsn` (records
+    /// of one batch have consecutive numbers).
+    pub fn batch_first(self, lsn: Lsn) -> Lsn {
+        Lsn(lsn.0.saturating_sub(u64::from(self.index)))
+    }
+}
+
 /// A successfully decoded record and how many bytes of the buffer it occupied (with padding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decoded<'a> {
     pub record: RecordView<'a>,
+    pub place: BatchPlace,
     pub encoded_len: usize,
+    /// CRC32C of the payload alone, so [`seal`] need not read the payload again.
+    pub payload_crc: u32,
 }
 
 /// Why the bytes at some offset are not a record.
@@ -81,7 +123,7 @@ pub enum DecodeError {
     Checksum { stored: u32, computed: u32 },
     #[error("record with sequence number 0")]
     ZeroLsn,
-    #[error("non-zero reserved header bytes or padding")]
+    #[error("non-zero reserved header bytes, unknown flags or padding")]
     NonZeroPadding,
 }
 
@@ -102,17 +144,35 @@ pub const fn encoded_len(payload_len: usize) -> usize {
     RECORD_HEADER_LEN + align_record(payload_len)
 }
 
-fn checksum(header: &[u8], payload: &[u8]) -> u32 {
-    let crc = crc32c::crc32c(&header[0..4]);
-    let crc = crc32c::crc32c_append(crc, &header[8..RECORD_HEADER_LEN]);
-    crc32c::crc32c_append(crc, payload)
+/// The record checksum: the payload's CRC, extended by the header fields it protects.
+fn checksum(header: &[u8], payload_crc: u32) -> u32 {
+    let crc = crc32c::crc32c_append(payload_crc, &header[0..4]);
+    crc32c::crc32c_append(crc, &header[8..RECORD_HEADER_LEN])
 }
 
-/// Appends the encoding of one record to `out` and returns its encoded length.
+fn write_place(header: &mut [u8], place: BatchPlace) {
+    header[18] = if place.commit { FLAG_COMMIT } else { 0 };
+    header[19] = 0;
+    header[20..24].copy_from_slice(&place.index.to_le_bytes());
+}
+
+/// Appends the encoding of one record to `out` and returns its encoded length. The record is a
+/// batch by itself ([`BatchPlace::ALONE`]) until [`seal`] places it in a larger one.
 ///
 /// The caller guarantees `lsn != 0` and that the payload fits a `u32` (the journal checks the
 /// configured maximum first); both are programmer errors here, hence assertions.
 pub fn encode_into(out: &mut Vec<u8>, lsn: Lsn, kind: u8, payload: &[u8]) -> usize {
+    encode_placed(out, lsn, kind, payload, BatchPlace::ALONE)
+}
+
+/// [`encode_into`] with an explicit place in a batch.
+pub fn encode_placed(
+    out: &mut Vec<u8>,
+    lsn: Lsn,
+    kind: u8,
+    payload: &[u8],
+    place: BatchPlace,
+) -> usize {
     assert!(lsn.0 != 0, "LSN 0 is reserved");
     let len = u32::try_from(payload.len()).expect("payload length checked against the limit");
     let start = out.len();
@@ -122,13 +182,23 @@ pub fn encode_into(out: &mut Vec<u8>, lsn: Lsn, kind: u8, payload: &[u8]) -> usi
     header[8..16].copy_from_slice(&lsn.0.to_le_bytes());
     header[16] = kind;
     header[17] = RECORD_FORMAT;
-    let crc = checksum(&header, payload);
+    write_place(&mut header, place);
+    let crc = checksum(&header, crc32c::crc32c(payload));
     header[4..8].copy_from_slice(&crc.to_le_bytes());
     out.reserve(total);
     out.extend_from_slice(&header);
     out.extend_from_slice(payload);
     out.resize(start + total, 0);
     total
+}
+
+/// Rewrites the batch place of the encoded record at the start of `record`, whose payload
+/// checksum is `payload_crc` (from [`decode`]): only the header is checksummed again.
+pub fn seal(record: &mut [u8], payload_crc: u32, place: BatchPlace) {
+    let header = &mut record[..RECORD_HEADER_LEN];
+    write_place(header, place);
+    let crc = checksum(header, payload_crc);
+    header[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
 fn read_u32(buf: &[u8], at: usize) -> u32 {
@@ -172,13 +242,14 @@ pub fn decode(buf: &[u8], max_payload: usize) -> Result<Decoded<'_>, DecodeError
     let header = &buf[..RECORD_HEADER_LEN];
     let payload = &buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len];
     let stored = read_u32(header, 4);
-    let computed = checksum(header, payload);
+    let payload_crc = crc32c::crc32c(payload);
+    let computed = checksum(header, payload_crc);
     if stored != computed {
         return Err(DecodeError::Checksum { stored, computed });
     }
-    let reserved_clean = header[18..RECORD_HEADER_LEN].iter().all(|&b| b == 0);
+    let flags_clean = header[18] & !FLAG_COMMIT == 0 && header[19] == 0;
     let padding_clean = buf[RECORD_HEADER_LEN + len..total].iter().all(|&b| b == 0);
-    if !reserved_clean || !padding_clean {
+    if !flags_clean || !padding_clean {
         return Err(DecodeError::NonZeroPadding);
     }
     let lsn = read_u64(header, 8);
@@ -191,8 +262,42 @@ pub fn decode(buf: &[u8], max_payload: usize) -> Result<Decoded<'_>, DecodeError
             kind: header[16],
             payload,
         },
+        place: BatchPlace {
+            index: read_u32(header, 20),
+            commit: header[18] & FLAG_COMMIT != 0,
+        },
         encoded_len: total,
+        payload_crc,
     })
+}
+
+/// Reads the record at the start of `buf` without checking it: only for bytes [`decode`] has
+/// already accepted (recovery decodes a batch, then delivers it once its commit is seen).
+pub(crate) fn view_checked(buf: &[u8]) -> (RecordView<'_>, usize) {
+    let len = read_u32(buf, 0) as usize;
+    let view = RecordView {
+        lsn: Lsn(read_u64(buf, 8)),
+        kind: buf[16],
+        payload: &buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len],
+    };
+    (view, encoded_len(len))
+}
+
+/// True when `buf` starts with a whole, valid record of format 1 (a log written before batches
+/// were marked): recovery refuses such a log instead of taking it for damage.
+pub fn is_format_1(buf: &[u8], max_payload: usize) -> bool {
+    if buf.len() < RECORD_HEADER_LEN || buf[17] != RECORD_FORMAT_1 {
+        return false;
+    }
+    let len = read_u32(buf, 0) as usize;
+    if len > max_payload || buf.len() < encoded_len(len) {
+        return false;
+    }
+    // Format 1's checksum: bytes 0..4, 8..24, then the payload.
+    let crc = crc32c::crc32c(&buf[0..4]);
+    let crc = crc32c::crc32c_append(crc, &buf[8..RECORD_HEADER_LEN]);
+    let crc = crc32c::crc32c_append(crc, &buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len]);
+    crc == read_u32(buf, 4)
 }
 
 #[cfg(test)]
@@ -234,6 +339,56 @@ mod tests {
             decode(&out, MAX),
             Err(DecodeError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn sealing_places_a_record_in_its_batch_without_changing_it() {
+        let mut out = vec![];
+        encode_into(&mut out, Lsn(9), 4, b"sealed payload");
+        let alone = decode(&out, MAX).unwrap();
+        assert_eq!(alone.place, BatchPlace::ALONE);
+        let crc = alone.payload_crc;
+        let place = BatchPlace {
+            index: 7,
+            commit: false,
+        };
+        seal(&mut out, crc, place);
+        let sealed = decode(&out, MAX).expect("still valid");
+        assert_eq!(sealed.place, place);
+        assert_eq!(sealed.record.payload, b"sealed payload");
+        assert_eq!(place.batch_first(Lsn(9)), Lsn(2));
+        let mut direct = vec![];
+        encode_placed(&mut direct, Lsn(9), 4, b"sealed payload", place);
+        assert_eq!(direct, out, "sealing is the same as encoding in place");
+    }
+
+    #[test]
+    fn format_1_records_are_recognised_not_decoded() {
+        // A format-1 record: checksum over bytes 0..4, 8..24, then the payload.
+        let payload = b"old log";
+        let mut old = vec![0u8; RECORD_HEADER_LEN];
+        old[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        old[8..16].copy_from_slice(&3u64.to_le_bytes());
+        old[17] = RECORD_FORMAT_1;
+        old.extend_from_slice(payload);
+        old.resize(encoded_len(payload.len()), 0);
+        let crc = crc32c::crc32c(&old[0..4]);
+        let crc = crc32c::crc32c_append(crc, &old[8..RECORD_HEADER_LEN]);
+        let crc = crc32c::crc32c_append(crc, payload);
+        old[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert!(is_format_1(&old, MAX));
+        assert_eq!(
+            decode(&old, MAX),
+            Err(DecodeError::UnknownFormat { format: 1 })
+        );
+        old[30] ^= 1;
+        assert!(
+            !is_format_1(&old, MAX),
+            "a damaged format-1 record is damage"
+        );
+        let mut new = vec![];
+        encode_into(&mut new, Lsn(3), 0, payload);
+        assert!(!is_format_1(&new, MAX));
     }
 
     #[test]

@@ -1,22 +1,35 @@
 //! Reading a shard directory back: choose the newest usable snapshot, replay the records after it
-//! segment by segment, and find where the log really ends.
+//! segment by segment, find where the log really ends, and judge any damage.
 //!
-//! [`scan_dir`] only reads; it returns what it found and what would have to change (a damaged tail
+//! [`scan_dir`] only reads; it returns what it found and what would have to change (a torn tail
 //! to cut, later segments that are no longer part of the log). `Journal::open` applies that plan
 //! before appending; [`replay_dir`] (for old shard directories after a change of the shard count)
 //! only reports it. Segments that the chosen snapshot fully covers are not read at all, so recovery
 //! time is bounded by the snapshot interval, not by the age of the log.
+//!
+//! **Torn or corrupt.** Only the batch being written when the host went down can be torn, and it
+//! was never acknowledged: its write had not returned. Every earlier batch was written whole
+//! before the next one started, and a segment is only started once the previous one is complete.
+//! So damage is taken for a torn final write only when nothing written later survives: no later
+//! segment, and after the damage no commit (the damaged batch's own commit intact means its write
+//! completed; a later batch's means it was followed), no first record of a batch, and no record
+//! of another batch. Anything else is corruption of acknowledged records: opening fails with
+//! [`OpenError::Corrupt`] naming the file, the offset and the last good record, and nothing is
+//! cut or deleted, unless the operator asked to cut the log after its last good batch
+//! ([`WalConfig::recover_to_last_good`]), which first copies every segment it would change aside.
+//! Records a snapshot covers are not evidence either way: losing them loses nothing.
 
 use std::path::{Path, PathBuf};
 
 use tracing::{error, warn};
 
-use super::error::{Damage, DamageReason, OpenError};
+use super::error::{Damage, DamageReason, IoFailure, IoOp, OpenError};
 use super::layout::{self, Listing, SegmentFile};
-use super::limits::{WalConfig, BLOCK_BYTES};
-use super::record::{Lsn, RecordView};
-use super::scan::{following_in_file, scan_segment, SegmentBounds};
+use super::limits::WalConfig;
+use super::record::{is_format_1, DecodeError, Lsn, RecordView, RECORD_FORMAT_1};
+use super::scan::{following_records, scan_segment, Following, SegmentBounds, SegmentScan};
 use super::snapshot::{self, SnapshotCorruption};
+use super::storage::{DiskStorage, Storage};
 
 /// What replay hands to the caller, in log order: at most one snapshot, then records after it.
 #[derive(Debug, Clone, Copy)]
@@ -38,10 +51,12 @@ pub struct ReplayReport {
     pub records: u64,
     /// The highest sequence number the log and snapshot account for.
     pub last_lsn: Lsn,
-    /// Where the log stops being valid, if it ends in anything but zeros.
+    /// Where the log stops being valid, if it ends in anything but zeros after a whole batch.
     pub damage: Option<Damage>,
     /// Segments after damage; no longer part of the log (`open` deletes them).
     pub cut_segments: Vec<PathBuf>,
+    /// Copies of segments kept aside before `recover_to_last_good` cut a corrupt log.
+    pub copies: Vec<PathBuf>,
 }
 
 /// The segment the log ends in.
@@ -83,13 +98,14 @@ fn check_gap(segments: &[SegmentFile], covered: Lsn) -> Result<(), OpenError> {
 }
 
 /// Delivers the newest valid snapshot; returns what it covers (0 without one).
-async fn replay_snapshot(
+async fn replay_snapshot<S: Storage>(
+    storage: &S,
     listing: &Listing,
     report: &mut ReplayReport,
     on: &mut dyn FnMut(Replayed<'_>),
 ) -> Result<Lsn, OpenError> {
     for file in listing.snapshots.iter().rev() {
-        match snapshot::load(file).await? {
+        match snapshot::load(storage, file).await? {
             Ok(loaded) => {
                 check_gap(&listing.segments, file.covered)?;
                 on(Replayed::Snapshot {
@@ -114,14 +130,15 @@ fn report_corrupt_snapshot(path: &Path, corruption: &SnapshotCorruption) {
 }
 
 /// Reads the shard directory `dir`: snapshot, then records, calling `on` for each in order.
-pub(crate) async fn scan_dir(
+pub(crate) async fn scan_dir<S: Storage>(
+    storage: &S,
     dir: &Path,
     config: &WalConfig,
     on: &mut dyn FnMut(Replayed<'_>),
 ) -> Result<Scanned, OpenError> {
-    let listing = layout::list(dir)?;
+    let listing = layout::list(storage, dir)?;
     let mut report = ReplayReport::default();
-    let covered = replay_snapshot(&listing, &mut report, on).await?;
+    let covered = replay_snapshot(storage, &listing, &mut report, on).await?;
     let segments = &listing.segments;
     let first = first_needed_segment(segments, covered);
     let mut last_lsn = Lsn::ZERO;
@@ -144,19 +161,25 @@ pub(crate) async fn scan_dir(
             prev: last_lsn,
             skip_upto: covered,
             max_payload: config.max_record_bytes,
+            max_batch_bytes: config.max_pending_bytes.max(config.max_batch_bytes),
         };
-        let scan = scan_segment(&segment.path, bounds, &mut |r| on(Replayed::Record(r))).await?;
+        let scan = scan_segment(storage, &segment.path, bounds, &mut |r| {
+            on(Replayed::Record(r))
+        })
+        .await?;
         report.records += scan.delivered;
         last_lsn = scan.last_lsn;
         kept.push(segment.clone());
         let is_last = i + 1 == segments.len();
-        if let Some(reason) = scan.damage {
-            check_torn_tail(config, &segments[i..], scan.end, scan.last_lsn, &reason)?;
-            report.damage = Some(Damage {
-                path: segment.path.clone(),
-                offset: scan.end,
+        if let Some(reason) = scan.damage.clone() {
+            let judged = Judged {
+                segments: &segments[i..],
+                scan: &scan,
+                covered,
                 reason,
-            });
+            };
+            let damage = judge(storage, dir, config, judged, &mut report).await?;
+            report.damage = Some(damage);
             report.cut_segments = segments[i + 1..].iter().map(|s| s.path.clone()).collect();
         }
         if is_last || report.damage.is_some() {
@@ -169,14 +192,6 @@ pub(crate) async fn scan_dir(
         }
     }
     report.last_lsn = last_lsn.max(covered);
-    if let Some(damage) = &report.damage {
-        warn!(
-            path = %damage.path.display(),
-            offset = damage.offset,
-            reason = %damage.reason,
-            "WAL ends in a torn or corrupt record; the log ends at this offset"
-        );
-    }
     Ok(Scanned {
         report,
         listing,
@@ -185,61 +200,168 @@ pub(crate) async fn scan_dir(
     })
 }
 
-/// Damage at `offset` of `segments[0]` is only cut away as a torn final write if nothing written
-/// after it survives: no valid later record beyond the reach of one batch (a torn batch can leave
-/// its own later blocks behind, never a later batch's), and none in a later segment (a segment is
-/// only started once the previous one is durable). Otherwise the log is corrupt in the middle and
-/// opening fails; records that may belong to the torn batch are dropped with an error logged.
-fn check_torn_tail(
+/// Damage found in `segments[0]`, and what is known around it.
+struct Judged<'a> {
+    segments: &'a [SegmentFile],
+    scan: &'a SegmentScan,
+    covered: Lsn,
+    reason: DamageReason,
+}
+
+/// Decides whether damage is a torn final write (cut it) or corruption (refuse, or with
+/// `recover_to_last_good`, keep copies and cut), and returns it for the report.
+async fn judge<S: Storage>(
+    storage: &S,
+    dir: &Path,
     config: &WalConfig,
-    segments: &[SegmentFile],
-    offset: u64,
-    last: Lsn,
-    reason: &DamageReason,
-) -> Result<(), OpenError> {
+    judged: Judged<'_>,
+    report: &mut ReplayReport,
+) -> Result<Damage, OpenError> {
+    let Judged {
+        segments,
+        scan,
+        covered,
+        reason,
+    } = judged;
+    let path = &segments[0].path;
+    refuse_format_1(storage, path, scan, &reason, config)?;
+    let after = scan.open.map_or(scan.last_lsn, |b| b.last).max(covered);
     let max = config.max_record_bytes;
-    let reach = offset + (config.max_batch_bytes + BLOCK_BYTES) as u64;
-    let here = following_in_file(&segments[0].path, offset, last, max)?;
-    let mut later = None;
-    for segment in &segments[1..] {
-        if let Some(f) = following_in_file(&segment.path, 0, last, max)? {
-            later = Some(f);
+    let read = |p: &Path, from| {
+        storage
+            .read_from(p, from)
+            .map_err(|e| IoFailure::new(IoOp::Read, p, &e))
+    };
+    let mut evidence = following_records(&read(path, scan.stop)?, scan.stop, after, max);
+    let torn = segments.len() == 1 && evidence.is_none_or(|f| same_torn_batch(&f, scan, after));
+    for later in &segments[1..] {
+        if evidence.is_some() {
             break;
         }
+        evidence = following_records(&read(&later.path, 0)?, 0, after, max);
     }
-    let certain = match (here, later) {
-        (_, Some(f)) => Some(f),
-        (Some(f), None) if f.last_offset > reach => Some(f),
-        _ => None,
+    let damage = Damage {
+        path: path.clone(),
+        offset: scan.stop,
+        reason: reason.clone(),
+        cut_at: scan.end,
+        dropped: scan.open.map_or(0, |b| b.records),
     };
-    if let Some(f) = certain {
-        return Err(OpenError::Corrupt {
-            path: segments[0].path.clone(),
-            offset,
-            reason: reason.clone(),
-            count: f.count,
-            first: f.first_lsn,
-            last: f.last_lsn,
-        });
+    if torn {
+        log_torn(&damage, evidence.as_ref());
+        return Ok(damage);
     }
-    if let Some(f) = here {
-        error!(
-            path = %segments[0].path.display(),
-            offset,
-            %reason,
-            dropped = f.count,
-            first = %f.first_lsn,
-            last = %f.last_lsn,
-            "valid records follow the damaged one within the reach of the last write: taken for \
-             a write torn by a crash and dropped with it; if the host did not crash while \
-             writing, this is corruption and these records were lost"
-        );
+    let corrupt = OpenError::Corrupt {
+        path: path.clone(),
+        offset: scan.stop,
+        reason,
+        last_good: scan.last_lsn.max(covered),
+        count: evidence.map_or(0, |f| f.count),
+        first: evidence.map_or(Lsn::ZERO, |f| f.first_lsn),
+        last: evidence.map_or(Lsn::ZERO, |f| f.last_lsn),
+        later_segment: segments.get(1).map(|s| s.path.clone()),
+    };
+    let Some(aside) = &config.recover_to_last_good else {
+        return Err(corrupt);
+    };
+    report.copies = keep_aside(storage, dir, aside, segments)?;
+    error!(
+        error = %corrupt,
+        copies = ?report.copies,
+        "--recover-to-last-good: cutting the log after its last good batch; the damaged segment \
+         and every later one were copied aside first"
+    );
+    Ok(damage)
+}
+
+/// Valid records after the damage can belong to the torn batch itself only if none of them is a
+/// commit or a batch's first record, and all belong to the damaged batch.
+fn same_torn_batch(found: &Following, scan: &SegmentScan, after: Lsn) -> bool {
+    let same_batch = match scan.open {
+        Some(open) => found.batch_first == open.first,
+        None => found.batch_first > after,
+    };
+    found.batch_mark.is_none() && !found.several_batches && same_batch
+}
+
+fn log_torn(damage: &Damage, trailing: Option<&Following>) {
+    warn!(
+        path = %damage.path.display(),
+        offset = damage.offset,
+        cut_at = damage.cut_at,
+        dropped = damage.dropped,
+        trailing = trailing.map_or(0, |f| f.count),
+        reason = %damage.reason,
+        "WAL ends in a batch torn by a crash (never acknowledged): the log is cut after its last \
+         whole batch"
+    );
+}
+
+/// A log written by the previous record format is not damage: refuse it with its own error.
+fn refuse_format_1<S: Storage>(
+    storage: &S,
+    path: &Path,
+    scan: &SegmentScan,
+    reason: &DamageReason,
+    config: &WalConfig,
+) -> Result<(), OpenError> {
+    let old = DamageReason::Record(DecodeError::UnknownFormat {
+        format: RECORD_FORMAT_1,
+    });
+    if *reason != old {
+        return Ok(());
+    }
+    let bytes = storage
+        .read_from(path, scan.stop)
+        .map_err(|e| IoFailure::new(IoOp::Read, path, &e))?;
+    if is_format_1(&bytes, config.max_record_bytes) {
+        return Err(OpenError::OldFormat {
+            path: path.to_path_buf(),
+            format: RECORD_FORMAT_1,
+        });
     }
     Ok(())
 }
 
+/// Copies `segments` into `aside/<shard directory name>/` (durably) before a cut; returns the
+/// copies' paths. An earlier copy of the same segment is kept: the new one gets a number.
+fn keep_aside<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    aside: &Path,
+    segments: &[SegmentFile],
+) -> Result<Vec<PathBuf>, IoFailure> {
+    let shard = dir
+        .file_name()
+        .map_or_else(|| "shard".into(), |n| n.to_owned());
+    let target = aside.join(shard);
+    storage
+        .create_dir_all(&target)
+        .map_err(|e| IoFailure::new(IoOp::CreateDir, &target, &e))?;
+    let existing = storage
+        .list_dir(&target)
+        .map_err(|e| IoFailure::new(IoOp::ListDir, &target, &e))?;
+    let mut copies = Vec::new();
+    for segment in segments {
+        let name = segment
+            .path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let copy = (0..)
+            .map(|n| target.join(format!("{name}.damaged-{n}")))
+            .find(|p| !existing.contains(p))
+            .expect("an unused name");
+        storage
+            .copy_durably(&segment.path, &copy)
+            .map_err(|e| IoFailure::new(IoOp::Write, &copy, &e))?;
+        copies.push(copy);
+    }
+    Ok(copies)
+}
+
 /// Replays a shard directory without changing its log: the newest valid snapshot, then every valid
-/// record after it, stopping (and reporting, not repairing) at a torn or corrupt tail.
+/// record after it, stopping (and reporting, not repairing) at a torn tail.
 ///
 /// Meant for shard directories of a previous run with a different shard count: the master replays
 /// them, re-persists their contents into the new shards, then removes them with
@@ -247,13 +369,25 @@ fn check_torn_tail(
 pub async fn replay_dir(
     dir: &Path,
     config: &WalConfig,
+    on: impl FnMut(Replayed<'_>),
+) -> Result<ReplayReport, OpenError> {
+    replay_dir_on(&DiskStorage, dir, config, on).await
+}
+
+/// [`replay_dir`] on any storage.
+pub async fn replay_dir_on<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    config: &WalConfig,
     mut on: impl FnMut(Replayed<'_>),
 ) -> Result<ReplayReport, OpenError> {
     config.validate()?;
-    let _lock = layout::lock_dir(dir)?;
-    // The probe file is created and removed again; the log itself is not touched.
-    layout::prime_direct_io(dir).await?;
-    Ok(scan_dir(dir, config, &mut on).await?.report)
+    let _lock = layout::lock_dir(storage, dir)?;
+    storage
+        .prepare_dir(dir)
+        .await
+        .map_err(|e| IoFailure::new(IoOp::Open, dir, &e))?;
+    Ok(scan_dir(storage, dir, config, &mut on).await?.report)
 }
 
 #[cfg(test)]

@@ -1,22 +1,26 @@
-//! Reading one segment file back: find every valid record in order and the logical end.
+//! Reading one segment file back: find every whole batch of records in order, and the logical end.
 //!
-//! The logical end of a segment is the offset after its last valid record, never the file length:
-//! direct-IO writes pad the file to a block boundary with zeros, and a crash can leave a torn batch.
-//! Scanning stops at the first bytes that are not the next valid record. What follows decides how to
-//! report it: only zeros up to the end of the file is a clean end (padding, or a batch that never
-//! reached the disk); anything else is damage (a torn write or corruption) and is reported with its
-//! offset so recovery can truncate there.
+//! The logical end of a segment is the offset after its last whole batch (the last record with
+//! the commit flag, `record.rs`), never the file length: direct-IO writes pad the file to a block
+//! boundary with zeros, and a crash can leave a torn batch. Records are delivered only once their
+//! batch's commit is read, so the records of a torn batch never reach the caller. Scanning stops
+//! at the first bytes that are not the next valid record of the batch being read. What follows
+//! decides how to report it: only zeros up to the end of the file, after a whole batch, is a clean
+//! end (padding, or a batch that never reached the disk); anything else (an unfinished batch,
+//! nonzero bytes) is damage, reported with its offset for recovery to judge (`recovery.rs`: a torn
+//! final write is cut, anything else stops the master).
 //!
 //! [`Cursor::step`] is the pure part (bytes in, records and a verdict out); [`scan_segment`] feeds
-//! it from a glommio direct-IO stream with read-ahead.
+//! it from the storage layer's streaming reader with read-ahead.
 
 use std::path::Path;
 
-use glommio::io::{DmaFile, DmaStreamReaderBuilder};
-
 use super::error::{DamageReason, IoFailure, IoOp};
 use super::limits::{READ_AHEAD_CHUNKS, READ_CHUNK_BYTES};
-use super::record::{decode, Lsn, RecordView, RECORD_ALIGN, RECORD_HEADER_LEN};
+use super::record::{
+    decode, view_checked, BatchPlace, Lsn, RecordView, RECORD_ALIGN, RECORD_HEADER_LEN,
+};
+use super::storage::{Storage, StorageFile, StreamReader};
 
 /// The sequence-number rules a segment's records must follow.
 #[derive(Debug, Clone, Copy)]
@@ -30,19 +34,33 @@ pub(crate) struct SegmentBounds {
     /// Records `<= skip_upto` are checked but not delivered (a snapshot covers them).
     pub skip_upto: Lsn,
     pub max_payload: usize,
+    /// A batch longer than this is damage (no flusher writes one; it bounds what is held).
+    pub max_batch_bytes: usize,
+}
+
+/// The records read since the last commit: a batch not (yet) known to be whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OpenBatch {
+    pub first: Lsn,
+    pub last: Lsn,
+    pub records: u32,
 }
 
 /// The result of scanning one segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SegmentScan {
-    /// Offset after the last valid record.
+    /// Offset after the last whole batch.
     pub end: u64,
+    /// Offset of the first bytes that are not the next valid record (`end` or later).
+    pub stop: u64,
     pub file_len: u64,
-    /// Sequence number of the last valid record, or `bounds.prev` if there was none.
+    /// Sequence number of the last record of the last whole batch, or `bounds.prev`.
     pub last_lsn: Lsn,
+    /// Valid records after `end` whose batch has no commit (a torn or damaged batch).
+    pub open: Option<OpenBatch>,
     pub records: u64,
     pub delivered: u64,
-    /// Set when the bytes after `end` are not all zero: why the record at `end` was rejected.
+    /// Set when the bytes after `end` are not all zero: why the record at `stop` was rejected.
     pub damage: Option<DamageReason>,
 }
 
@@ -50,7 +68,7 @@ pub(crate) struct SegmentScan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Verdict {
     Parsing,
-    /// Stopped at `end`; bytes from there on must be checked for zeros.
+    /// Stopped at `stop`; bytes from `end` on must be checked for zeros.
     Stopped {
         reason: DamageReason,
         nonzero: bool,
@@ -61,8 +79,13 @@ enum Verdict {
 #[derive(Debug)]
 pub(crate) struct Cursor {
     bounds: SegmentBounds,
+    /// File offset after the last whole batch; the caller's window starts here while parsing.
     end: u64,
+    /// Bytes after `end` already checked: the records of the open batch.
+    parsed: usize,
+    stop: u64,
     last_lsn: Lsn,
+    open: Option<OpenBatch>,
     records: u64,
     delivered: u64,
     verdict: Verdict,
@@ -73,19 +96,21 @@ impl Cursor {
         Self {
             bounds,
             end: 0,
+            parsed: 0,
+            stop: 0,
             last_lsn: bounds.prev,
+            open: None,
             records: 0,
             delivered: 0,
             verdict: Verdict::Parsing,
         }
     }
 
-    fn check_order(&self, lsn: Lsn) -> Result<(), DamageReason> {
-        if lsn <= self.last_lsn {
-            return Err(DamageReason::OutOfOrder {
-                lsn,
-                prev: self.last_lsn,
-            });
+    /// Checks that a record with this number and place may come next.
+    fn check(&self, lsn: Lsn, place: BatchPlace, encoded: usize) -> Result<(), DamageReason> {
+        let prev = self.open.map_or(self.last_lsn, |b| b.last);
+        if lsn <= prev {
+            return Err(DamageReason::OutOfOrder { lsn, prev });
         }
         if lsn < self.bounds.start {
             return Err(DamageReason::BeforeSegment {
@@ -93,18 +118,31 @@ impl Cursor {
                 start: self.bounds.start,
             });
         }
-        match self.bounds.next_start {
-            Some(next_start) if lsn >= next_start => {
-                Err(DamageReason::BeyondSegment { lsn, next_start })
-            }
-            _ => Ok(()),
+        if let Some(next_start) = self.bounds.next_start.filter(|&n| lsn >= n) {
+            return Err(DamageReason::BeyondSegment { lsn, next_start });
         }
+        // A batch's records are consecutive and numbered from zero.
+        let expected = self.open.map_or(0, |b| b.records);
+        let follows = self.open.is_none_or(|b| lsn == b.last.next());
+        if place.index != expected || !follows {
+            return Err(DamageReason::OutOfBatch {
+                lsn,
+                index: place.index,
+                expected,
+            });
+        }
+        if self.parsed + encoded > self.bounds.max_batch_bytes.max(encoded) {
+            return Err(DamageReason::BatchTooLong {
+                max: self.bounds.max_batch_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// Consumes records from `window`, whose first byte is at file offset `self.end` while parsing.
-    /// Returns how many bytes of the window were consumed; the caller keeps the rest and appends
-    /// more bytes (or sets `eof` when there are none). After a stop, every byte is consumed and
-    /// only checked for being zero.
+    /// Returns how many bytes of the window were consumed (the whole batches); the caller keeps
+    /// the rest and appends more bytes (or sets `eof` when there are none). After a stop, every
+    /// byte is consumed and only checked for being zero.
     pub fn step(
         &mut self,
         window: &[u8],
@@ -115,42 +153,59 @@ impl Cursor {
             *nonzero |= window.iter().any(|&b| b != 0);
             return window.len();
         }
-        let mut pos = 0;
-        while pos < window.len() || eof {
+        // Window offset of `self.end` (whole batches before it are delivered and consumed).
+        let mut base = 0;
+        loop {
+            let pos = base + self.parsed;
             let rest = &window[pos..];
             let reason = match decode(rest, self.bounds.max_payload) {
-                Ok(decoded) => match self.check_order(decoded.record.lsn) {
+                Ok(d) => match self.check(d.record.lsn, d.place, d.encoded_len) {
                     Ok(()) => {
-                        self.records += 1;
-                        self.last_lsn = decoded.record.lsn;
-                        if decoded.record.lsn > self.bounds.skip_upto {
-                            self.delivered += 1;
-                            on_record(decoded.record);
+                        let lsn = d.record.lsn;
+                        let open = self.open.get_or_insert(OpenBatch {
+                            first: lsn,
+                            last: lsn,
+                            records: 0,
+                        });
+                        open.last = lsn;
+                        open.records += 1;
+                        self.parsed += d.encoded_len;
+                        if d.place.commit {
+                            let batch = self.parsed;
+                            self.deliver(&window[base..base + batch], on_record);
+                            base += batch;
                         }
-                        pos += decoded.encoded_len;
-                        self.end += decoded.encoded_len as u64;
                         continue;
                     }
                     Err(reason) => reason,
                 },
-                Err(e) if e.is_incomplete() && !eof => return pos,
+                Err(e) if e.is_incomplete() && !eof => return base,
                 Err(e) => DamageReason::Record(e),
             };
-            if rest.is_empty() {
-                // End of file exactly at a record boundary: a clean end with nothing after it.
-                self.verdict = Verdict::Stopped {
-                    reason,
-                    nonzero: false,
-                };
-                return pos;
-            }
-            self.verdict = Verdict::Stopped {
-                reason,
-                nonzero: rest.iter().any(|&b| b != 0),
-            };
+            self.stop = self.end + self.parsed as u64;
+            // Bytes of an unfinished batch are not zeros: an open batch is always damage.
+            let nonzero = window[base..].iter().any(|&b| b != 0);
+            self.verdict = Verdict::Stopped { reason, nonzero };
             return window.len();
         }
-        pos
+    }
+
+    /// Delivers a whole batch (`batch` starts at `self.end`) and moves the end past it.
+    fn deliver(&mut self, batch: &[u8], on_record: &mut dyn FnMut(RecordView<'_>)) {
+        let mut pos = 0;
+        while pos < batch.len() {
+            let (record, len) = view_checked(&batch[pos..]);
+            if record.lsn > self.bounds.skip_upto {
+                self.delivered += 1;
+                on_record(record);
+            }
+            pos += len;
+        }
+        let open = self.open.take().expect("a batch was open");
+        self.records += u64::from(open.records);
+        self.last_lsn = open.last;
+        self.end += batch.len() as u64;
+        self.parsed = 0;
     }
 
     pub fn finish(self, file_len: u64) -> SegmentScan {
@@ -163,8 +218,10 @@ impl Cursor {
         };
         SegmentScan {
             end: self.end,
+            stop: self.stop.max(self.end),
             file_len,
             last_lsn: self.last_lsn,
+            open: self.open,
             records: self.records,
             delivered: self.delivered,
             damage,
@@ -172,32 +229,31 @@ impl Cursor {
     }
 }
 
-/// Scans the segment at `path`, calling `on_record` for each valid record after `skip_upto`.
-pub(crate) async fn scan_segment(
+/// Scans the segment at `path`, calling `on_record` for each record of a whole batch after
+/// `skip_upto`.
+pub(crate) async fn scan_segment<S: Storage>(
+    storage: &S,
     path: &Path,
     bounds: SegmentBounds,
     on_record: &mut dyn FnMut(RecordView<'_>),
 ) -> Result<SegmentScan, IoFailure> {
-    let file = DmaFile::open(path)
+    let file = storage
+        .open_read(path)
         .await
-        .map_err(|e| IoFailure::from_glommio(IoOp::Open, path, e))?;
+        .map_err(|e| IoFailure::new(IoOp::Open, path, &e))?;
     let file_len = file
-        .file_size()
+        .size()
         .await
-        .map_err(|e| IoFailure::from_glommio(IoOp::Read, path, e))?;
-    let mut reader = DmaStreamReaderBuilder::new(file)
-        .with_buffer_size(READ_CHUNK_BYTES)
-        .with_read_ahead(READ_AHEAD_CHUNKS)
-        .with_end_pos(file_len)
-        .build();
+        .map_err(|e| IoFailure::new(IoOp::Read, path, &e))?;
+    let mut reader = file.stream(READ_CHUNK_BYTES, READ_AHEAD_CHUNKS, file_len);
     let mut cursor = Cursor::new(bounds);
-    // Bytes of a record split across two reads wait here for the rest.
+    // Bytes of a batch split across two reads wait here for the rest.
     let mut carry: Vec<u8> = Vec::new();
     loop {
         let chunk = reader
-            .get_buffer_aligned(READ_CHUNK_BYTES as u64)
+            .next_chunk()
             .await
-            .map_err(|e| IoFailure::from_glommio(IoOp::Read, path, e))?;
+            .map_err(|e| IoFailure::new(IoOp::Read, path, &e))?;
         let eof = chunk.is_empty();
         if carry.is_empty() {
             let used = cursor.step(&chunk, eof, on_record);
@@ -211,6 +267,10 @@ pub(crate) async fn scan_segment(
             break;
         }
     }
+    reader
+        .close()
+        .await
+        .map_err(|e| IoFailure::new(IoOp::Close, path, &e))?;
     Ok(cursor.finish(file_len))
 }
 
@@ -222,11 +282,17 @@ pub(crate) struct Following {
     pub last_lsn: Lsn,
     /// File offset of the last one.
     pub last_offset: u64,
+    /// A commit or the first record of a batch among them: a batch written whole, or begun
+    /// after the damaged one was (its write had returned).
+    pub batch_mark: Option<Lsn>,
+    /// The first record of the batch holding the first of them.
+    pub batch_first: Lsn,
+    /// Some of them belong to a batch other than the first one's.
+    pub several_batches: bool,
 }
 
 /// Looks through `bytes` (file offset `base` onwards) at every record-aligned offset for records
 /// that decode and carry a sequence number above `after`: records written after the damage.
-/// A torn write leaves none beyond its own batch; corruption in the middle of the log does.
 pub(crate) fn following_records(
     bytes: &[u8],
     base: u64,
@@ -238,16 +304,24 @@ pub(crate) fn following_records(
     while pos + RECORD_HEADER_LEN <= bytes.len() {
         match decode(&bytes[pos..], max_payload) {
             Ok(d) if d.record.lsn > after && found.is_none_or(|f| d.record.lsn > f.last_lsn) => {
-                let offset = base + pos as u64;
+                let (lsn, offset) = (d.record.lsn, base + pos as u64);
+                let batch_first = d.place.batch_first(lsn);
                 let f = found.get_or_insert(Following {
                     count: 0,
-                    first_lsn: d.record.lsn,
-                    last_lsn: d.record.lsn,
+                    first_lsn: lsn,
+                    last_lsn: lsn,
                     last_offset: offset,
+                    batch_mark: None,
+                    batch_first,
+                    several_batches: false,
                 });
                 f.count += 1;
-                f.last_lsn = d.record.lsn;
+                f.last_lsn = lsn;
                 f.last_offset = offset;
+                f.several_batches |= batch_first != f.batch_first;
+                if d.place.commit || d.place.index == 0 {
+                    f.batch_mark.get_or_insert(lsn);
+                }
                 pos += d.encoded_len;
             }
             _ => pos += RECORD_ALIGN,
@@ -256,30 +330,10 @@ pub(crate) fn following_records(
     found
 }
 
-/// [`following_records`] over a segment file from `from` to its end (read in one go: this only
-/// runs when recovery found damage).
-pub(crate) fn following_in_file(
-    path: &Path,
-    from: u64,
-    after: Lsn,
-    max_payload: usize,
-) -> Result<Option<Following>, IoFailure> {
-    use std::io::{Read, Seek, SeekFrom};
-    let read = || -> std::io::Result<Vec<u8>> {
-        let mut file = std::fs::File::open(path)?;
-        file.seek(SeekFrom::Start(from))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        Ok(bytes)
-    };
-    let bytes = read().map_err(|e| IoFailure::new(IoOp::Read, path, &e))?;
-    Ok(following_records(&bytes, from, after, max_payload))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{encode_into, DecodeError};
+    use crate::record::{encode_into, encode_placed, DecodeError};
 
     fn bounds() -> SegmentBounds {
         SegmentBounds {
@@ -288,6 +342,18 @@ mod tests {
             prev: Lsn(0),
             skip_upto: Lsn(0),
             max_payload: 1024,
+            max_batch_bytes: 1 << 20,
+        }
+    }
+
+    /// Records `first..=last` as one batch.
+    fn batch(out: &mut Vec<u8>, first: u64, last: u64) {
+        for lsn in first..=last {
+            let place = BatchPlace {
+                index: (lsn - first) as u32,
+                commit: lsn == last,
+            };
+            encode_placed(out, Lsn(lsn), 0, &vec![lsn as u8; 20 + lsn as usize], place);
         }
     }
 
@@ -383,6 +449,59 @@ mod tests {
         assert!(matches!(
             result.damage,
             Some(DamageReason::BeyondSegment { .. })
+        ));
+    }
+
+    #[test]
+    fn records_are_delivered_by_whole_batches_and_a_torn_batch_is_damage() {
+        let mut bytes = vec![];
+        batch(&mut bytes, 1, 3);
+        batch(&mut bytes, 4, 4);
+        let whole = bytes.len() as u64;
+        batch(&mut bytes, 5, 9);
+        // The last batch lost its commit (and the record before): a torn write.
+        let cut = {
+            let mut pos = whole as usize;
+            for _ in 0..3 {
+                pos += decode(&bytes[pos..], 1024).unwrap().encoded_len;
+            }
+            pos
+        };
+        let mut torn = bytes[..cut].to_vec();
+        torn.resize(torn.len() + 5000, 0);
+        for piece in [1, 16, 100, 4096] {
+            let (result, seen) = scan(&torn, piece, bounds());
+            assert_eq!(seen, vec![1, 2, 3, 4], "piece {piece}");
+            assert_eq!((result.end, result.last_lsn), (whole, Lsn(4)));
+            assert_eq!(result.stop, cut as u64);
+            let open = result.open.expect("an open batch");
+            assert_eq!((open.first, open.last, open.records), (Lsn(5), Lsn(7), 3));
+            assert!(result.damage.is_some(), "an unfinished batch is damage");
+        }
+        let (result, seen) = scan(&bytes, 7, bounds());
+        assert_eq!(seen, (1..=9).collect::<Vec<_>>());
+        assert_eq!((result.damage, result.open), (None, None));
+    }
+
+    #[test]
+    fn a_batch_must_be_numbered_from_zero_without_gaps() {
+        let mut bytes = vec![];
+        batch(&mut bytes, 1, 2);
+        // Record 3 claims to be the second of a batch that never started.
+        let place = BatchPlace {
+            index: 1,
+            commit: true,
+        };
+        encode_placed(&mut bytes, Lsn(3), 0, b"orphan", place);
+        let (result, seen) = scan(&bytes, 64, bounds());
+        assert_eq!(seen, vec![1, 2]);
+        assert!(matches!(
+            result.damage,
+            Some(DamageReason::OutOfBatch {
+                index: 1,
+                expected: 0,
+                ..
+            })
         ));
     }
 

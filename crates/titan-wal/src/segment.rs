@@ -15,19 +15,18 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::{DmaFile, OpenOptions};
 use tracing::warn;
 
 use super::error::{IoFailure, IoOp};
-use super::layout::{segment_path, temporary_path};
+use super::layout::{segment_path, sync_dir_on, temporary_path};
 use super::limits::{BLOCK_BYTES, SNAPSHOT_WRITE_CHUNK_BYTES};
 use super::record::Lsn;
 use super::recovery::TailSegment;
-use super::snapshot::sync_dir;
+use super::storage::{OpenMode, Storage, StorageFile, WriteBuffer};
 
 /// The segment being appended to.
-pub(crate) struct ActiveSegment {
-    pub file: DmaFile,
+pub(crate) struct ActiveSegment<F> {
+    pub file: F,
     pub path: PathBuf,
     /// Offset after the last durable record.
     pub end: u64,
@@ -36,13 +35,14 @@ pub(crate) struct ActiveSegment {
 }
 
 /// A zero-filled, synced segment file waiting under a temporary name.
-pub(crate) struct PreparedSegment {
-    file: DmaFile,
+pub(crate) struct PreparedSegment<F> {
+    file: F,
     path: PathBuf,
 }
 
-/// Open flags of every segment the flusher writes: each write is durable when it returns.
-pub(crate) const SYNC_WRITES: i32 = nix::libc::O_DSYNC;
+/// Every segment the flusher writes is opened so that each write is durable when it returns
+/// (`O_DSYNC`).
+pub(crate) const SYNC_WRITES: bool = true;
 
 pub(crate) const fn align_down(v: u64) -> u64 {
     v - v % BLOCK_BYTES as u64
@@ -54,43 +54,42 @@ fn prepared_path(dir: &Path) -> PathBuf {
 
 /// Creates a zero-filled segment of `size` bytes under a temporary name. On failure the partial
 /// file is removed, so a full disk does not keep losing space to it.
-pub(crate) async fn prepare_segment(dir: &Path, size: u64) -> Result<PreparedSegment, IoFailure> {
+pub(crate) async fn prepare_segment<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    size: u64,
+) -> Result<PreparedSegment<S::File>, IoFailure> {
     let path = prepared_path(dir);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(SYNC_WRITES)
-        .dma_open(&path)
+    let file = storage
+        .open_write(&path, OpenMode::CreateTruncate, SYNC_WRITES)
         .await
-        .map_err(|e| IoFailure::from_glommio(IoOp::Create, &path, e))?;
+        .map_err(|e| IoFailure::new(IoOp::Create, &path, &e))?;
     match zero_fill(&file, &path, size).await {
         Ok(()) => Ok(PreparedSegment { file, path }),
         Err(e) => {
             let _ = file.close().await;
-            let _ = std::fs::remove_file(&path);
+            let _ = storage.remove_file(&path);
             Err(e)
         }
     }
 }
 
-async fn zero_fill(file: &DmaFile, path: &Path, size: u64) -> Result<(), IoFailure> {
+async fn zero_fill<F: StorageFile>(file: &F, path: &Path, size: u64) -> Result<(), IoFailure> {
     let chunk = SNAPSHOT_WRITE_CHUNK_BYTES as u64;
-    let mut zeros = file.alloc_dma_buffer(chunk as usize);
-    zeros.as_bytes_mut().fill(0);
+    let mut zeros = file.alloc_buffer(chunk.min(size) as usize);
+    zeros.bytes_mut().fill(0);
     let zeros = Rc::new(zeros);
     let mut at = 0;
     while at < size {
         let len = chunk.min(size - at);
-        let written = if len == chunk {
-            file.write_rc_at(zeros.clone(), at).await
+        let written = if len == chunk || at == 0 {
+            file.write_shared_at(zeros.clone(), at).await
         } else {
-            let mut last = file.alloc_dma_buffer(len as usize);
-            last.as_bytes_mut().fill(0);
+            let mut last = file.alloc_buffer(len as usize);
+            last.bytes_mut().fill(0);
             file.write_at(last, at).await
         }
-        .map_err(|e| IoFailure::from_glommio(IoOp::Write, path, e))?;
+        .map_err(|e| IoFailure::new(IoOp::Write, path, &e))?;
         if (written as u64) < len {
             return Err(IoFailure::short(IoOp::Write, path, written, len as usize));
         }
@@ -98,22 +97,59 @@ async fn zero_fill(file: &DmaFile, path: &Path, size: u64) -> Result<(), IoFailu
     }
     file.fdatasync()
         .await
-        .map_err(|e| IoFailure::from_glommio(IoOp::Sync, path, e))
+        .map_err(|e| IoFailure::new(IoOp::Sync, path, &e))
+}
+
+/// Why a new segment could not be started. When its name may have become durable
+/// (`settled` false), the log's set of segments is unknown and the journal must stop appending:
+/// records written to the old segment after a newer one exists would read as corruption.
+pub(crate) struct RollFailure {
+    pub cause: IoFailure,
+    pub settled: bool,
+}
+
+impl RollFailure {
+    fn settled(cause: IoFailure) -> RollFailure {
+        RollFailure {
+            cause,
+            settled: true,
+        }
+    }
+}
+
+/// Takes back a new segment's name after its directory sync failed: removes it and syncs again.
+async fn abandon<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    path: &Path,
+    cause: IoFailure,
+) -> RollFailure {
+    let removed = storage.remove_file(path);
+    let settled = removed.is_ok() && storage.sync_dir(dir).await.is_ok();
+    RollFailure { cause, settled }
 }
 
 /// Gives a prepared segment its final name (the sequence number of its first record) durably.
-pub(crate) async fn install_segment(
+pub(crate) async fn install_segment<S: Storage>(
+    storage: &S,
     dir: &Path,
-    prepared: PreparedSegment,
+    prepared: PreparedSegment<S::File>,
     start: Lsn,
-) -> Result<ActiveSegment, IoFailure> {
+) -> Result<ActiveSegment<S::File>, RollFailure> {
     let path = segment_path(dir, start);
-    if let Err(e) = prepared.file.rename(&path).await {
+    if let Err(e) = storage.rename(&prepared.path, &path).await {
         let _ = prepared.file.close().await;
-        let _ = std::fs::remove_file(&prepared.path);
-        return Err(IoFailure::from_glommio(IoOp::Rename, &prepared.path, e));
+        let _ = storage.remove_file(&prepared.path);
+        return Err(RollFailure::settled(IoFailure::new(
+            IoOp::Rename,
+            &prepared.path,
+            &e,
+        )));
     }
-    sync_dir(dir).await?;
+    if let Err(cause) = sync_dir_on(storage, dir).await {
+        let _ = prepared.file.close().await;
+        return Err(abandon(storage, dir, &path, cause).await);
+    }
     Ok(ActiveSegment {
         file: prepared.file,
         path,
@@ -123,29 +159,27 @@ pub(crate) async fn install_segment(
 }
 
 /// Drops a prepared segment that will not be used (the journal is closing).
-pub(crate) async fn discard_prepared(prepared: PreparedSegment) {
+pub(crate) async fn discard_prepared<S: Storage>(storage: &S, prepared: PreparedSegment<S::File>) {
     let _ = prepared.file.close().await;
-    if let Err(e) = std::fs::remove_file(&prepared.path) {
+    if let Err(e) = storage.remove_file(&prepared.path) {
         warn!(path = %prepared.path.display(), error = %e, "could not remove a prepared segment");
     }
 }
 
 /// Creates a new, empty segment file (not preallocated) and makes its name durable.
-pub(crate) async fn create_segment(dir: &Path, start: Lsn) -> Result<ActiveSegment, IoFailure> {
+pub(crate) async fn create_segment<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    start: Lsn,
+) -> Result<ActiveSegment<S::File>, RollFailure> {
     let path = segment_path(dir, start);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .custom_flags(SYNC_WRITES)
-        .dma_open(&path)
+    let file = storage
+        .open_write(&path, OpenMode::CreateNew, SYNC_WRITES)
         .await
-        .map_err(|e| IoFailure::from_glommio(IoOp::Create, &path, e))?;
-    if let Err(e) = sync_dir(dir).await {
+        .map_err(|e| RollFailure::settled(IoFailure::new(IoOp::Create, &path, &e)))?;
+    if let Err(cause) = sync_dir_on(storage, dir).await {
         let _ = file.close().await;
-        // Best effort: the name may or may not be durable; an empty segment is harmless anyway.
-        let _ = std::fs::remove_file(&path);
-        return Err(e);
+        return Err(abandon(storage, dir, &path, cause).await);
     }
     Ok(ActiveSegment {
         file,
@@ -155,45 +189,42 @@ pub(crate) async fn create_segment(dir: &Path, start: Lsn) -> Result<ActiveSegme
     })
 }
 
-/// Opens the segment the log ends in for appending. A damaged tail is cut off at the last valid
-/// record; a clean one (only zeros after the end, e.g. preallocation) is left as it is. The partly
-/// filled last block is read back, since the next batch rewrites it.
-pub(crate) async fn open_tail(
+/// Opens the segment the log ends in for appending. A damaged tail (a torn final batch, or one
+/// `--recover-to-last-good` gave up) is cut off after the last whole batch; a clean one (only
+/// zeros after the end, e.g. preallocation) is left as it is. The partly filled last block is
+/// read back, since the next batch rewrites it.
+pub(crate) async fn open_tail<S: Storage>(
+    storage: &S,
     tail: &TailSegment,
     damaged: bool,
-) -> Result<ActiveSegment, IoFailure> {
+) -> Result<ActiveSegment<S::File>, IoFailure> {
     let path = &tail.file.path;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(SYNC_WRITES)
-        .dma_open(path)
+    let file = storage
+        .open_write(path, OpenMode::Existing, SYNC_WRITES)
         .await
-        .map_err(|e| IoFailure::from_glommio(IoOp::Open, path, e))?;
+        .map_err(|e| IoFailure::new(IoOp::Open, path, &e))?;
     if damaged {
         warn!(
             path = %path.display(),
             offset = tail.end,
             discarded = tail.file_len - tail.end,
-            "truncating WAL segment to its last valid record"
+            "truncating WAL segment after its last whole batch"
         );
         file.truncate(tail.end)
             .await
-            .map_err(|e| IoFailure::from_glommio(IoOp::Truncate, path, e))?;
+            .map_err(|e| IoFailure::new(IoOp::Truncate, path, &e))?;
         file.fdatasync()
             .await
-            .map_err(|e| IoFailure::from_glommio(IoOp::Sync, path, e))?;
+            .map_err(|e| IoFailure::new(IoOp::Sync, path, &e))?;
     }
     let base = align_down(tail.end);
     let tail_len = (tail.end - base) as usize;
     let bytes = if tail_len == 0 {
         Vec::new()
     } else {
-        let read = file
-            .read_at(base, tail_len)
+        file.read_at(base, tail_len)
             .await
-            .map_err(|e| IoFailure::from_glommio(IoOp::Read, path, e))?;
-        read.to_vec()
+            .map_err(|e| IoFailure::new(IoOp::Read, path, &e))?
     };
     if bytes.len() != tail_len {
         return Err(IoFailure::short(IoOp::Read, path, bytes.len(), tail_len));

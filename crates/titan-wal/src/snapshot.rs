@@ -14,20 +14,21 @@
 //! A snapshot is written to a temporary name, synced, renamed into place and the directory synced,
 //! so a snapshot file under its final name is complete unless the disk later damaged it; loading
 //! verifies both checksums and the covered LSN against the file name and reports any mismatch as
-//! a corrupt snapshot, which recovery skips in favour of an older one.
+//! a corrupt snapshot, which recovery skips in favour of an older one. (The snapshot's own format
+//! did not change with the record format: it carries no records.)
 
 use std::path::Path;
 
-use glommio::io::{DmaFile, DmaStreamReaderBuilder, OpenOptions};
 use thiserror::Error;
 
 use super::error::{IoFailure, IoOp};
-use super::layout::{temporary_path, SnapshotFile};
+use super::layout::{sync_dir_on, temporary_path, SnapshotFile};
 use super::limits::{
     BLOCK_BYTES, MAX_SNAPSHOT_BYTES, READ_AHEAD_CHUNKS, READ_CHUNK_BYTES,
     SNAPSHOT_WRITE_CHUNK_BYTES,
 };
 use super::record::Lsn;
+use super::storage::{OpenMode, Storage, StorageFile, StreamReader, WriteBuffer};
 
 pub const SNAPSHOT_HEADER_LEN: usize = 32;
 const MAGIC: &[u8; 8] = b"TTNSNAP1";
@@ -113,40 +114,43 @@ impl LoadedSnapshot {
 }
 
 /// Reads and verifies a snapshot. `Ok(Err(_))` is a readable but corrupt file.
-pub(crate) async fn load(
+pub(crate) async fn load<S: Storage>(
+    storage: &S,
     file: &SnapshotFile,
 ) -> Result<Result<LoadedSnapshot, SnapshotCorruption>, IoFailure> {
     let path = &file.path;
-    let dma = DmaFile::open(path)
+    let handle = storage
+        .open_read(path)
         .await
-        .map_err(|e| IoFailure::from_glommio(IoOp::Open, path, e))?;
-    let file_len = dma
-        .file_size()
+        .map_err(|e| IoFailure::new(IoOp::Open, path, &e))?;
+    let file_len = handle
+        .size()
         .await
-        .map_err(|e| IoFailure::from_glommio(IoOp::Read, path, e))?;
+        .map_err(|e| IoFailure::new(IoOp::Read, path, &e))?;
     if file_len > MAX_SNAPSHOT_BYTES + (SNAPSHOT_HEADER_LEN + BLOCK_BYTES) as u64 {
+        let _ = handle.close().await;
         return Ok(Err(SnapshotCorruption::Length {
             len: file_len,
             file_len,
             max: MAX_SNAPSHOT_BYTES,
         }));
     }
-    let mut reader = DmaStreamReaderBuilder::new(dma)
-        .with_buffer_size(READ_CHUNK_BYTES)
-        .with_read_ahead(READ_AHEAD_CHUNKS)
-        .with_end_pos(file_len)
-        .build();
+    let mut reader = handle.stream(READ_CHUNK_BYTES, READ_AHEAD_CHUNKS, file_len);
     let mut image = Vec::with_capacity(file_len as usize);
     loop {
         let chunk = reader
-            .get_buffer_aligned(READ_CHUNK_BYTES as u64)
+            .next_chunk()
             .await
-            .map_err(|e| IoFailure::from_glommio(IoOp::Read, path, e))?;
+            .map_err(|e| IoFailure::new(IoOp::Read, path, &e))?;
         if chunk.is_empty() {
             break;
         }
         image.extend_from_slice(&chunk);
     }
+    reader
+        .close()
+        .await
+        .map_err(|e| IoFailure::new(IoOp::Close, path, &e))?;
     let len = match verify(&image, file.covered) {
         Ok(payload) => payload.len(),
         Err(corruption) => return Ok(Err(corruption)),
@@ -155,34 +159,37 @@ pub(crate) async fn load(
 }
 
 /// Writes `payload` as the snapshot at `path`: temporary file, data sync, rename, directory sync.
-pub(crate) async fn write(path: &Path, covered: Lsn, payload: &[u8]) -> Result<(), IoFailure> {
+pub(crate) async fn write<S: Storage>(
+    storage: &S,
+    path: &Path,
+    covered: Lsn,
+    payload: &[u8],
+) -> Result<(), IoFailure> {
     let tmp = temporary_path(path);
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .dma_open(&tmp)
+    let file = storage
+        .open_write(&tmp, OpenMode::CreateTruncate, false)
         .await
-        .map_err(|e| IoFailure::from_glommio(IoOp::Create, &tmp, e))?;
+        .map_err(|e| IoFailure::new(IoOp::Create, &tmp, &e))?;
     let result = write_image(&file, &tmp, covered, payload).await;
     let closed = file
         .close()
         .await
-        .map_err(|e| IoFailure::from_glommio(IoOp::Close, &tmp, e));
+        .map_err(|e| IoFailure::new(IoOp::Close, &tmp, &e));
     if let Err(e) = result.and(closed) {
         // Best effort: a leftover temporary file is removed at the next open anyway.
-        let _ = std::fs::remove_file(&tmp);
+        let _ = storage.remove_file(&tmp);
         return Err(e);
     }
-    glommio::io::rename(&tmp, path)
+    storage
+        .rename(&tmp, path)
         .await
-        .map_err(|e| IoFailure::from_glommio(IoOp::Rename, &tmp, e))?;
+        .map_err(|e| IoFailure::new(IoOp::Rename, &tmp, &e))?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    sync_dir(dir).await
+    sync_dir_on(storage, dir).await
 }
 
-async fn write_image(
-    file: &DmaFile,
+async fn write_image<F: StorageFile>(
+    file: &F,
     path: &Path,
     covered: Lsn,
     payload: &[u8],
@@ -194,8 +201,8 @@ async fn write_image(
     while written < total {
         let len = (total - written).min(SNAPSHOT_WRITE_CHUNK_BYTES);
         let padded = len.next_multiple_of(BLOCK_BYTES);
-        let mut buf = file.alloc_dma_buffer(padded);
-        let bytes = buf.as_bytes_mut();
+        let mut buf = file.alloc_buffer(padded);
+        let bytes = buf.bytes_mut();
         let from_header = SNAPSHOT_HEADER_LEN.saturating_sub(written).min(len);
         if from_header > 0 {
             bytes[..from_header].copy_from_slice(&header[written..written + from_header]);
@@ -207,7 +214,7 @@ async fn write_image(
         let done = file
             .write_at(buf, written as u64)
             .await
-            .map_err(|e| IoFailure::from_glommio(IoOp::Write, path, e))?;
+            .map_err(|e| IoFailure::new(IoOp::Write, path, &e))?;
         if done < padded {
             return Err(IoFailure::short(IoOp::Write, path, done, padded));
         }
@@ -215,23 +222,7 @@ async fn write_image(
     }
     file.fdatasync()
         .await
-        .map_err(|e| IoFailure::from_glommio(IoOp::Sync, path, e))
-}
-
-/// Syncs a directory through glommio, so the executor is not blocked.
-pub(crate) async fn sync_dir(dir: &Path) -> Result<(), IoFailure> {
-    // glommio opens directories relative to no directory at all (`openat(-1, ..)`), so a relative
-    // path (the default `titan_data`) fails with EBADF; resolve it against the working directory.
-    let absolute = std::path::absolute(dir).map_err(|e| IoFailure::new(IoOp::SyncDir, dir, &e))?;
-    let handle = glommio::io::Directory::open(&absolute)
-        .await
-        .map_err(|e| IoFailure::from_glommio(IoOp::SyncDir, dir, e))?;
-    let synced = handle
-        .sync()
-        .await
-        .map_err(|e| IoFailure::from_glommio(IoOp::SyncDir, dir, e));
-    let _ = handle.close().await;
-    synced
+        .map_err(|e| IoFailure::new(IoOp::Sync, path, &e))
 }
 
 #[cfg(test)]
