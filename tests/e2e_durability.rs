@@ -3,6 +3,7 @@
 
 mod support;
 
+use support::durability::{kill9, restart, segments, shard_dirs, used_len};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,23 +15,6 @@ use support::{eventually, port_quiet, scratch_dir, Master, Worker};
 use titan::cli::client::Client;
 use titan::core::grammar::{parse_dag, parse_one_off};
 use titan::core::{JobState, Submission};
-
-fn kill9(mut master: Master) -> u16 {
-    let port = master.port();
-    master.proc.signal(Signal::SIGKILL);
-    master.proc.wait_exit();
-    eventually("the dead master's sockets to close", || {
-        port_quiet(port).then_some(())
-    });
-    port
-}
-
-fn restart(port: u16, data: &Path, extra: &[&str]) -> Master {
-    let data = data.display().to_string();
-    let mut args = vec!["--data-dir", data.as_str()];
-    args.extend_from_slice(extra);
-    Master::start_on(port, &args)
-}
 
 fn statuses(client: &mut Client, labels: &[String]) -> BTreeMap<String, (JobState, Vec<String>)> {
     labels
@@ -114,37 +98,6 @@ fn the_default_relative_data_directory_works_and_survives_kill_9() {
     let master = Master::start_in(&cwd, port);
     let mut client = support::connect(&master.addr);
     assert_eq!(client.status(&label).unwrap().state, JobState::Queued);
-}
-
-#[test]
-fn a_missing_shard_log_stops_the_master_instead_of_dropping_its_jobs() {
-    let data = scratch_dir("missing-shard");
-    let master = restart(0, &data, &["--shards", "2"]);
-    drop(master);
-    let shards = shard_dirs(&data);
-    assert_eq!(shards.len(), 2, "{shards:?}");
-    std::fs::remove_dir_all(&shards[1]).unwrap();
-    let data_arg = data.display().to_string();
-    let out = support::titan_command(&[
-        "master",
-        "--port",
-        "0",
-        "--log-port",
-        "0",
-        "--shards",
-        "2",
-        "--data-dir",
-        &data_arg,
-    ])
-    .output()
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!("{} is missing", shards[1].display()))
-            && stderr.contains("refusing to start"),
-        "{stderr}"
-    );
 }
 
 /// Each job appends "start" and "done" lines to its own marks file (the worker's own record).
@@ -294,115 +247,6 @@ fn kill_9_cycles_lose_no_acknowledged_job_and_run_each_once() {
         "{} acknowledged jobs over {cycles} crashes, each completed exactly once",
         all.len()
     );
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.is_file())
-                .collect()
-        })
-        .unwrap_or_default();
-    files.retain(|p| {
-        p.file_name()
-            .is_some_and(|n| n.to_string_lossy().ends_with(".wal"))
-    });
-    files.sort();
-    files
-}
-
-fn shard_dirs(data: &Path) -> Vec<PathBuf> {
-    let wal = data.join("wal");
-    let mut dirs = Vec::new();
-    for generation in std::fs::read_dir(&wal)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-    {
-        for shard in std::fs::read_dir(generation.path()).unwrap().flatten() {
-            dirs.push(shard.path());
-        }
-    }
-    dirs.sort();
-    dirs
-}
-
-/// The end of the records in a segment (what follows is zeros).
-fn used_len(path: &Path) -> usize {
-    std::fs::read(path)
-        .unwrap()
-        .iter()
-        .rposition(|&b| b != 0)
-        .map_or(0, |i| i + 1)
-}
-
-#[test]
-fn a_truncated_or_bit_flipped_log_tail_is_cut_cleanly() {
-    let data = scratch_dir("damaged");
-    let submit = |master: &Master, n: usize| -> Vec<String> {
-        let mut client = support::connect(&master.addr);
-        (0..n)
-            .map(|_| {
-                client
-                    .submit(Submission::OneOff(parse_one_off("RUN|calc.py").unwrap()))
-                    .unwrap()
-                    .label
-            })
-            .collect()
-    };
-    let survivors = |master: &Master, labels: &[String]| -> usize {
-        let mut client = support::connect(&master.addr);
-        labels.iter().filter(|l| client.status(l).is_ok()).count()
-    };
-    let master = restart(0, &data, &["--shards", "1"]);
-    let labels = submit(&master, 40);
-    let port = kill9(master);
-    let dir = shard_dirs(&data).pop().expect("a shard directory");
-    let segment = segments(&dir).pop().expect("a segment");
-    // A bit flipped inside the last record.
-    let mut bytes = std::fs::read(&segment).unwrap();
-    let end = used_len(&segment);
-    assert!(end > 100, "no records in {}", segment.display());
-    bytes[end - 20] ^= 0x10;
-    std::fs::write(&segment, &bytes).unwrap();
-    let master = restart(port, &data, &["--shards", "1"]);
-    let after_flip = survivors(&master, &labels);
-    assert!(
-        (labels.len() - 3..labels.len()).contains(&after_flip),
-        "{after_flip} of {} survived the flip",
-        labels.len()
-    );
-    let more = submit(&master, 10);
-    let port = kill9(master);
-    // The file cut in the middle of the last record.
-    let segment = segments(&dir).pop().expect("a segment");
-    let end = used_len(&segment);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&segment)
-        .unwrap();
-    file.set_len(end as u64 - 30).unwrap();
-    drop(file);
-    let master = restart(port, &data, &["--shards", "1"]);
-    assert_eq!(
-        survivors(&master, &labels),
-        after_flip,
-        "the second cut reached older records"
-    );
-    let kept = survivors(&master, &more);
-    assert!(
-        (more.len() - 3..more.len()).contains(&kept),
-        "{kept} of {} survived the cut",
-        more.len()
-    );
-    // The repaired log is sound: it accepts new records and survives another crash.
-    let fresh = submit(&master, 1);
-    let port = kill9(master);
-    let master = restart(port, &data, &["--shards", "1"]);
-    assert_eq!(survivors(&master, &fresh), 1);
-    assert_eq!(survivors(&master, &labels), after_flip);
 }
 
 #[test]
