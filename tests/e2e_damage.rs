@@ -81,15 +81,25 @@ fn a_flip_in_an_acknowledged_record_stops_the_master_and_only_the_operator_cuts_
         "the last good record is 19".to_string(),
         "--recover-to-last-good".to_string(),
     ] {
-        assert!(stderr.contains(&needle), "{needle:?} missing from: {stderr}");
+        assert!(
+            stderr.contains(&needle),
+            "{needle:?} missing from: {stderr}"
+        );
     }
-    assert!(std::fs::read(&segment).unwrap() == bytes, "the log was changed");
+    assert!(
+        std::fs::read(&segment).unwrap() == bytes,
+        "the log was changed"
+    );
     let master = restart(port, &data, &["--shards", "1", "--recover-to-last-good"]);
     let present = known(&master, &labels);
     assert_eq!(present, (0..40).map(|i| i < 19).collect::<Vec<_>>());
     let name = segment.file_name().unwrap().to_string_lossy().into_owned();
     let copy = data.join(format!("damaged/shard-0/{name}.damaged-0"));
-    assert!(std::fs::read(&copy).unwrap() == bytes, "no faithful copy at {}", copy.display());
+    assert!(
+        std::fs::read(&copy).unwrap() == bytes,
+        "no faithful copy at {}",
+        copy.display()
+    );
 }
 
 /// Recovery applies every record or stops: a journal record that names a job the log never
@@ -130,7 +140,10 @@ fn a_record_that_does_not_fit_the_state_stops_recovery() {
         stderr.contains("shard-0") && stderr.contains("record 3 does not fit the state"),
         "{stderr}"
     );
-    assert!(std::fs::read(&segment).unwrap() == before, "the log was changed");
+    assert!(
+        std::fs::read(&segment).unwrap() == before,
+        "the log was changed"
+    );
 }
 
 #[test]
@@ -230,4 +243,3 @@ fn a_missing_shard_log_stops_the_master_instead_of_dropping_its_jobs() {
         "{stderr}"
     );
 }
-

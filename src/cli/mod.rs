@@ -147,6 +147,10 @@ pub struct MasterArgs {
     /// Journal records between snapshots of a shard's state.
     #[arg(long, default_value_t = master::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
+    /// After a restart, how long dispatch waits for the workers the log knows to come back and
+    /// report what they ran meanwhile; past it, their unreported attempts are re-queued.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub adopt_grace_ms: u64,
     /// A log damaged in the middle (acknowledged records corrupt) stops the master; with this
     /// flag it is cut after its last good batch instead, dropping the acknowledged records after
     /// it, once each damaged segment is copied to DATA_DIR/damaged/ (the operator's choice).
@@ -304,6 +308,7 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     config.core.backoff_base = Duration::from_millis(args.backoff_base_ms);
     config.core.backoff_max = Duration::from_millis(args.backoff_max_ms.max(args.backoff_base_ms));
     config.core.service_restart_base = Duration::from_millis(args.service_restart_ms);
+    config.core.adopt_grace = Duration::from_millis(args.adopt_grace_ms);
     config.core.crash_loop_starts = args.crash_loop_starts;
     config.core.crash_loop_window = Duration::from_millis(args.crash_loop_window_ms);
     config.core.max_workers = args
