@@ -169,7 +169,7 @@ fn full_disk_fails_batches_and_recovery_returns_exactly_the_acknowledged() {
     let mut disk = match LoopMount::create("wal-enospc", "8M") {
         Ok(disk) => disk,
         Err(reason) => {
-            println!("SKIPPED: cannot create a loop-mounted ext4 image: {reason}");
+            cannot_set_up(&format!("a loop-mounted ext4 image: {reason}"));
             return;
         }
     };
