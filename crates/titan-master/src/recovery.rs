@@ -162,6 +162,28 @@ fn create_generation(data: &Path, number: u64, shards: u32) -> Result<(), Recove
     Ok(())
 }
 
+/// Creates `dir` and its missing ancestors, and syncs the parent of each one created: a new
+/// directory's entry is durable only once its parent is synced, and without that a power cut
+/// after the first acknowledgements could take the whole log (`DATA/wal`) with it.
+fn create_dirs_durably(dir: &Path) -> Result<(), RecoveryError> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .take_while(|a| !a.is_dir())
+        .collect();
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    for created in missing.iter().rev() {
+        let parent = match created.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io(parent))?;
+    }
+    Ok(())
+}
+
 /// Every shard directory `CURRENT` names must exist: starting without one would silently drop
 /// its jobs.
 fn check_generation(data: &Path, number: u64, shards: u32) -> Result<(), RecoveryError> {
@@ -219,7 +241,7 @@ pub fn prepare(
     core_config: &CoreConfig,
 ) -> Result<Generation, RecoveryError> {
     let root = wal_root(data);
-    fs::create_dir_all(&root).map_err(io(&root))?;
+    create_dirs_durably(&root)?;
     let number = match read_current(data)? {
         None => {
             create_generation(data, 1, shards)?;

@@ -14,6 +14,7 @@
 //! record of the very last batch make it look exactly like a batch torn by the crash (telling
 //! them apart would take a second write per batch; see `docs/decisions/019`).
 
+pub mod fuzzing;
 mod model;
 
 use std::cell::{Cell, RefCell};

@@ -256,6 +256,25 @@ impl SimDisk {
         flipped
     }
 
+    /// Creates `dir` and durable files in it (fuzzing and tests build logs this way).
+    pub fn write_durable<'a>(&self, dir: &Path, files: impl Iterator<Item = (&'a str, &'a [u8])>) {
+        let mut state = self.0.borrow_mut();
+        for ancestor in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+            state.dirs.insert(ancestor.to_path_buf());
+        }
+        for (name, bytes) in files {
+            let id = state.next_inode;
+            state.next_inode += 1;
+            let inode = Inode {
+                data: bytes.to_vec(),
+                durable: bytes.to_vec(),
+            };
+            state.inodes.insert(id, inode);
+            state.names.insert(dir.join(name), id);
+            state.durable_names.insert(dir.join(name), id);
+        }
+    }
+
     /// The durable bytes of a file, if its name is durable.
     pub fn durable_file(&self, path: &Path) -> Option<Vec<u8>> {
         let state = self.0.borrow();
