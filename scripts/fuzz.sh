@@ -11,6 +11,10 @@ set -uo pipefail
 cd "$(dirname "$0")/../fuzz"
 minutes=${1:?usage: scripts/fuzz.sh MINUTES [target...]}
 shift
+if [ "$minutes" -lt 1 ] 2>/dev/null && [ -z "${FUZZ_RUNS:-}" ]; then
+  echo "MINUTES must be at least 1 (libFuzzer takes 0 for no limit)" >&2
+  exit 2
+fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(ls fuzz_targets | sed 's/\.rs$//')

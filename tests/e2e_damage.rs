@@ -149,20 +149,8 @@ fn a_record_that_does_not_fit_the_state_stops_recovery() {
 #[test]
 fn a_truncated_or_bit_flipped_log_tail_is_cut_cleanly() {
     let data = scratch_dir("damaged");
-    let submit = |master: &Master, n: usize| -> Vec<String> {
-        let mut client = Client::connect(&master.addr).unwrap();
-        (0..n)
-            .map(|_| {
-                client
-                    .submit(Submission::OneOff(parse_one_off("RUN|calc.py").unwrap()))
-                    .unwrap()
-                    .label
-            })
-            .collect()
-    };
     let survivors = |master: &Master, labels: &[String]| -> usize {
-        let mut client = Client::connect(&master.addr).unwrap();
-        labels.iter().filter(|l| client.status(l).is_ok()).count()
+        known(master, labels).into_iter().filter(|&k| k).count()
     };
     let master = restart(0, &data, &["--shards", "1"]);
     let labels = submit(&master, 40);

@@ -387,14 +387,12 @@ impl Filesystem for CacheFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let mut model = self.model();
-        let result = model.open(ino.0, flags.0).and_then(|fh| {
-            if flags.0 & nix::libc::O_TRUNC != 0 {
-                if let Some(Node::File { data, .. }) = model.nodes.get_mut(&ino.0) {
-                    data.clear();
-                }
+        let result = model.open(ino.0, flags.0);
+        if result.is_ok() && flags.0 & nix::libc::O_TRUNC != 0 {
+            if let Some(Node::File { data, .. }) = model.nodes.get_mut(&ino.0) {
+                data.clear();
             }
-            Ok(fh)
-        });
+        }
         answer!(reply, result, |fh| reply
             .opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO));
     }

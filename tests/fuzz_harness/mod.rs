@@ -16,8 +16,11 @@ use titan::proto::{access, Limits, OpCode, RecvBuf};
 use titan::wal::storage::{Faults, SimDisk};
 use titan::wal::{decode, replay_dir_on, Replayed, WalConfig};
 
+/// What a target does with one input.
+pub type Target = fn(&[u8]);
+
 /// The targets, by the name of their corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("frame_decoder", frame_decoder),
     ("messages", messages),
     ("dag_grammar", dag_grammar),

@@ -47,7 +47,7 @@ pub enum RecoveryError {
     Corrupt {
         shard: String,
         dir: PathBuf,
-        source: titan_wal::OpenError,
+        source: Box<titan_wal::OpenError>,
     },
     #[error("resharding failed: {0}")]
     Reshard(String),
@@ -90,7 +90,7 @@ fn open_error(dir: &Path, error: titan_wal::OpenError) -> RecoveryError {
         titan_wal::OpenError::Corrupt { .. } => RecoveryError::Corrupt {
             shard: shard_name(dir),
             dir: dir.to_path_buf(),
-            source: error,
+            source: Box::new(error),
         },
         other => RecoveryError::Wal {
             dir: dir.to_path_buf(),
