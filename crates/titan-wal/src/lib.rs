@@ -7,9 +7,11 @@
 //! Contract, in the order a master uses it:
 //!
 //! 1. [`Journal::open`] locks the directory (flock on `LOCK`: one journal per directory), replays
-//!    the newest valid snapshot and every valid record after it through a callback
-//!    ([`Replayed`]), cuts a torn or corrupt tail (logged with its offset), and returns the
-//!    journal positioned after the last valid record, plus a [`ReplayReport`].
+//!    the newest valid snapshot and every record of every whole batch after it through a callback
+//!    ([`Replayed`]), cuts a batch torn by a crash (logged with its offset), refuses a log whose
+//!    acknowledged records are damaged ([`OpenError::Corrupt`], unless
+//!    [`WalConfig::recover_to_last_good`] says to cut it), and returns the journal positioned
+//!    after the last whole batch, plus a [`ReplayReport`].
 //! 2. [`Journal::append`] assigns the next [`Lsn`] and buffers the record; it never blocks and
 //!    never does IO. A flusher task writes batches through direct IO, one `O_DSYNC` write each.
 //! 3. A record is acknowledged only after [`Journal::wait_durable`] returned `Ok` for it (or
@@ -23,6 +25,10 @@
 //!    deletes what the oldest retained snapshot makes redundant, bounding disk use and replay time.
 //! 5. For a changed shard count, [`replay_dir`] reads an old shard directory without changing it,
 //!    and [`retire_dir`] removes it once its contents are persisted elsewhere.
+//!
+//! All file operations go through the [`storage::Storage`] seam: [`storage::DiskStorage`] is the
+//! real disk (glommio DMA files); with the `sim` feature, `storage::SimDisk` is a disk model that
+//! loses unsynced writes, tears writes and flips bits, and `sim` runs the journal on it.
 //!
 //! On disk: segments are named after their first sequence number and, by default, created at
 //! full size and zero-filled ahead of use (`segment.rs`), so appends overwrite and each
