@@ -211,7 +211,8 @@ pub enum OpenError {
         /// The last record of the last whole batch before the damage (or the snapshot's):
         /// where `recover_to_last_good` would cut the log.
         last_good: Lsn,
-        /// Valid records found after the damage (0 when the evidence is a later segment).
+        /// Records found after the damage, whole or with an intact header (0 when the evidence
+        /// is a later segment).
         count: u64,
         first: Lsn,
         last: Lsn,

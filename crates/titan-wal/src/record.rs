@@ -283,6 +283,26 @@ pub(crate) fn view_checked(buf: &[u8]) -> (RecordView<'_>, usize) {
     (view, encoded_len(len))
 }
 
+/// The sequence number and batch place of a header that looks written by this format, without
+/// its checksum (whose payload may be damaged): recovery takes the header of a later batch as
+/// evidence that the write before it completed. Zeros and stale bytes do not pass: the format
+/// byte, the flags, the reserved byte, the length limit and a non-zero number must all fit.
+pub(crate) fn plausible_header(buf: &[u8], max_payload: usize) -> Option<(Lsn, BatchPlace)> {
+    if buf.len() < RECORD_HEADER_LEN || buf[17] != RECORD_FORMAT {
+        return None;
+    }
+    let flags_clean = buf[18] & !FLAG_COMMIT == 0 && buf[19] == 0;
+    let lsn = read_u64(buf, 8);
+    if !flags_clean || read_u32(buf, 0) as usize > max_payload || lsn == 0 {
+        return None;
+    }
+    let place = BatchPlace {
+        index: read_u32(buf, 20),
+        commit: buf[18] & FLAG_COMMIT != 0,
+    };
+    Some((Lsn(lsn), place))
+}
+
 /// True when `buf` starts with a whole, valid record of format 1 (a log written before batches
 /// were marked): recovery refuses such a log instead of taking it for damage.
 pub fn is_format_1(buf: &[u8], max_payload: usize) -> bool {

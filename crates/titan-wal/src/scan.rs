@@ -18,7 +18,8 @@ use std::path::Path;
 use super::error::{DamageReason, IoFailure, IoOp};
 use super::limits::{READ_AHEAD_CHUNKS, READ_CHUNK_BYTES};
 use super::record::{
-    decode, view_checked, BatchPlace, Lsn, RecordView, RECORD_ALIGN, RECORD_HEADER_LEN,
+    decode, plausible_header, view_checked, BatchPlace, Lsn, RecordView, RECORD_ALIGN,
+    RECORD_HEADER_LEN,
 };
 use super::storage::{Storage, StorageFile, StreamReader};
 
@@ -292,7 +293,9 @@ pub(crate) struct Following {
 }
 
 /// Looks through `bytes` (file offset `base` onwards) at every record-aligned offset for records
-/// that decode and carry a sequence number above `after`: records written after the damage.
+/// with a sequence number above `after`: records written after the damage. A record counts if it
+/// decodes, or, past the first offset (the damaged record itself), if only its header is intact:
+/// a later batch whose payload was damaged too is still evidence that it was written.
 pub(crate) fn following_records(
     bytes: &[u8],
     base: u64,
@@ -300,34 +303,43 @@ pub(crate) fn following_records(
     max_payload: usize,
 ) -> Option<Following> {
     let mut found: Option<Following> = None;
-    let mut pos = (RECORD_ALIGN - (base as usize % RECORD_ALIGN)) % RECORD_ALIGN;
+    let first = (RECORD_ALIGN - (base as usize % RECORD_ALIGN)) % RECORD_ALIGN;
+    let mut pos = first;
     while pos + RECORD_HEADER_LEN <= bytes.len() {
-        match decode(&bytes[pos..], max_payload) {
-            Ok(d) if d.record.lsn > after && found.is_none_or(|f| d.record.lsn > f.last_lsn) => {
-                let (lsn, offset) = (d.record.lsn, base + pos as u64);
-                let batch_first = d.place.batch_first(lsn);
-                let f = found.get_or_insert(Following {
-                    count: 0,
-                    first_lsn: lsn,
-                    last_lsn: lsn,
-                    last_offset: offset,
-                    batch_mark: None,
-                    batch_first,
-                    several_batches: false,
-                });
-                f.count += 1;
-                f.last_lsn = lsn;
-                f.last_offset = offset;
-                f.several_batches |= batch_first != f.batch_first;
-                if d.place.commit || d.place.index == 0 {
-                    f.batch_mark.get_or_insert(lsn);
-                }
-                pos += d.encoded_len;
+        let (seen, step) = match decode(&bytes[pos..], max_payload) {
+            Ok(d) => (Some((d.record.lsn, d.place)), d.encoded_len),
+            Err(_) if pos > first => (plausible_header(&bytes[pos..], max_payload), RECORD_ALIGN),
+            Err(_) => (None, RECORD_ALIGN),
+        };
+        match seen {
+            Some((lsn, place)) if lsn > after && found.is_none_or(|f| lsn > f.last_lsn) => {
+                note(&mut found, lsn, place, base + pos as u64);
+                pos += step;
             }
             _ => pos += RECORD_ALIGN,
         }
     }
     found
+}
+
+fn note(found: &mut Option<Following>, lsn: Lsn, place: BatchPlace, offset: u64) {
+    let batch_first = place.batch_first(lsn);
+    let f = found.get_or_insert(Following {
+        count: 0,
+        first_lsn: lsn,
+        last_lsn: lsn,
+        last_offset: offset,
+        batch_mark: None,
+        batch_first,
+        several_batches: false,
+    });
+    f.count += 1;
+    f.last_lsn = lsn;
+    f.last_offset = offset;
+    f.several_batches |= batch_first != f.batch_first;
+    if place.commit || place.index == 0 {
+        f.batch_mark.get_or_insert(lsn);
+    }
 }
 
 #[cfg(test)]
@@ -481,6 +493,23 @@ mod tests {
         let (result, seen) = scan(&bytes, 7, bounds());
         assert_eq!(seen, (1..=9).collect::<Vec<_>>());
         assert_eq!((result.damage, result.open), (None, None));
+    }
+
+    #[test]
+    fn a_later_batch_with_only_its_header_intact_is_still_evidence() {
+        let mut bytes = vec![];
+        batch(&mut bytes, 1, 2);
+        let second = decode(&bytes, 1024).unwrap().encoded_len;
+        let later = bytes.len();
+        batch(&mut bytes, 3, 3);
+        // Record 2 (the first batch's commit) and record 3's payload are damaged.
+        bytes[second + RECORD_HEADER_LEN + 2] ^= 0x08;
+        bytes[later + RECORD_HEADER_LEN + 2] ^= 0x08;
+        let found = following_records(&bytes[second..], second as u64, Lsn(1), 1024).unwrap();
+        assert_eq!((found.count, found.batch_mark), (1, Some(Lsn(3))));
+        // The damaged record's own header is not evidence of anything.
+        let alone = following_records(&bytes[second..later], second as u64, Lsn(1), 1024);
+        assert_eq!(alone, None);
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //!
 //! The one loss the log cannot see is forgiven, and counted: bits flipped inside the commit
 //! record of the very last batch make it look exactly like a batch torn by the crash (telling
-//! them apart would take a second write per batch; see `docs/decisions/019`).
+//! them apart would take a second write per batch; see `docs/decisions/019`), and so do flips in
+//! an earlier batch when every batch after it was damaged as well.
 
 pub mod fuzzing;
 mod model;
@@ -26,7 +27,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use self::model::{Model, Rebuilt};
-use crate::record::{decode, RECORD_ALIGN};
+use crate::record::decode;
 use crate::storage::sim::Faults;
 use crate::storage::{SimDisk, SimStorage};
 use crate::{AppendError, CommitError, CommitMode, Journal, Lsn, OpenError, WalConfig};
@@ -285,47 +286,51 @@ async fn snapshots(
     }
 }
 
-/// Flips bits in segments and snapshots; returns how many, and the records of the last whole
-/// batch if a flip landed in its commit record (they read as torn afterwards).
+/// Flips bits in segments and snapshots; returns how many, and the records whose loss the log
+/// cannot see: those of the last batches of the newest segment when every one of them was hit
+/// (a flip in the last batch's commit reads as a torn write; one in an earlier batch is only
+/// taken for a tear when every later batch was damaged too, destroying the evidence).
 fn flip(disk: &SimDisk, rng: &mut SmallRng) -> (u32, BTreeSet<u64>) {
     let newest = disk
         .durable_names(Path::new(DIR))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "wal"))
         .max();
-    let last_commit = newest
+    let batches = newest
         .as_ref()
-        .and_then(|p| last_commit(&disk.durable_file(p)?));
+        .and_then(|p| disk.durable_file(p))
+        .map_or_else(Vec::new, |image| batches(&image));
     let count = rng.gen_range(1..=3);
     let flips = disk.flip_bits(count, |p| {
         p.extension().is_some_and(|e| e == "wal" || e == "snap")
     });
-    let mut forgiven = BTreeSet::new();
-    if let (Some(newest), Some((start, end, lsns))) = (&newest, last_commit) {
-        if flips
+    let hit = |&(start, end, _): &(u64, u64, Vec<u64>)| {
+        flips
             .iter()
-            .any(|(p, at)| p == newest && (start..end).contains(at))
-        {
-            forgiven = lsns;
-        }
-    }
+            .any(|(p, at)| Some(p) == newest.as_ref() && (start..end).contains(at))
+    };
+    let forgiven = batches
+        .iter()
+        .rev()
+        .take_while(|b| hit(b))
+        .flat_map(|(_, _, lsns)| lsns.iter().copied())
+        .collect();
     (flips.len() as u32, forgiven)
 }
 
-/// The byte range of the last commit record in a segment image, and its batch's records.
-fn last_commit(image: &[u8]) -> Option<(u64, u64, BTreeSet<u64>)> {
-    let mut pos = 0;
-    let mut found = None;
+/// The whole batches of a segment image: byte range and sequence numbers of each.
+fn batches(image: &[u8]) -> Vec<(u64, u64, Vec<u64>)> {
+    let mut out = Vec::new();
+    let (mut pos, mut start, mut lsns) = (0, 0, Vec::new());
     while let Ok(d) = decode(&image[pos..], usize::MAX >> 1) {
-        if d.place.commit {
-            let first = d.place.batch_first(d.record.lsn).0;
-            let lsns = (first..=d.record.lsn.0).collect();
-            found = Some((pos as u64, (pos + d.encoded_len) as u64, lsns));
-        }
+        lsns.push(d.record.lsn.0);
         pos += d.encoded_len;
-        debug_assert_eq!(pos % RECORD_ALIGN, 0);
+        if d.place.commit {
+            out.push((start as u64, pos as u64, std::mem::take(&mut lsns)));
+            start = pos;
+        }
     }
-    found
+    out
 }
 
 /// After a refusal, the operator's way out must work: the log opens with `recover_to_last_good`,
