@@ -47,7 +47,7 @@ fn storage_faults_never_lose_an_acknowledged_record_silently() {
     println!(
         "storage sim: {} seeds from {first}: {} epochs, {} power cuts mid-operation, {} failed \
          operations, {} bit flips, {} precise refusals, {} acknowledged records checked, {} \
-         forgiven (flip in the last batch's commit), {} failing seeds",
+         forgiven (flips in the last batch's commit, or in every batch after the damage), {} failing seeds",
         summary.seeds,
         summary.epochs,
         summary.crashes,
