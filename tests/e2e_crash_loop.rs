@@ -29,17 +29,21 @@ use titan::cli::client::Client;
 use titan::core::grammar::{parse_dag, parse_one_off};
 use titan::core::{JobState, Submission};
 
-/// Master flags: short heartbeats and adoption grace, so a killed worker is given up on quickly.
-const MASTER_ARGS: [&str; 8] = [
+/// Master flags: a short adoption grace, so a worker killed with the master is given up on
+/// quickly. Heartbeats stay at their default: a worker taken for dead while it was only slow
+/// (a busy machine) would run its jobs twice, the documented at-least-once case this test does
+/// not provoke on purpose.
+const MASTER_ARGS: [&str; 6] = [
     "--shards",
     "2",
     "--snapshot-every",
     "40",
-    "--heartbeat-ms",
-    "100",
     "--adopt-grace-ms",
     "1000",
 ];
+
+/// How long the final wait may see no acknowledged job finish before it fails.
+const STALL: Duration = Duration::from_secs(60);
 
 /// One attempt's line in a marks file.
 #[derive(Debug, Clone)]
@@ -202,12 +206,18 @@ fn crash(
 fn check(master: &Master, tally: &Tally) -> (usize, usize, usize) {
     let mut client = Client::connect(&master.addr).unwrap();
     let labels: Vec<String> = tally.acked.iter().map(|a| a.label.clone()).collect();
-    // Each job sleeps up to 50 ms on one of 16 slots; a long loop leaves a long queue.
-    let deadline =
-        Instant::now() + Duration::from_secs(60) + Duration::from_millis(labels.len() as u64 * 10);
+    // Each job sleeps up to 50 ms on one of 16 slots, and a long loop leaves a long queue on a
+    // busy machine: wait as long as jobs keep finishing, and fail only when none finished for
+    // a minute.
     for chunk in labels.chunks(500) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let reply = client.wait(chunk, left).unwrap();
+        let mut pending = usize::MAX;
+        let reply = loop {
+            let reply = client.wait(chunk, STALL).unwrap();
+            if !reply.timed_out || reply.pending.len() >= pending {
+                break reply;
+            }
+            pending = reply.pending.len();
+        };
         assert!(
             !reply.timed_out,
             "acknowledged jobs did not finish: {:?}",
