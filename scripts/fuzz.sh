@@ -6,6 +6,7 @@
 # tests/fuzz_seeds.rs replays it in the normal suite (fix it, keep the file).
 # Needs cargo-fuzz (`cargo install cargo-fuzz`); works on stable with RUSTC_BOOTSTRAP=1.
 # No sanitizer: the code is safe Rust, and uninstrumented runs go several times faster.
+# FUZZ_ARGS adds libFuzzer flags (e.g. FUZZ_ARGS=-max_len=1024).
 # Usage: scripts/fuzz.sh MINUTES [target...]
 set -uo pipefail
 cd "$(dirname "$0")/../fuzz"
@@ -29,7 +30,7 @@ for target in "${targets[@]}"; do
   mkdir -p "work/$target" "artifacts/$target"
   log="work/$target.log"
   nice cargo fuzz run -s none -a "$target" "work/$target" "corpus/$target" -- \
-    "${limit[@]}" -print_final_stats=1 -timeout=10 >"$log" 2>&1
+    "${limit[@]}" -print_final_stats=1 -timeout=10 ${FUZZ_ARGS:-} >"$log" 2>&1
   code=$?
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   echo "$target: ${runs:-?} executions, exit $code"
