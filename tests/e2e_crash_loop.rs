@@ -25,7 +25,6 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use support::durability::{kill9, restart};
 use support::{scratch_dir, Master, Worker};
-use titan::cli::client::Client;
 use titan::core::grammar::{parse_dag, parse_one_off};
 use titan::core::{JobState, Submission};
 
@@ -124,7 +123,7 @@ fn submit_for_a_while(
     marks: &Path,
     tally: &mut Tally,
 ) {
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let deadline = Instant::now() + Duration::from_millis(rng.gen_range(0..150));
     let mut n = 0;
     let mark = |name: &str, secs: &str| {
@@ -204,7 +203,7 @@ fn crash(
 /// Each acknowledged job completed (the master's view), and ran as often as allowed (the
 /// marks' view). Returns (starts, completions, jobs that ran again after a worker kill).
 fn check(master: &Master, tally: &Tally) -> (usize, usize, usize) {
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     let labels: Vec<String> = tally.acked.iter().map(|a| a.label.clone()).collect();
     // Each job sleeps up to 50 ms on one of 16 slots, and a long loop leaves a long queue on a
     // busy machine: wait as long as jobs keep finishing, and fail only when none finished for

@@ -9,13 +9,12 @@ use std::path::Path;
 
 use support::durability::{kill9, restart, segments, shard_dirs, used_len};
 use support::{scratch_dir, titan_command, Master};
-use titan::cli::client::Client;
 use titan::core::grammar::parse_one_off;
 use titan::core::Submission;
 use titan::wal::{decode, RECORD_HEADER_LEN};
 
 fn submit(master: &Master, n: usize) -> Vec<String> {
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     (0..n)
         .map(|_| {
             client
@@ -27,7 +26,7 @@ fn submit(master: &Master, n: usize) -> Vec<String> {
 }
 
 fn known(master: &Master, labels: &[String]) -> Vec<bool> {
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     labels.iter().map(|l| client.status(l).is_ok()).collect()
 }
 

@@ -41,7 +41,7 @@ fn submitter(
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let Ok(mut client) = Client::connect(&addr) else {
+        let Ok(mut client) = Client::connect(&addr, &support::client_key()) else {
             return;
         };
         let _ = client.set_timeout(Some(Duration::from_secs(5)));
@@ -63,7 +63,7 @@ fn start_master(port: u16, data: &std::path::Path) -> Master {
 }
 
 fn missing(master: &Master, labels: &[String]) -> Vec<String> {
-    let mut client = Client::connect(&master.addr).unwrap();
+    let mut client = support::connect(&master.addr);
     labels
         .iter()
         .filter(|l| client.status(l).is_err())

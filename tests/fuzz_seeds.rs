@@ -126,17 +126,29 @@ fn write_corpus_seeds() {
     let mut dir = segment.clone();
     dir.push(0xA5);
     write("wal_recovery", "one-segment", &dir);
-    // A log datagram with lines of both streams and an end.
+    // A log datagram with lines of both streams and an end, sealed with the target's key.
+    let seal = fuzz_harness::fuzz_seal_key();
     let mut writer = DatagramWriter::new(1400);
     let key = AttemptKey::new(DagId(1).job(0), 1);
     writer.push_line(
+        &seal,
         key.stream(Stream::Stdout),
         0,
         LineFlags::default(),
         b"first line",
     );
-    writer.push_line(key.stream(Stream::Stderr), 0, LineFlags::CRLF, b"an error");
-    writer.push_end(key.stream(Stream::Stdout), 1);
+    writer.push_line(
+        &seal,
+        key.stream(Stream::Stderr),
+        0,
+        LineFlags::CRLF,
+        b"an error",
+    );
+    writer.push_end(&seal, key.stream(Stream::Stdout), 1);
     let worker = titan::core::WorkerId::new(1, 1).unwrap();
-    write("log_datagram", "lines-and-end", writer.seal(worker, 1, 1));
+    write(
+        "log_datagram",
+        "lines-and-end",
+        writer.seal(&seal, worker, 1, 1),
+    );
 }

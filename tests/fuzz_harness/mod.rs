@@ -172,9 +172,30 @@ pub fn core_snapshot(data: &[u8]) {
     }
 }
 
-/// A log datagram: decoded and its entries walked.
+/// The one key every worker and attempt uses in the fuzz target and its seeds: inputs sealed
+/// with it reach the parser behind the seal check.
+pub fn fuzz_seal_key() -> titan::auth::SealKey {
+    titan::auth::SealKey::new(&[7u8; titan::auth::SECRET_BYTES])
+}
+
+struct FixedKeys(titan::auth::SealKey);
+
+impl titan::logs::OpenKeys for FixedKeys {
+    fn worker_key(&mut self, _: titan::core::WorkerId) -> Option<&titan::auth::SealKey> {
+        Some(&self.0)
+    }
+
+    fn attempt_key(&mut self, _: titan::logs::AttemptKey) -> Option<&titan::auth::SealKey> {
+        Some(&self.0)
+    }
+}
+
+/// A log datagram (format 2, sealed): its seals checked with a fixed key, its sections
+/// decrypted in place, its fields validated, and its entries walked.
 pub fn log_datagram(data: &[u8]) {
-    if let Ok(datagram) = Datagram::decode(data) {
+    let mut bytes = data.to_vec();
+    let mut keys = FixedKeys(fuzz_seal_key());
+    if let Ok(datagram) = Datagram::open(&mut bytes, &mut keys) {
         for entry in datagram.entries() {
             let _ = entry;
         }
