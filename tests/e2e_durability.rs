@@ -197,7 +197,9 @@ impl Drop for SmallDisk {
 #[test]
 fn a_full_disk_refuses_changes_clearly_keeps_serving_reads_and_loses_no_acknowledged_job() {
     let Some(disk) = SmallDisk::mount(64) else {
-        support::cannot_set_up("a loop-mounted ext4 file system (needs root and mkfs.ext4)");
+        support::durability::cannot_set_up(
+            "a loop-mounted ext4 file system (needs root and mkfs.ext4)",
+        );
         return;
     };
     let data = disk.mount.join("data");
